@@ -1,0 +1,68 @@
+/*
+ * dialect.h — one vocabulary for kernels that compile both as OpenCL C 1.2 and as CUDA C++ (NVRTC).
+ *
+ * A kernel file includes this header first and then uses only these words for what differs between the
+ * two languages: qualifiers, thread indices, barriers, atomics, and fixed-width integer names. The runtime
+ * pastes this file in place of `#include "dialect.h"` before building, so neither compiler needs a file
+ * system. Everything else (arithmetic, pointers, vector types uint2/uint4) is common to both languages.
+ *
+ * Index words, per dimension d in {0, 1, 2}:
+ *   LID(d)     thread index within its group         (get_local_id   / threadIdx)
+ *   LSIZE(d)   threads per group                      (get_local_size / blockDim)
+ *   GROUP(d)   group index within the grid            (get_group_id   / blockIdx)
+ *   NGROUPS(d) groups in the grid                     (get_num_groups / gridDim)
+ *   GID(d)     GROUP(d) * LSIZE(d) + LID(d), 64-bit
+ */
+#ifndef NATIVETENSOR_DIALECT_H
+#define NATIVETENSOR_DIALECT_H
+
+#ifdef __OPENCL_VERSION__
+
+typedef long i64;
+typedef ulong u64;
+
+#define KERNEL __kernel
+#define GLOBAL __global
+#define LOCAL __local
+#define INLINE inline
+#define RESTRICT restrict
+#define BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
+
+#define LID(d) ((int)get_local_id(d))
+#define LSIZE(d) ((int)get_local_size(d))
+#define GROUP(d) ((i64)get_group_id(d))
+#define NGROUPS(d) ((i64)get_num_groups(d))
+#define GID(d) ((i64)get_global_id(d))
+
+#define ATOMIC_MIN_INT(pointer, value) atomic_min((pointer), (value))
+
+#else /* CUDA C++ under NVRTC */
+
+typedef long long i64;
+typedef unsigned long long u64;
+typedef unsigned char uchar;
+typedef unsigned short ushort;
+typedef unsigned int uint;
+typedef unsigned long long ulong;
+
+#define KERNEL extern "C" __global__
+#define GLOBAL
+#define LOCAL __shared__
+#define INLINE __device__ __forceinline__
+#define RESTRICT __restrict__
+#define BARRIER() __syncthreads()
+
+__device__ __forceinline__ unsigned int nt_dim(uint3 v, int d) { return d == 0 ? v.x : d == 1 ? v.y : v.z; }
+__device__ __forceinline__ unsigned int nt_dim(dim3 v, int d) { return d == 0 ? v.x : d == 1 ? v.y : v.z; }
+
+#define LID(d) ((int)nt_dim(threadIdx, (d)))
+#define LSIZE(d) ((int)nt_dim(blockDim, (d)))
+#define GROUP(d) ((i64)nt_dim(blockIdx, (d)))
+#define NGROUPS(d) ((i64)nt_dim(gridDim, (d)))
+#define GID(d) (GROUP(d) * LSIZE(d) + LID(d))
+
+#define ATOMIC_MIN_INT(pointer, value) atomicMin((pointer), (value))
+
+#endif
+
+#endif /* NATIVETENSOR_DIALECT_H */

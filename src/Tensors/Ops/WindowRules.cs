@@ -1,0 +1,83 @@
+namespace NativeTensor;
+
+/// <summary>The argument rules of <see cref="Windows"/>, one place for their checks and their wording.</summary>
+internal static class WindowRules
+{
+    public static void Window(int window)
+    {
+        if (window < 1) throw new ArgumentOutOfRangeException(nameof(window), window, $"window = {window}: must be >= 1");
+    }
+
+    public static void Stride(int stride)
+    {
+        if (stride < 1) throw new ArgumentOutOfRangeException(nameof(stride), stride, $"stride = {stride}: must be >= 1");
+    }
+
+    /// <summary>Frames must be live, of rank >= 1, and hold at least one window.</summary>
+    public static void Frames(Tensor frames, int window)
+    {
+        ArgumentNullException.ThrowIfNull(frames);
+        ObjectDisposedException.ThrowIf(frames.IsDisposed, frames);
+        if (frames.Rank < 1)
+            throw new ArgumentException("frames has rank 0: windows run along axis 0, so frames needs rank >= 1", nameof(frames));
+        Window(window);
+        if (window > frames.Shape[0])
+            throw new ArgumentOutOfRangeException(nameof(window), window, $"window = {window} exceeds frame count {frames.Shape[0]}");
+    }
+
+    public static string StartMessage(long index, long value, int window, long frameCount) => value < 0
+        ? $"starts[{index}] = {value}: starts must be >= 0"
+        : $"starts[{index}] = {value}: window {window} runs past frame count {frameCount}";
+
+    /// <summary>Every start s must satisfy 0 &lt;= s and s + window &lt;= frameCount (written so it cannot overflow).</summary>
+    public static void Starts(ReadOnlySpan<long> starts, int window, long frameCount)
+    {
+        long last = frameCount - window;
+        for (int i = 0; i < starts.Length; i++)
+        {
+            long s = starts[i];
+            if ((ulong)s > (ulong)last)
+                throw new ArgumentOutOfRangeException(nameof(starts), s, StartMessage(i, s, window, frameCount));
+        }
+    }
+
+    public static void StartsTensor(Tensor starts, Tensor frames)
+    {
+        ArgumentNullException.ThrowIfNull(starts);
+        ObjectDisposedException.ThrowIf(starts.IsDisposed, starts);
+        if (starts.DType != DType.Int64)
+            throw new ArgumentException($"starts is {starts.DType}: must be Int64", nameof(starts));
+        if (starts.Rank != 1)
+            throw new ArgumentException($"starts has shape [{string.Join(", ", starts.Shape)}]: must be rank 1 [batch]", nameof(starts));
+        if (starts.Device != frames.Device)
+            throw new ArgumentException($"starts is on {starts.Device.Spec} but frames is on {frames.Device.Spec}: move it with To()", nameof(starts));
+        if (starts.Shape[0] > int.MaxValue)
+            throw new ArgumentException($"starts has {starts.Shape[0]} entries: a batch holds at most {int.MaxValue}", nameof(starts));
+    }
+
+    /// <summary>The window tensor's shape: [batch, window, frames.Shape[1..]].</summary>
+    public static long[] OutputShape(Tensor frames, long batch, int window)
+    {
+        var shape = new long[frames.Rank + 1];
+        shape[0] = batch;
+        shape[1] = window;
+        for (int i = 1; i < frames.Rank; i++) shape[i + 1] = frames.Shape[i];
+        _ = checked(Tensor.Product(shape) * frames.DType.SizeOf());
+        return shape;
+    }
+
+    /// <summary>A caller's output must be live, match shape, dtype and device exactly, and not be frames itself.</summary>
+    public static void Output(Tensor output, Tensor frames, long[] shape)
+    {
+        ObjectDisposedException.ThrowIf(output.IsDisposed, output);
+        if (output.DType != frames.DType)
+            throw new ArgumentException($"output is {output.DType} but frames is {frames.DType}", nameof(output));
+        if (output.Device != frames.Device)
+            throw new ArgumentException($"output is on {output.Device.Spec} but frames is on {frames.Device.Spec}", nameof(output));
+        if (!output.Shape.SequenceEqual(shape))
+            throw new ArgumentException(
+                $"output has shape [{string.Join(", ", output.Shape)}] but the windows need [{string.Join(", ", shape)}]", nameof(output));
+        if (ReferenceEquals(output, frames) || output.Buffer == frames.Buffer)
+            throw new ArgumentException("output is frames itself: windows cannot be written over their own source", nameof(output));
+    }
+}

@@ -1,0 +1,87 @@
+namespace NativeTensor.Runtime;
+
+/// <summary>
+/// One device's runtime: memory, transfers, and the kernels of every op family. Each backend lives in its own
+/// folder (<c>Runtime/Cpu</c>, <c>Runtime/OpenCl</c>, <c>Runtime/Cuda</c>) behind this one small interface; the
+/// public ops in <c>Ops/</c> validate arguments and then call exactly one of these methods.
+/// </summary>
+/// <remarks>
+/// Contract for implementers: arguments arrive validated (shapes, dtypes, devices, host-side starts in range),
+/// so a backend checks only what the host could not: device-resident indices, which it must bounds-check in the
+/// kernel and report with <see cref="NativeTensorException"/> after synchronising. Every method is synchronous
+/// with respect to host memory it receives; device-to-device work may stay queued until <see cref="Synchronize"/>
+/// or the next host read. Methods may be called from several threads.
+/// </remarks>
+internal abstract class Backend : IDisposable
+{
+    private long _liveBuffers;
+    private long _liveBytes;
+
+    /// <summary>Which kind of runtime this is.</summary>
+    public abstract DeviceKind Kind { get; }
+
+    /// <summary>The hardware's own name, e.g. <c>pthread-skylake-avx512</c> or <c>NVIDIA H100 80GB HBM3</c>.</summary>
+    public abstract string Name { get; }
+
+    /// <summary>Bytes of device memory the hardware reports in total.</summary>
+    public abstract long TotalMemory { get; }
+
+    /// <summary>Device buffers allocated by this backend and not yet released.</summary>
+    public long LiveBuffers => Interlocked.Read(ref _liveBuffers);
+
+    /// <summary>Bytes held by <see cref="LiveBuffers"/>.</summary>
+    public long LiveBytes => Interlocked.Read(ref _liveBytes);
+
+    /// <summary>Allocates <paramref name="bytes"/> of device memory (contents undefined).</summary>
+    /// <exception cref="NativeTensorException">Out of memory: the message says how much was asked and how much is free.</exception>
+    public abstract DeviceBuffer Allocate(long bytes);
+
+    /// <summary>Copies host bytes into <paramref name="destination"/> at <paramref name="offset"/>; returns when done.</summary>
+    public abstract void Write(DeviceBuffer destination, long offset, ReadOnlySpan<byte> source);
+
+    /// <summary>Copies device bytes at <paramref name="offset"/> into host memory; returns when done.</summary>
+    public abstract void Read(DeviceBuffer source, long offset, Span<byte> destination);
+
+    /// <summary>Copies <paramref name="bytes"/> between two buffers of this backend.</summary>
+    public abstract void Copy(DeviceBuffer source, long sourceOffset, DeviceBuffer destination, long destinationOffset, long bytes);
+
+    /// <summary>Waits until all queued work on this device is finished.</summary>
+    public abstract void Synchronize();
+
+    /// <summary>
+    /// <c>output[b] = frames[starts[b] .. starts[b] + window)</c> for each b: copies <c>starts.Length</c> blocks of
+    /// <c>window * rowBytes</c> bytes. Starts were validated on the host.
+    /// </summary>
+    public abstract void GatherWindows(DeviceBuffer frames, long rowBytes, ReadOnlySpan<long> starts, int window, DeviceBuffer output);
+
+    /// <summary>
+    /// As the host-starts overload, with <paramref name="batch"/> Int64 starts already on this device. The kernel
+    /// checks each start against <paramref name="frameCount"/>, never touches memory out of bounds, and the call
+    /// throws <see cref="ArgumentOutOfRangeException"/> after synchronising when any start was bad, naming the first.
+    /// </summary>
+    public abstract void GatherWindows(DeviceBuffer frames, long frameCount, long rowBytes, DeviceBuffer starts, int batch, int window, DeviceBuffer output);
+
+    /// <summary><c>output[s] = frames[s * stride .. s * stride + window)</c> for s in [0, count).</summary>
+    public abstract void StridedWindows(DeviceBuffer frames, long rowBytes, long count, int window, int stride, DeviceBuffer output);
+
+    /// <summary>Called by a buffer when it comes to life, to keep the leak counters.</summary>
+    internal void Track(long bytes)
+    {
+        Interlocked.Increment(ref _liveBuffers);
+        Interlocked.Add(ref _liveBytes, bytes);
+    }
+
+    /// <summary>Called by a buffer's release, finaliser or not.</summary>
+    internal void Untrack(long bytes)
+    {
+        Interlocked.Decrement(ref _liveBuffers);
+        Interlocked.Add(ref _liveBytes, -bytes);
+    }
+
+    /// <summary>The message of a device-side bounds flag, shared so every backend words it the same way.</summary>
+    internal static ArgumentOutOfRangeException BadDeviceStart(long index, long value, int window, long frameCount) =>
+        new("starts", value, WindowRules.StartMessage(index, value, window, frameCount) + " (checked on the device)");
+
+    /// <summary>Releases the device's context and cached kernels; live buffers keep what they need.</summary>
+    public virtual void Dispose() { }
+}

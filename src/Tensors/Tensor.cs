@@ -1,0 +1,214 @@
+using System.Runtime.InteropServices;
+using NativeTensor.Runtime;
+
+namespace NativeTensor;
+
+/// <summary>
+/// A dense, row-major (C-order) array of one <see cref="DType"/> in one device's memory. A tensor owns its
+/// buffer: <see cref="Dispose"/> frees it at once (a finaliser frees it too, as a last resort).
+/// </summary>
+public sealed class Tensor : IDisposable
+{
+    private readonly long[] _shape;
+    private readonly DeviceBuffer _buffer;
+
+    private Tensor(DType dtype, long[] shape, Device device, DeviceBuffer buffer)
+    {
+        DType = dtype;
+        _shape = shape;
+        Device = device;
+        _buffer = buffer;
+    }
+
+    /// <summary>The element type.</summary>
+    public DType DType { get; }
+
+    /// <summary>The extent of each axis, outermost first.</summary>
+    public IReadOnlyList<long> Shape => _shape;
+
+    /// <summary>The number of axes.</summary>
+    public int Rank => _shape.Length;
+
+    /// <summary>Where the data lives.</summary>
+    public Device Device { get; }
+
+    /// <summary>The product of <see cref="Shape"/> (1 for a rank-0 tensor).</summary>
+    public long ElementCount => Product(_shape);
+
+    /// <summary><see cref="ElementCount"/> times the element size.</summary>
+    public long ByteCount => ElementCount * DType.SizeOf();
+
+    /// <summary>True once <see cref="Dispose"/> has run.</summary>
+    public bool IsDisposed => _buffer.IsClosed;
+
+    /// <summary>The buffer, for ops; throws when the tensor was disposed.</summary>
+    internal DeviceBuffer Buffer
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(IsDisposed, this);
+            return _buffer;
+        }
+    }
+
+    /// <summary>Copies <paramref name="data"/> into a new tensor on <see cref="Device.Cpu"/>.</summary>
+    /// <param name="data">The elements in row-major order.</param>
+    /// <param name="shape">The shape; when omitted, <c>[data.Length]</c>.</param>
+    /// <exception cref="ArgumentException">The shape's product is not <c>data.Length</c>, an extent is negative, or <typeparamref name="T"/> has no DType.</exception>
+    public static Tensor FromArray<T>(T[] data, params long[] shape) where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        DType dtype = DTypes.Of<T>();
+        if (shape.Length == 0) shape = [data.Length];
+        long[] checkedShape = CheckShape(shape);
+        if (Product(checkedShape) != data.Length)
+            throw new ArgumentException($"shape [{string.Join(", ", shape)}] holds {Product(checkedShape)} elements but data has {data.Length}", nameof(shape));
+        Tensor tensor = Allocate(dtype, checkedShape, Device.Cpu);
+        tensor.CopyFrom<T>(data);
+        return tensor;
+    }
+
+    /// <summary>A new tensor whose contents are undefined.</summary>
+    /// <exception cref="ArgumentException">An extent is negative, or the byte count overflows.</exception>
+    /// <exception cref="NativeTensorException">The device is out of memory.</exception>
+    public static Tensor Empty(DType dtype, IReadOnlyList<long> shape, Device? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        _ = dtype.SizeOf();
+        return Allocate(dtype, CheckShape(shape), device ?? Device.Default);
+    }
+
+    /// <summary>A new tensor with the same shape and contents on <paramref name="device"/> (a copy even when it is this device).</summary>
+    public Tensor To(Device device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        DeviceBuffer source = Buffer;
+        Tensor result = Allocate(DType, (long[])_shape.Clone(), device);
+        try
+        {
+            if (device.Backend == Device.Backend)
+                device.Backend.Copy(source, 0, result._buffer, 0, ByteCount);
+            else
+                Transfer(source, Device.Backend, result._buffer, device.Backend, ByteCount);
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The elements, copied to a new host array.</summary>
+    public T[] ToArray<T>() where T : unmanaged
+    {
+        CheckElementType<T>();
+        var result = new T[checked((int)ElementCount)];
+        CopyTo<T>(result);
+        return result;
+    }
+
+    /// <summary>Copies every element to <paramref name="destination"/>, which must be exactly <see cref="ElementCount"/> long.</summary>
+    public void CopyTo<T>(Span<T> destination) where T : unmanaged
+    {
+        CheckElementType<T>();
+        CheckLength(destination.Length, nameof(destination));
+        Device.Backend.Read(Buffer, 0, MemoryMarshal.AsBytes(destination));
+    }
+
+    /// <summary>Overwrites every element from <paramref name="source"/>, which must be exactly <see cref="ElementCount"/> long.</summary>
+    public void CopyFrom<T>(ReadOnlySpan<T> source) where T : unmanaged
+    {
+        CheckElementType<T>();
+        CheckLength(source.Length, nameof(source));
+        Device.Backend.Write(Buffer, 0, MemoryMarshal.AsBytes(source));
+    }
+
+    /// <summary>
+    /// The elements of a tensor on <see cref="Device.Cpu"/>, in place, without a copy. The span is valid until
+    /// the tensor is disposed; keeping it longer is a use-after-free.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The tensor is not on the CPU.</exception>
+    public Span<T> AsSpan<T>() where T : unmanaged
+    {
+        CheckElementType<T>();
+        if (Device.Kind != DeviceKind.Cpu)
+            throw new InvalidOperationException($"AsSpan needs a cpu tensor; this one is on {Device.Spec}: use CopyTo or To(Device.Cpu)");
+        return MemoryMarshal.Cast<byte, T>(CpuBytes(Buffer, ByteCount));
+    }
+
+    /// <summary>Frees the device memory now. Safe to call more than once.</summary>
+    public void Dispose() => _buffer.Dispose();
+
+    /// <inheritdoc/>
+    public override string ToString() => $"Tensor({DType}, [{string.Join(", ", _shape)}], {Device.Spec})";
+
+    internal static Tensor Allocate(DType dtype, long[] shape, Device device)
+    {
+        long bytes;
+        try { bytes = checked(Product(shape) * dtype.SizeOf()); }
+        catch (OverflowException) { throw new ArgumentException($"shape [{string.Join(", ", shape)}] of {dtype} overflows a 64-bit byte count", nameof(shape)); }
+        return new Tensor(dtype, shape, device, device.Backend.Allocate(bytes));
+    }
+
+    internal static long[] CheckShape(IReadOnlyList<long> shape)
+    {
+        var copy = new long[shape.Count];
+        for (int i = 0; i < copy.Length; i++)
+        {
+            if (shape[i] < 0) throw new ArgumentException($"shape[{i}] = {shape[i]}: extents must be >= 0", nameof(shape));
+            copy[i] = shape[i];
+        }
+        return copy;
+    }
+
+    internal static long Product(IReadOnlyList<long> shape)
+    {
+        long n = 1;
+        for (int i = 0; i < shape.Count; i++) n = checked(n * shape[i]);
+        return n;
+    }
+
+    /// <summary>The bytes of a CPU buffer as a span (CPU buffer handles are host addresses).</summary>
+    internal static Span<byte> CpuBytes(DeviceBuffer buffer, long bytes) => CpuBytes(buffer, 0, checked((int)bytes));
+
+    internal static unsafe Span<byte> CpuBytes(DeviceBuffer buffer, long offset, int bytes) =>
+        new((byte*)buffer.DangerousGetHandle() + offset, bytes);
+
+    private void CheckElementType<T>() where T : unmanaged
+    {
+        DType requested = DTypes.Of<T>();
+        if (requested != DType)
+            throw new ArgumentException($"element type {typeof(T).Name} is {requested} but the tensor is {DType}", nameof(T));
+    }
+
+    private void CheckLength(int length, string name)
+    {
+        if (length != ElementCount)
+            throw new ArgumentException($"{name} has {length} elements but the tensor has {ElementCount}", name);
+    }
+
+    /// <summary>
+    /// Moves bytes between backends in chunks (a span holds at most 2 GiB): straight from or into host memory
+    /// when one side is the CPU, else through one reusable host staging block.
+    /// </summary>
+    private static void Transfer(DeviceBuffer source, Backend from, DeviceBuffer destination, Backend to, long bytes)
+    {
+        const int Chunk = 1 << 30;
+        byte[]? staging = from.Kind != DeviceKind.Cpu && to.Kind != DeviceKind.Cpu ? new byte[(int)Math.Min(bytes, Chunk)] : null;
+        for (long offset = 0; offset < bytes; offset += Chunk)
+        {
+            int length = (int)Math.Min(Chunk, bytes - offset);
+            if (from.Kind == DeviceKind.Cpu)
+                to.Write(destination, offset, CpuBytes(source, offset, length));
+            else if (to.Kind == DeviceKind.Cpu)
+                from.Read(source, offset, CpuBytes(destination, offset, length));
+            else
+            {
+                Span<byte> part = staging.AsSpan(0, length);
+                from.Read(source, offset, part);
+                to.Write(destination, offset, part);
+            }
+        }
+    }
+}
