@@ -32,7 +32,7 @@ internal abstract class Backend : IDisposable
     /// <summary>Bytes held by <see cref="LiveBuffers"/>.</summary>
     public long LiveBytes => Interlocked.Read(ref _liveBytes);
 
-    /// <summary>Allocates <paramref name="bytes"/> of device memory (contents undefined).</summary>
+    /// <summary>Allocates <paramref name="bytes"/> of device memory (contents undefined); zero bytes still gives a valid, distinct buffer.</summary>
     /// <exception cref="NativeTensorException">Out of memory: the message says how much was asked and how much is free.</exception>
     public abstract DeviceBuffer Allocate(long bytes);
 
@@ -47,6 +47,9 @@ internal abstract class Backend : IDisposable
 
     /// <summary>Waits until all queued work on this device is finished.</summary>
     public abstract void Synchronize();
+
+    /// <summary>Marks the current end of the device's queue, for timing what is queued after it.</summary>
+    public abstract DeviceEvent RecordEvent();
 
     /// <summary>
     /// <c>output[b] = frames[starts[b] .. starts[b] + window)</c> for each b: copies <c>starts.Length</c> blocks of

@@ -36,6 +36,16 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
 
     public override void Synchronize() { }
 
+    public override DeviceEvent RecordEvent() => new CpuEvent(System.Diagnostics.Stopwatch.GetTimestamp());
+
+    private sealed class CpuEvent(long timestamp) : DeviceEvent
+    {
+        public override double MillisecondsSince(DeviceEvent start) =>
+            System.Diagnostics.Stopwatch.GetElapsedTime(((CpuEvent)start).Timestamp, Timestamp).TotalMilliseconds;
+
+        private long Timestamp { get; } = timestamp;
+    }
+
     public override void GatherWindows(DeviceBuffer frames, long rowBytes, ReadOnlySpan<long> starts, int window, DeviceBuffer output)
     {
         fixed (long* s = starts)

@@ -1,0 +1,37 @@
+using NativeTensor.Cpu;
+using NativeTensor.Runtime.Cpu;
+
+namespace NativeTensor.Tests.Infrastructure;
+
+/// <summary>
+/// The devices a parity suite runs on. A missing backend skips its tests with the reason discovery gave,
+/// except that a kind named in <c>NATIVETENSOR_REQUIRE</c> (comma-separated: <c>opencl</c>, <c>cuda</c>)
+/// turns that skip into a failure, so CI cannot go green without running them.
+/// </summary>
+public static class Backends
+{
+    /// <summary>The CPU backend pinned to scalar code, to test the fallback path on a machine with vectors.</summary>
+    public static Device CpuScalar { get; } = new(new CpuBackend(SimdWidth.Scalar), 0);
+
+    /// <summary>The CPU backend pinned to 128-bit vectors.</summary>
+    public static Device Cpu128 { get; } = new(new CpuBackend(SimdWidth.V128), 0);
+
+    /// <summary>The CPU backend pinned to 256-bit vectors.</summary>
+    public static Device Cpu256 { get; } = new(new CpuBackend(SimdWidth.V256), 0);
+
+    /// <summary>The first device of <paramref name="kind"/>; skips (or fails, when required) if there is none.</summary>
+    public static Device Require(DeviceKind kind)
+    {
+        Device? device = Device.Available.FirstOrDefault(d => d.Kind == kind);
+        if (device is not null) return device;
+        string reason = $"no {Device.KindName(kind)} device: {Device.UnavailableReason(kind)}";
+        if (IsRequired(kind))
+            throw new InvalidOperationException($"{reason}, but NATIVETENSOR_REQUIRE names {Device.KindName(kind)}");
+        throw new SkipException(reason);
+    }
+
+    public static bool IsRequired(DeviceKind kind) =>
+        (Environment.GetEnvironmentVariable("NATIVETENSOR_REQUIRE") ?? "")
+            .Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+            .Contains(Device.KindName(kind), StringComparer.OrdinalIgnoreCase);
+}
