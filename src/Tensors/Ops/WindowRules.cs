@@ -50,7 +50,7 @@ internal static class WindowRules
         if (starts.Rank != 1)
             throw new ArgumentException($"starts has shape [{string.Join(", ", starts.Shape)}]: must be rank 1 [batch]", nameof(starts));
         if (starts.Device != frames.Device)
-            throw new ArgumentException($"starts is on {starts.Device.Spec} but frames is on {frames.Device.Spec}: move it with To()", nameof(starts));
+            throw new ArgumentException($"starts is on {starts.Device} but frames is on {frames.Device}: move it with To()", nameof(starts));
         if (starts.Shape[0] > int.MaxValue)
             throw new ArgumentException($"starts has {starts.Shape[0]} entries: a batch holds at most {int.MaxValue}", nameof(starts));
     }
@@ -66,18 +66,16 @@ internal static class WindowRules
         return shape;
     }
 
-    /// <summary>A caller's output must be live, match shape, dtype and device exactly, and not be frames itself.</summary>
+    /// <summary>A caller's output must be live and match shape, dtype and device exactly (its rank is one above frames', so it cannot be frames).</summary>
     public static void Output(Tensor output, Tensor frames, long[] shape)
     {
         ObjectDisposedException.ThrowIf(output.IsDisposed, output);
         if (output.DType != frames.DType)
             throw new ArgumentException($"output is {output.DType} but frames is {frames.DType}", nameof(output));
         if (output.Device != frames.Device)
-            throw new ArgumentException($"output is on {output.Device.Spec} but frames is on {frames.Device.Spec}", nameof(output));
+            throw new ArgumentException($"output is on {output.Device} but frames is on {frames.Device}", nameof(output));
         if (!output.Shape.SequenceEqual(shape))
             throw new ArgumentException(
                 $"output has shape [{string.Join(", ", output.Shape)}] but the windows need [{string.Join(", ", shape)}]", nameof(output));
-        if (ReferenceEquals(output, frames) || output.Buffer == frames.Buffer)
-            throw new ArgumentException("output is frames itself: windows cannot be written over their own source", nameof(output));
     }
 }

@@ -59,7 +59,7 @@ public static class Windows
     /// <returns><paramref name="output"/> when given, else a new tensor.</returns>
     /// <exception cref="ArgumentNullException">frames is null.</exception>
     /// <exception cref="ObjectDisposedException">frames or output was disposed.</exception>
-    /// <exception cref="ArgumentException">frames has rank 0; output has the wrong shape, dtype or device, or is frames.</exception>
+    /// <exception cref="ArgumentException">frames has rank 0; output has the wrong shape, dtype or device.</exception>
     /// <exception cref="ArgumentOutOfRangeException">window &lt; 1 or exceeds the frame count; a start is negative or
     /// its window runs past the last frame (the message names the index and value). Nothing is written then.</exception>
     public static Tensor Gather(Tensor frames, ReadOnlySpan<long> starts, int window, Tensor? output = null)

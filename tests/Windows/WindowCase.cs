@@ -1,0 +1,36 @@
+using FsCheck;
+using FsCheck.Fluent;
+
+namespace NativeTensor.Tests.Windows;
+
+/// <summary>One random windows problem: frames of some dtype and shape, a window, a stride, and a batch of starts.</summary>
+public sealed record WindowCase(DType DType, long[] FrameShape, int Window, int Stride, long[] Starts, int Seed)
+{
+    public long FrameCount => FrameShape[0];
+
+    public long RowElements => FrameShape.Skip(1).Aggregate(1L, (a, b) => a * b);
+
+    public override string ToString() =>
+        $"{DType} frames [{string.Join(", ", FrameShape)}], window {Window}, stride {Stride}, starts [{string.Join(", ", Starts)}], seed {Seed}";
+
+    /// <summary>Row sizes that sit on and beside every vector width and unit size, plus the sequence-embedding 287.</summary>
+    private static readonly long[] EdgeRows = [1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 287, 300];
+
+    public static Gen<WindowCase> Generator { get; } =
+        from dtype in Gen.Elements(Enum.GetValues<DType>())
+        from rest in Gen.OneOf(
+            Gen.Constant(Array.Empty<long>()),
+            Gen.OneOf(Gen.Elements(EdgeRows), Gen.Choose(1, 300).Select(d => (long)d)).Select(d => new[] { d }),
+            from a in Gen.Choose(1, 17) from b in Gen.Choose(1, 19) select new long[] { a, b })
+        from frames in Gen.OneOf(Gen.Choose(1, 64), Gen.Choose(1, 257))
+        from window in Gen.OneOf(Gen.Choose(1, frames), Gen.Constant(frames), Gen.Constant(1))
+        from stride in Gen.OneOf(Gen.Choose(1, 4), Gen.Choose(1, frames))
+        from batch in Gen.OneOf(Gen.Choose(0, 3), Gen.Choose(1, 40))
+        from starts in Gen.OneOf(
+                Gen.Choose(0, frames - window),
+                Gen.Constant(frames - window),   // the last valid start
+                Gen.Constant(0))
+            .Select(s => (long)s).ArrayOf(batch)
+        from seed in Gen.Choose(0, int.MaxValue)
+        select new WindowCase(dtype, [frames, .. rest], window, stride, starts, seed);
+}

@@ -1,0 +1,244 @@
+using FsCheck;
+using FsCheck.Fluent;
+using NativeTensor.Reference;
+using NativeTensor.Tests.Infrastructure;
+using static NativeTensor.Tests.Infrastructure.TestTensors;
+
+namespace NativeTensor.Tests.Windows;
+
+/// <summary>
+/// What every backend must do for <see cref="NativeTensor.Windows"/>: equal the scalar reference bit for bit on
+/// random shapes, dtypes, windows, strides and starts; write every output element and nothing past it; and free
+/// what it allocates. Subclassed once per backend; a missing backend skips with its reason.
+/// </summary>
+public abstract partial class WindowsParityTests
+{
+    /// <summary>The device under test; throws a skip (or a failure, when required) if it is absent.</summary>
+    protected abstract Device Device { get; }
+
+    /// <summary>Random cases per property: fewer where each launch costs more.</summary>
+    protected virtual int PropertyRuns => 200;
+
+    private Config Runs => Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns);
+
+    [SkippableFact]
+    public void Gather_with_host_starts_equals_the_reference()
+    {
+        Device device = Device;
+        Prop.ForAll(WindowCase.Generator.ToArbitrary(), c =>
+        {
+            (Tensor frames, byte[] bytes) = Frames(c, device);
+            using (frames)
+            using (Tensor output = NativeTensor.Windows.Gather(frames, c.Starts, c.Window))
+            {
+                Assert.Equal(Expected(c, bytes), Bytes(output));
+                Assert.Same(device, output.Device);
+                Assert.Equal(new long[] { c.Starts.Length, c.Window }.Concat(c.FrameShape.Skip(1)), output.Shape);
+            }
+        }).Check(Runs);
+    }
+
+    [SkippableFact]
+    public void Gather_with_device_starts_equals_the_host_starts_path()
+    {
+        Device device = Device;
+        Prop.ForAll(WindowCase.Generator.ToArbitrary(), c =>
+        {
+            (Tensor frames, byte[] bytes) = Frames(c, device);
+            using (frames)
+            using (Tensor starts = OnDevice(c.Starts, device))
+            using (Tensor output = Poisoned(c.DType, [c.Starts.Length, c.Window, .. c.FrameShape.Skip(1)], device))
+            {
+                Assert.Same(output, NativeTensor.Windows.Gather(frames, starts, c.Window, output));
+                Assert.Equal(Expected(c, bytes), Bytes(output));
+            }
+        }).Check(Runs);
+    }
+
+    [SkippableFact]
+    public void Gather_equals_the_matching_rows_of_eager()
+    {
+        Device device = Device;
+        Prop.ForAll(WindowCase.Generator.ToArbitrary(), c =>
+        {
+            long count = NativeTensor.Windows.Count(c.FrameCount, c.Window, c.Stride);
+            long[] picks = c.Starts.Select(s => s % count).ToArray();
+            long[] starts = picks.Select(k => k * c.Stride).ToArray();
+            (Tensor frames, byte[] bytes) = Frames(c, device);
+            using (frames)
+            using (Tensor eager = NativeTensor.Windows.Eager(frames, c.Window, c.Stride))
+            using (Tensor lazy = NativeTensor.Windows.Gather(frames, starts, c.Window))
+            {
+                Assert.Equal(count, eager.Shape[0]);
+                byte[] eagerBytes = Bytes(eager);
+                Assert.Equal(ReferenceEager(c, bytes), eagerBytes);
+                long block = lazy.ByteCount / Math.Max(1, starts.Length);
+                byte[] rows = picks.SelectMany(k => eagerBytes.Skip((int)(k * block)).Take((int)block)).ToArray();
+                Assert.Equal(rows, Bytes(lazy));
+            }
+        }).Check(Runs);
+    }
+
+    [SkippableTheory]
+    [InlineData(DType.Float32)]
+    [InlineData(DType.Float16)]
+    [InlineData(DType.BFloat16)]
+    [InlineData(DType.Int32)]
+    [InlineData(DType.Int64)]
+    public void Special_values_move_bit_exactly(DType dtype)
+    {
+        Device device = Device;
+        var c = new WindowCase(dtype, [40, 287], 30, 1, [0, 10, 3, 9], 0);
+        byte[] bytes = SpecialValues.Fill(dtype, 40 * 287);
+        using Tensor frames = FromBytes(dtype, c.FrameShape, device, bytes);
+        using Tensor output = NativeTensor.Windows.Gather(frames, c.Starts, c.Window);
+        BitExact(Expected(c, bytes), Bytes(output), $"{dtype} special values");
+    }
+
+    [SkippableFact]
+    public void The_memory_scenario_shape_equals_the_reference_over_reused_outputs()
+    {
+        Device device = Device;
+        var random = new Random(287);
+        var c = new WindowCase(DType.Float32, [2000, 287], 30, 1, [], 0);
+        byte[] bytes = RandomBytes(random, 2000 * 287 * 4);
+        using Tensor frames = FromBytes(c.DType, c.FrameShape, device, bytes);
+        using Tensor output = Poisoned(c.DType, [256, 30, 287], device);
+        for (int batch = 0; batch < 3; batch++)
+        {
+            long[] starts = Enumerable.Range(0, 256).Select(_ => random.NextInt64(0, 2000 - 30 + 1)).ToArray();
+            starts[^1] = 2000 - 30;
+            Fill(output, Poison);
+            Assert.Same(output, NativeTensor.Windows.Gather(frames, starts, 30, output));
+            BitExact(Expected(c with { Starts = starts }, bytes), Bytes(output), $"batch {batch}");
+        }
+    }
+
+    /// <summary>Runs the kernel into a buffer longer than the output: the bytes after it must keep their poison.</summary>
+    [SkippableTheory]
+    [InlineData(1, 287 * 4)]
+    [InlineData(7, 3 * 2)]
+    [InlineData(30, 1148)]
+    [InlineData(5, 1)]
+    public void Kernels_write_nothing_past_the_output(int window, int rowBytes)
+    {
+        Device device = Device;
+        var random = new Random(window * 1000 + rowBytes);
+        const int frameCount = 97;
+        byte[] frames = RandomBytes(random, frameCount * rowBytes);
+        long[] starts = [0, frameCount - window, 13, 1, frameCount - window, 50];
+        long outputBytes = (long)starts.Length * window * rowBytes;
+        var backend = device.Backend;
+        using var source = backend.Allocate(frames.Length);
+        using var target = backend.Allocate(outputBytes + GuardBytes);
+        using var deviceStarts = backend.Allocate(starts.Length * sizeof(long));
+        backend.Write(source, 0, frames);
+        backend.Write(deviceStarts, 0, System.Runtime.InteropServices.MemoryMarshal.AsBytes(starts.AsSpan()));
+        byte[] expected = WindowsReference.Gather(frames, rowBytes, starts, window);
+
+        foreach (string path in new[] { "host starts", "device starts", "strided" })
+        {
+            byte[] poison = Enumerable.Repeat(Poison, (int)(outputBytes + GuardBytes)).ToArray();
+            backend.Write(target, 0, poison);
+            if (path == "host starts") backend.GatherWindows(source, rowBytes, starts, window, target);
+            else if (path == "device starts") backend.GatherWindows(source, frameCount, rowBytes, deviceStarts, starts.Length, window, target);
+            else backend.StridedWindows(source, rowBytes, starts.Length, window, 3, target);
+            var after = new byte[outputBytes + GuardBytes];
+            backend.Read(target, 0, after);
+            byte[] want = path == "strided"
+                ? WindowsReference.Gather(frames, rowBytes, Enumerable.Range(0, starts.Length).Select(s => 3L * s).ToArray(), window)
+                : expected;
+            BitExact(want, after[..(int)outputBytes], path);
+            Assert.True(after.AsSpan((int)outputBytes).IndexOfAnyExcept(Poison) < 0, $"{path}: a kernel wrote into the guard region");
+        }
+    }
+
+    [SkippableFact]
+    public void Windows_past_two_to_the_31_rows_address_with_64_bit_offsets()
+    {
+        Device device = Device;
+        // 2^31 + 4096 one-element Float16 rows (4 GiB + 8 KiB): a start past 2^31 rows and a byte offset past 2^32
+        // both overflow 32-bit arithmetic. Only the pages written here and the few read are ever touched.
+        long frameCount = (1L << 31) + 4096;
+        Tensor frames;
+        try { frames = Tensor.Empty(DType.Float16, [frameCount], device); }
+        catch (NativeTensorException e) { throw new SkipException($"{device.Spec} cannot hold a 4 GiB buffer: {e.Message}"); }
+        using (frames)
+        {
+            var random = new Random(31);
+            byte[] tail = RandomBytes(random, 4096 * 2);
+            long tailStart = frameCount - 4096;
+            device.Backend.Write(frames.Buffer, tailStart * 2, tail);
+            long[] starts = [tailStart, frameCount - 64, tailStart + 1000];
+            using Tensor output = NativeTensor.Windows.Gather(frames, starts, 64);
+            byte[] expected = starts.SelectMany(s => tail.Skip((int)(s - tailStart) * 2).Take(64 * 2)).ToArray();
+            BitExact(expected, Bytes(output), "gather past 2^31 rows");
+            using Tensor deviceStarts = OnDevice(starts, device);
+            using Tensor viaDevice = NativeTensor.Windows.Gather(frames, deviceStarts, 64);
+            BitExact(expected, Bytes(viaDevice), "device starts past 2^31 rows");
+        }
+    }
+
+    [SkippableFact]
+    public void Disposing_tensors_frees_their_device_memory()
+    {
+        Device device = Device;
+        var backend = device.Backend;
+        long buffers = backend.LiveBuffers, bytes = backend.LiveBytes;
+        using (Tensor frames = Tensor.Empty(DType.Float32, [100, 7], device))
+        using (Tensor starts = OnDevice([0, 5, 90], device))
+        {
+            NativeTensor.Windows.Gather(frames, [1L, 2L], 10).Dispose();
+            NativeTensor.Windows.Gather(frames, starts, 10).Dispose();
+            NativeTensor.Windows.Eager(frames, 10, 3).Dispose();
+            Assert.True(backend.LiveBuffers >= buffers + 2);
+        }
+        Assert.Equal(buffers, backend.LiveBuffers);
+        Assert.Equal(bytes, backend.LiveBytes);
+
+        AllocateAndDrop(device);
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Assert.Equal(buffers, backend.LiveBuffers);
+        Assert.Equal(bytes, backend.LiveBytes);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static void AllocateAndDrop(Device device)
+    {
+        for (int i = 0; i < 8; i++) _ = Tensor.Empty(DType.Float32, [1024, 287], device);
+    }
+
+    /// <summary>An Int64 starts tensor on the device, without leaving a host tensor for the finaliser.</summary>
+    internal static Tensor OnDevice(long[] starts, Device device)
+    {
+        using Tensor host = Tensor.FromArray(starts);
+        return host.To(device);
+    }
+
+    internal static (Tensor Frames, byte[] Bytes) Frames(WindowCase c, Device device)
+    {
+        byte[] bytes = RandomBytes(new Random(c.Seed), c.FrameCount * c.RowElements * c.DType.SizeOf());
+        return (FromBytes(c.DType, c.FrameShape, device, bytes), bytes);
+    }
+
+    internal static byte[] Expected(WindowCase c, byte[] frames) => Typed(c.DType, frames, a => a switch
+    {
+        float[] f => WindowsReference.Gather(f, c.RowElements, c.Starts, c.Window),
+        Half[] f => WindowsReference.Gather(f, c.RowElements, c.Starts, c.Window),
+        BFloat16[] f => WindowsReference.Gather(f, c.RowElements, c.Starts, c.Window),
+        int[] f => WindowsReference.Gather(f, c.RowElements, c.Starts, c.Window),
+        long[] f => WindowsReference.Gather(f, c.RowElements, c.Starts, c.Window),
+        _ => throw new ArgumentException(a.GetType().Name),
+    });
+
+    private static byte[] ReferenceEager(WindowCase c, byte[] frames) => Typed(c.DType, frames, a => a switch
+    {
+        float[] f => WindowsReference.Eager(f, c.FrameCount, c.RowElements, c.Window, c.Stride),
+        Half[] f => WindowsReference.Eager(f, c.FrameCount, c.RowElements, c.Window, c.Stride),
+        BFloat16[] f => WindowsReference.Eager(f, c.FrameCount, c.RowElements, c.Window, c.Stride),
+        int[] f => WindowsReference.Eager(f, c.FrameCount, c.RowElements, c.Window, c.Stride),
+        long[] f => WindowsReference.Eager(f, c.FrameCount, c.RowElements, c.Window, c.Stride),
+        _ => throw new ArgumentException(a.GetType().Name),
+    });
+}
