@@ -1,6 +1,6 @@
 using NativeTensor.Tests.Infrastructure;
 
-namespace NativeTensor.Tests.Windows;
+namespace NativeTensor.Tests.Ops;
 
 /// <summary>The windows parity suite on the CPU with the widest vectors this machine runs.</summary>
 public sealed class CpuWindowsTests : WindowsParityTests

@@ -1,7 +1,7 @@
 using FsCheck;
 using FsCheck.Fluent;
 
-namespace NativeTensor.Tests.Windows;
+namespace NativeTensor.Tests.Ops;
 
 /// <summary>One random windows problem: frames of some dtype and shape, a window, a stride, and a batch of starts.</summary>
 public sealed record WindowCase(DType DType, long[] FrameShape, int Window, int Stride, long[] Starts, int Seed)

@@ -1,7 +1,7 @@
 using NativeTensor.Tests.Infrastructure;
 using static NativeTensor.Tests.Infrastructure.TestTensors;
 
-namespace NativeTensor.Tests.Windows;
+namespace NativeTensor.Tests.Ops;
 
 /// <summary>Every rule of <see cref="NativeTensor.Windows"/>'s arguments: the exception type, the words, and an untouched output.</summary>
 public abstract partial class WindowsParityTests
@@ -34,38 +34,38 @@ public abstract partial class WindowsParityTests
     [InlineData(0)]
     [InlineData(-3)]
     public void A_window_below_one_is_refused(int window) =>
-        Refused<ArgumentOutOfRangeException>((f, o) => NativeTensor.Windows.Gather(f, [0L, 1L, 2L], window, o), $"window = {window}", ">= 1");
+        Refused<ArgumentOutOfRangeException>((f, o) => Windows.Gather(f, [0L, 1L, 2L], window, o), $"window = {window}", ">= 1");
 
     [SkippableFact]
     public void A_window_longer_than_the_frames_is_refused() =>
-        Refused<ArgumentOutOfRangeException>((f, o) => NativeTensor.Windows.Gather(f, [0L, 1L, 2L], N + 1, o), $"window = {N + 1}", $"frame count {N}");
+        Refused<ArgumentOutOfRangeException>((f, o) => Windows.Gather(f, [0L, 1L, 2L], N + 1, o), $"window = {N + 1}", $"frame count {N}");
 
     [SkippableTheory]
     [InlineData(0)]
     [InlineData(-1)]
     public void A_stride_below_one_is_refused(int stride) =>
-        Refused<ArgumentOutOfRangeException>((f, _) => NativeTensor.Windows.Eager(f, W, stride), $"stride = {stride}");
+        Refused<ArgumentOutOfRangeException>((f, _) => Windows.Eager(f, W, stride), $"stride = {stride}");
 
     [SkippableFact]
     public void A_negative_start_is_refused_with_its_index() =>
-        Refused<ArgumentOutOfRangeException>((f, o) => NativeTensor.Windows.Gather(f, [0L, -1L, 2L], W, o), "starts[1] = -1", ">= 0");
+        Refused<ArgumentOutOfRangeException>((f, o) => Windows.Gather(f, [0L, -1L, 2L], W, o), "starts[1] = -1", ">= 0");
 
     [SkippableFact]
     public void A_start_whose_window_runs_past_the_frames_is_refused_with_its_index() =>
-        Refused<ArgumentOutOfRangeException>((f, o) => NativeTensor.Windows.Gather(f, [0L, N - W, N - W + 1], W, o),
+        Refused<ArgumentOutOfRangeException>((f, o) => Windows.Gather(f, [0L, N - W, N - W + 1], W, o),
             $"starts[2] = {N - W + 1}: window {W} runs past frame count {N}");
 
     [SkippableFact]
     public void A_huge_start_cannot_overflow_past_the_check() =>
-        Refused<ArgumentOutOfRangeException>((f, o) => NativeTensor.Windows.Gather(f, [long.MaxValue, 0L, 0L], W, o), $"starts[0] = {long.MaxValue}");
+        Refused<ArgumentOutOfRangeException>((f, o) => Windows.Gather(f, [long.MaxValue, 0L, 0L], W, o), $"starts[0] = {long.MaxValue}");
 
     [SkippableFact]
     public void Rank_zero_frames_are_refused()
     {
         using Tensor scalar = Tensor.Empty(DType.Float32, [], Device);
-        var e = Assert.Throws<ArgumentException>(() => NativeTensor.Windows.Gather(scalar, [0L], 1));
+        var e = Assert.Throws<ArgumentException>(() => Windows.Gather(scalar, [0L], 1));
         Assert.Contains("rank 0", e.Message);
-        Assert.Throws<ArgumentException>(() => NativeTensor.Windows.Eager(scalar, 1));
+        Assert.Throws<ArgumentException>(() => Windows.Eager(scalar, 1));
     }
 
     [SkippableFact]
@@ -74,7 +74,7 @@ public abstract partial class WindowsParityTests
         Device device = Device;
         using Tensor frames = Tensor.Empty(DType.Float32, [N, D], device);
         using Tensor wrong = Poisoned(DType.Float32, [3, W, D + 1], device);
-        var e = Assert.Throws<ArgumentException>(() => NativeTensor.Windows.Gather(frames, [0L, 1L, 2L], W, wrong));
+        var e = Assert.Throws<ArgumentException>(() => Windows.Gather(frames, [0L, 1L, 2L], W, wrong));
         Assert.Contains($"[3, {W}, {D}]", e.Message);
         Assert.True(Bytes(wrong).AsSpan().IndexOfAnyExcept(Poison) < 0);
     }
@@ -85,7 +85,7 @@ public abstract partial class WindowsParityTests
         Device device = Device;
         using Tensor frames = Tensor.Empty(DType.Float32, [N, D], device);
         using Tensor wrong = Poisoned(DType.Int32, [3, W, D], device);
-        var e = Assert.Throws<ArgumentException>(() => NativeTensor.Windows.Gather(frames, [0L, 1L, 2L], W, wrong));
+        var e = Assert.Throws<ArgumentException>(() => Windows.Gather(frames, [0L, 1L, 2L], W, wrong));
         Assert.Contains("Int32", e.Message);
         Assert.True(Bytes(wrong).AsSpan().IndexOfAnyExcept(Poison) < 0);
     }
@@ -97,7 +97,7 @@ public abstract partial class WindowsParityTests
         Device other = device == Backends.CpuScalar ? NativeTensor.Device.Cpu : Backends.CpuScalar;
         using Tensor frames = Tensor.Empty(DType.Float32, [N, D], device);
         using Tensor wrong = Poisoned(DType.Float32, [3, W, D], other);
-        var e = Assert.Throws<ArgumentException>(() => NativeTensor.Windows.Gather(frames, [0L, 1L, 2L], W, wrong));
+        var e = Assert.Throws<ArgumentException>(() => Windows.Gather(frames, [0L, 1L, 2L], W, wrong));
         Assert.Contains("output is on", e.Message);
         Assert.True(Bytes(wrong).AsSpan().IndexOfAnyExcept(Poison) < 0);
     }
@@ -110,9 +110,9 @@ public abstract partial class WindowsParityTests
         using Tensor int32Starts = Tensor.Empty(DType.Int32, [3], device);
         using Tensor matrixStarts = Tensor.Empty(DType.Int64, [3, 1], device);
         using Tensor elsewhere = Tensor.Empty(DType.Int64, [3], other);
-        Refused<ArgumentException>((f, o) => NativeTensor.Windows.Gather(f, int32Starts, W, o), "Int32", "Int64");
-        Refused<ArgumentException>((f, o) => NativeTensor.Windows.Gather(f, matrixStarts, W, o), "rank 1");
-        Refused<ArgumentException>((f, o) => NativeTensor.Windows.Gather(f, elsewhere, W, o), "starts is on");
+        Refused<ArgumentException>((f, o) => Windows.Gather(f, int32Starts, W, o), "Int32", "Int64");
+        Refused<ArgumentException>((f, o) => Windows.Gather(f, matrixStarts, W, o), "rank 1");
+        Refused<ArgumentException>((f, o) => Windows.Gather(f, elsewhere, W, o), "starts is on");
     }
 
     [SkippableFact]
@@ -121,15 +121,15 @@ public abstract partial class WindowsParityTests
         Device device = Device;
         Tensor disposedFrames = Tensor.Empty(DType.Float32, [N, D], device);
         disposedFrames.Dispose();
-        Assert.Throws<ObjectDisposedException>(() => NativeTensor.Windows.Gather(disposedFrames, [0L], W));
-        Assert.Throws<ObjectDisposedException>(() => NativeTensor.Windows.Eager(disposedFrames, W));
+        Assert.Throws<ObjectDisposedException>(() => Windows.Gather(disposedFrames, [0L], W));
+        Assert.Throws<ObjectDisposedException>(() => Windows.Eager(disposedFrames, W));
 
         Tensor disposedOutput = Tensor.Empty(DType.Float32, [3, W, D], device);
         disposedOutput.Dispose();
         Tensor disposedStarts = Tensor.Empty(DType.Int64, [3], device);
         disposedStarts.Dispose();
-        Refused<ObjectDisposedException>((f, _) => NativeTensor.Windows.Gather(f, [0L, 1L, 2L], W, disposedOutput));
-        Refused<ObjectDisposedException>((f, o) => NativeTensor.Windows.Gather(f, disposedStarts, W, o));
+        Refused<ObjectDisposedException>((f, _) => Windows.Gather(f, [0L, 1L, 2L], W, disposedOutput));
+        Refused<ObjectDisposedException>((f, o) => Windows.Gather(f, disposedStarts, W, o));
     }
 
     [SkippableFact]
@@ -141,7 +141,7 @@ public abstract partial class WindowsParityTests
         using (output)
         using (Tensor starts = OnDevice([3, N - W + 5, -2], device))
         {
-            var e = Assert.Throws<ArgumentOutOfRangeException>(() => NativeTensor.Windows.Gather(frames, starts, W, output));
+            var e = Assert.Throws<ArgumentOutOfRangeException>(() => Windows.Gather(frames, starts, W, output));
             Assert.Contains($"starts[1] = {N - W + 5}", e.Message);
             byte[] after = Bytes(output);
             long block = W * D * 4;

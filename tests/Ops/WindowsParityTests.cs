@@ -4,7 +4,7 @@ using NativeTensor.Reference;
 using NativeTensor.Tests.Infrastructure;
 using static NativeTensor.Tests.Infrastructure.TestTensors;
 
-namespace NativeTensor.Tests.Windows;
+namespace NativeTensor.Tests.Ops;
 
 /// <summary>
 /// What every backend must do for <see cref="NativeTensor.Windows"/>: equal the scalar reference bit for bit on
@@ -29,7 +29,7 @@ public abstract partial class WindowsParityTests
         {
             (Tensor frames, byte[] bytes) = Frames(c, device);
             using (frames)
-            using (Tensor output = NativeTensor.Windows.Gather(frames, c.Starts, c.Window))
+            using (Tensor output = Windows.Gather(frames, c.Starts, c.Window))
             {
                 Assert.Equal(Expected(c, bytes), Bytes(output));
                 Assert.Same(device, output.Device);
@@ -49,7 +49,7 @@ public abstract partial class WindowsParityTests
             using (Tensor starts = OnDevice(c.Starts, device))
             using (Tensor output = Poisoned(c.DType, [c.Starts.Length, c.Window, .. c.FrameShape.Skip(1)], device))
             {
-                Assert.Same(output, NativeTensor.Windows.Gather(frames, starts, c.Window, output));
+                Assert.Same(output, Windows.Gather(frames, starts, c.Window, output));
                 Assert.Equal(Expected(c, bytes), Bytes(output));
             }
         }).Check(Runs);
@@ -61,13 +61,13 @@ public abstract partial class WindowsParityTests
         Device device = Device;
         Prop.ForAll(WindowCase.Generator.ToArbitrary(), c =>
         {
-            long count = NativeTensor.Windows.Count(c.FrameCount, c.Window, c.Stride);
+            long count = Windows.Count(c.FrameCount, c.Window, c.Stride);
             long[] picks = c.Starts.Select(s => s % count).ToArray();
             long[] starts = picks.Select(k => k * c.Stride).ToArray();
             (Tensor frames, byte[] bytes) = Frames(c, device);
             using (frames)
-            using (Tensor eager = NativeTensor.Windows.Eager(frames, c.Window, c.Stride))
-            using (Tensor lazy = NativeTensor.Windows.Gather(frames, starts, c.Window))
+            using (Tensor eager = Windows.Eager(frames, c.Window, c.Stride))
+            using (Tensor lazy = Windows.Gather(frames, starts, c.Window))
             {
                 Assert.Equal(count, eager.Shape[0]);
                 byte[] eagerBytes = Bytes(eager);
@@ -91,7 +91,7 @@ public abstract partial class WindowsParityTests
         var c = new WindowCase(dtype, [40, 287], 30, 1, [0, 10, 3, 9], 0);
         byte[] bytes = SpecialValues.Fill(dtype, 40 * 287);
         using Tensor frames = FromBytes(dtype, c.FrameShape, device, bytes);
-        using Tensor output = NativeTensor.Windows.Gather(frames, c.Starts, c.Window);
+        using Tensor output = Windows.Gather(frames, c.Starts, c.Window);
         BitExact(Expected(c, bytes), Bytes(output), $"{dtype} special values");
     }
 
@@ -109,7 +109,7 @@ public abstract partial class WindowsParityTests
             long[] starts = Enumerable.Range(0, 256).Select(_ => random.NextInt64(0, 2000 - 30 + 1)).ToArray();
             starts[^1] = 2000 - 30;
             Fill(output, Poison);
-            Assert.Same(output, NativeTensor.Windows.Gather(frames, starts, 30, output));
+            Assert.Same(output, Windows.Gather(frames, starts, 30, output));
             BitExact(Expected(c with { Starts = starts }, bytes), Bytes(output), $"batch {batch}");
         }
     }
@@ -170,11 +170,11 @@ public abstract partial class WindowsParityTests
             long tailStart = frameCount - 4096;
             device.Backend.Write(frames.Buffer, tailStart * 2, tail);
             long[] starts = [tailStart, frameCount - 64, tailStart + 1000];
-            using Tensor output = NativeTensor.Windows.Gather(frames, starts, 64);
+            using Tensor output = Windows.Gather(frames, starts, 64);
             byte[] expected = starts.SelectMany(s => tail.Skip((int)(s - tailStart) * 2).Take(64 * 2)).ToArray();
             BitExact(expected, Bytes(output), "gather past 2^31 rows");
             using Tensor deviceStarts = OnDevice(starts, device);
-            using Tensor viaDevice = NativeTensor.Windows.Gather(frames, deviceStarts, 64);
+            using Tensor viaDevice = Windows.Gather(frames, deviceStarts, 64);
             BitExact(expected, Bytes(viaDevice), "device starts past 2^31 rows");
         }
     }
@@ -188,9 +188,9 @@ public abstract partial class WindowsParityTests
         using (Tensor frames = Tensor.Empty(DType.Float32, [100, 7], device))
         using (Tensor starts = OnDevice([0, 5, 90], device))
         {
-            NativeTensor.Windows.Gather(frames, [1L, 2L], 10).Dispose();
-            NativeTensor.Windows.Gather(frames, starts, 10).Dispose();
-            NativeTensor.Windows.Eager(frames, 10, 3).Dispose();
+            Windows.Gather(frames, [1L, 2L], 10).Dispose();
+            Windows.Gather(frames, starts, 10).Dispose();
+            Windows.Eager(frames, 10, 3).Dispose();
             Assert.True(backend.LiveBuffers >= buffers + 2);
         }
         Assert.Equal(buffers, backend.LiveBuffers);
