@@ -172,7 +172,9 @@ internal sealed unsafe partial class CudaBackend
         }
         catch
         {
-            FreeScratch();
+            // No lock: the context is not published yet, so nothing else can reach the scratch, and the caller holds
+            // the context lock, which a gather holding the upload lock may be waiting for.
+            ReleaseScratch();
             throw;
         }
     }
@@ -182,14 +184,17 @@ internal sealed unsafe partial class CudaBackend
     {
         lock (_uploadLock)
         lock (_flagLock)
-        {
-            FreeUpload();
-            if (_badFlag != 0) CudaNative.cuMemFree(_badFlag);
-            if (_uploaded != IntPtr.Zero) CudaNative.cuEventDestroy(_uploaded);
-            _badFlag = 0;
-            _uploaded = IntPtr.Zero;
-            _uploadPending = false;
-        }
+            ReleaseScratch();
+    }
+
+    private void ReleaseScratch()
+    {
+        FreeUpload();
+        if (_badFlag != 0) CudaNative.cuMemFree(_badFlag);
+        if (_uploaded != IntPtr.Zero) CudaNative.cuEventDestroy(_uploaded);
+        _badFlag = 0;
+        _uploaded = IntPtr.Zero;
+        _uploadPending = false;
     }
 
     private long ReadStart(DeviceBuffer starts, long index)
