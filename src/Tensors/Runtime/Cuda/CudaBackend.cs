@@ -56,7 +56,7 @@ internal sealed unsafe partial class CudaBackend : Backend
             CudaStatus.Check(CudaNative.cuDeviceGetCount(out int count), "cuDeviceGetCount");
             if (count == 0) return ([], "the NVIDIA driver reports no CUDA device");
             var found = new List<Backend>(count);
-            for (int ordinal = 0; ordinal < count; ordinal++) found.Add(Open(ordinal));
+            for (int ordinal = 0; ordinal < count; ordinal++) found.Add(Query(ordinal));
             return (found, null);
         }
         catch (DllNotFoundException)
@@ -73,7 +73,8 @@ internal sealed unsafe partial class CudaBackend : Backend
         }
     }
 
-    private static CudaBackend Open(int ordinal)
+    /// <summary>One device's name, memory and attributes, none of which needs a context.</summary>
+    private static CudaBackend Query(int ordinal)
     {
         CudaStatus.Check(CudaNative.cuDeviceGet(out int device, ordinal), "cuDeviceGet");
         byte* name = stackalloc byte[256];
