@@ -27,6 +27,19 @@ internal static class NativeLibraries
     /// <summary>Installs the resolver (once, in the static constructor); call before the first P/Invoke of any backend.</summary>
     public static void EnsureRegistered() { }
 
+    /// <summary>
+    /// Where the resolver looks for <paramref name="name"/> (one of the constants above), in words, for the message
+    /// of a library that did not load: the file names tried, then the extra folders.
+    /// </summary>
+    public static string SearchDescription(string name)
+    {
+        string[] names = name switch { OpenCl => OpenClNames, Cuda => CudaNames, Nvrtc => NvrtcNames, _ => [name] };
+        string[] folders = name == Nvrtc ? NvrtcFolders().Distinct().ToArray() : [];
+        string where = "on the loader path (LD_LIBRARY_PATH, ldconfig)";
+        if (folders.Length > 0) where += " and in " + string.Join(", ", folders);
+        return $"{string.Join(", ", names)} {where}";
+    }
+
     private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath) => name switch
     {
         OpenCl => LoadFirst(OpenClNames, []),

@@ -1,0 +1,222 @@
+namespace NativeTensor.Runtime.Cuda;
+
+/// <summary>The windows op family on CUDA: <c>gather_windows</c> and <c>strided_windows</c> of <c>kernels/windows.cl</c>.</summary>
+internal sealed unsafe partial class CudaBackend
+{
+    private const string WindowsSource = "windows.cl";
+
+    /// <summary>Serialises the host-starts staging (pinned block, device block, their event) and the launch that reads it.</summary>
+    private readonly object _uploadLock = new();
+
+    /// <summary>Serialises the reset, launch and read-back of the device-side bad-start flag.</summary>
+    private readonly object _flagLock = new();
+
+    private IntPtr _uploadHost;
+    private ulong _uploadDevice;
+    private long _uploadCapacity;
+    private IntPtr _uploaded;
+    private bool _uploadPending;
+    private ulong _badFlag;
+
+    public override void GatherWindows(DeviceBuffer frames, long rowBytes, ReadOnlySpan<long> starts, int window, DeviceBuffer output)
+    {
+        long block = checked(window * rowBytes);
+        ulong source = At(frames, 0, frames.ByteCount, nameof(frames));
+        ulong target = At(output, 0, checked(starts.Length * block), nameof(output));
+        if (starts.IsEmpty || block == 0) return;
+        IntPtr kernel = Kernel("gather_windows");
+        int chunks = WindowGrid.Chunks(block, rowBytes, starts.Length, ResidentThreads);
+        lock (_uploadLock)
+        {
+            CudaContext context = Enter();
+            ulong deviceStarts = Upload(context, starts);
+            // The starts were checked on the host, so the kernel's own check never fires here; it gets the real frame
+            // count anyway, so it could not read out of bounds even if that check had been skipped.
+            LaunchGather(context, kernel, source, deviceStarts, target, frames.ByteCount / rowBytes, rowBytes, window, starts.Length, chunks);
+        }
+    }
+
+    public override void GatherWindows(DeviceBuffer frames, long frameCount, long rowBytes, DeviceBuffer starts, int batch, int window, DeviceBuffer output)
+    {
+        long block = checked(window * rowBytes);
+        ulong source = At(frames, 0, checked(frameCount * rowBytes), nameof(frames));
+        ulong deviceStarts = At(starts, 0, checked(batch * (long)sizeof(long)), nameof(starts));
+        ulong target = At(output, 0, checked(batch * block), nameof(output));
+        if (batch == 0) return;
+        if (block == 0)
+        {
+            // Nothing to copy, so no launch, but the starts still have to obey the rule.
+            CheckStartsOnHost(starts, batch, window, frameCount);
+            return;
+        }
+        IntPtr kernel = Kernel("gather_windows");
+        int chunks = WindowGrid.Chunks(block, rowBytes, batch, ResidentThreads);
+        int bad = 0;
+        lock (_flagLock)
+        {
+            CudaContext context = Enter();
+            CudaStatus.Check(CudaNative.cuMemsetD32Async(_badFlag, int.MaxValue, 1, context.Stream), "cuMemsetD32Async");
+            LaunchGather(context, kernel, source, deviceStarts, target, frameCount, rowBytes, window, batch, chunks);
+            CudaStatus.Check(CudaNative.cuMemcpyDtoHAsync(&bad, _badFlag, sizeof(int), context.Stream), "cuMemcpyDtoHAsync_v2");
+            context.Synchronize();
+        }
+        if (bad != int.MaxValue) throw BadDeviceStart(bad, ReadStart(starts, bad), window, frameCount);
+    }
+
+    public override void StridedWindows(DeviceBuffer frames, long rowBytes, long count, int window, int stride, DeviceBuffer output)
+    {
+        long block = checked(window * rowBytes);
+        ulong target = At(output, 0, checked(count * block), nameof(output));
+        if (count == 0 || block == 0)
+        {
+            At(frames, 0, 0, nameof(frames));
+            return;
+        }
+        ulong source = At(frames, 0, checked(((count - 1) * stride + window) * rowBytes), nameof(frames));
+        IntPtr kernel = Kernel("strided_windows");
+        CudaContext context = Enter();
+        long first = 0;
+        // strided_windows(frames, out, row_bytes, window, stride, first): a pointer to each argument's value, in order.
+        void** arguments = stackalloc void*[6];
+        arguments[0] = &source;
+        arguments[1] = &target;
+        arguments[2] = &rowBytes;
+        arguments[3] = &window;
+        arguments[4] = &stride;
+        arguments[5] = &first;
+        for (; first < count; first += WindowGrid.MaxStridedWindows)
+        {
+            long windows = Math.Min(WindowGrid.MaxStridedWindows, count - first);
+            // cuLaunchKernel copies the values it points at before returning, so advancing first is safe.
+            Launch(context, kernel, "strided_windows", windows, WindowGrid.Chunks(block, rowBytes, windows, ResidentThreads), arguments);
+        }
+    }
+
+    private IntPtr Kernel(string entry)
+    {
+        Enter();
+        return _kernels.Function(WindowsSource, entry);
+    }
+
+    /// <summary>gather_windows(frames, starts, out, frame_count, row_bytes, window, bad): a pointer to each argument's value, in order.</summary>
+    private void LaunchGather(CudaContext context, IntPtr kernel, ulong frames, ulong starts, ulong output,
+        long frameCount, long rowBytes, int window, long batch, int chunks)
+    {
+        ulong bad = _badFlag;
+        void** arguments = stackalloc void*[7];
+        arguments[0] = &frames;
+        arguments[1] = &starts;
+        arguments[2] = &output;
+        arguments[3] = &frameCount;
+        arguments[4] = &rowBytes;
+        arguments[5] = &window;
+        arguments[6] = &bad;
+        Launch(context, kernel, "gather_windows", batch, chunks, arguments);
+    }
+
+    private static void Launch(CudaContext context, IntPtr kernel, string name, long windows, int chunks, void** arguments) =>
+        CudaStatus.Check(CudaNative.cuLaunchKernel(kernel, checked((uint)windows), (uint)chunks, 1, WindowGrid.BlockThreads, 1, 1, 0,
+            context.Stream, arguments, null), $"cuLaunchKernel({name}, grid {windows} x {chunks}, block {WindowGrid.BlockThreads})");
+
+    /// <summary>
+    /// Queues the copy of host starts to the device through a pinned block, and returns the device block. A pageable
+    /// source could be read by the DMA after this returns (on systems that copy straight from pageable memory), so
+    /// the span is first copied into pinned memory, which is reused only once the previous upload's event has fired.
+    /// </summary>
+    private ulong Upload(CudaContext context, ReadOnlySpan<long> starts)
+    {
+        long bytes = (long)starts.Length * sizeof(long);
+        if (bytes > _uploadCapacity) GrowUpload(context, bytes);
+        else if (_uploadPending) CudaStatus.Check(CudaNative.cuEventSynchronize(_uploaded), "cuEventSynchronize");
+        _uploadPending = false;
+        starts.CopyTo(new Span<long>((void*)_uploadHost, starts.Length));
+        CudaStatus.Check(CudaNative.cuMemcpyHtoDAsync(_uploadDevice, (void*)_uploadHost, (nuint)bytes, context.Stream), "cuMemcpyHtoDAsync_v2");
+        CudaStatus.Check(CudaNative.cuEventRecord(_uploaded, context.Stream), "cuEventRecord");
+        _uploadPending = true;
+        return _uploadDevice;
+    }
+
+    /// <summary>Replaces both staging blocks by larger ones (doubling, so a growing batch reallocates O(log n) times).</summary>
+    private void GrowUpload(CudaContext context, long bytes)
+    {
+        // Queued launches may still read the old device block: drain the stream before freeing it.
+        context.Synchronize();
+        _uploadPending = false;
+        long capacity = Math.Max(bytes, Math.Max(2 * _uploadCapacity, 4096));
+        FreeUpload();
+        CudaStatus.Check(CudaNative.cuMemAllocHost(out _uploadHost, (nuint)capacity), "cuMemAllocHost_v2");
+        CudaStatus.Check(CudaNative.cuMemAlloc(out _uploadDevice, (nuint)capacity), "cuMemAlloc_v2");
+        _uploadCapacity = capacity;
+    }
+
+    private void FreeUpload()
+    {
+        _uploadCapacity = 0;
+        if (_uploadHost != IntPtr.Zero) CudaNative.cuMemFreeHost(_uploadHost);
+        if (_uploadDevice != 0) CudaNative.cuMemFree(_uploadDevice);
+        _uploadHost = IntPtr.Zero;
+        _uploadDevice = 0;
+    }
+
+    /// <summary>
+    /// The scratch every window launch needs, made with the context: the bad-start flag (gather_windows takes a valid
+    /// pointer on every launch) and the upload event. Raw allocations, not buffers, so the leak counters count only
+    /// what callers allocated. Called once, with the new context current.
+    /// </summary>
+    private void CreateScratch()
+    {
+        try
+        {
+            CudaStatus.Check(CudaNative.cuMemAlloc(out _badFlag, sizeof(int)), "cuMemAlloc_v2");
+            CudaStatus.Check(CudaNative.cuEventCreate(out _uploaded, CudaNative.EventDisableTiming), "cuEventCreate");
+        }
+        catch
+        {
+            // No lock: the context is not published yet, so nothing else can reach the scratch, and the caller holds
+            // the context lock, which a gather holding the upload lock may be waiting for.
+            ReleaseScratch();
+            throw;
+        }
+    }
+
+    /// <summary>Frees all scratch; never throws. Called at dispose, after the stream was drained.</summary>
+    private void FreeScratch()
+    {
+        lock (_uploadLock)
+        lock (_flagLock)
+            ReleaseScratch();
+    }
+
+    private void ReleaseScratch()
+    {
+        FreeUpload();
+        if (_badFlag != 0) CudaNative.cuMemFree(_badFlag);
+        if (_uploaded != IntPtr.Zero) CudaNative.cuEventDestroy(_uploaded);
+        _badFlag = 0;
+        _uploaded = IntPtr.Zero;
+        _uploadPending = false;
+    }
+
+    private long ReadStart(DeviceBuffer starts, long index)
+    {
+        long value = 0;
+        Read(starts, index * sizeof(long), new Span<byte>(&value, sizeof(long)));
+        return value;
+    }
+
+    /// <summary>The rule of the kernel's check, applied on the host to starts read back in slices.</summary>
+    private void CheckStartsOnHost(DeviceBuffer starts, int batch, int window, long frameCount)
+    {
+        const int Slice = 1 << 16;
+        var host = new long[Math.Min(batch, Slice)];
+        for (long first = 0; first < batch; first += Slice)
+        {
+            int length = (int)Math.Min(Slice, batch - first);
+            Span<long> part = host.AsSpan(0, length);
+            Read(starts, first * sizeof(long), System.Runtime.InteropServices.MemoryMarshal.AsBytes(part));
+            for (int i = 0; i < length; i++)
+                if ((ulong)part[i] > (ulong)(frameCount - window))
+                    throw BadDeviceStart(first + i, part[i], window, frameCount);
+        }
+    }
+}

@@ -1,0 +1,111 @@
+using System.Runtime.InteropServices;
+using NativeTensor.Runtime;
+using NativeTensor.Runtime.Cuda;
+
+namespace NativeTensor.Tests.Runtime;
+
+/// <summary>
+/// What the CUDA runtime does on any machine, with or without a GPU: discovery never throws and always explains an
+/// absence, a missing driver or NVRTC is named with where it was looked for, and the launch shape obeys its bounds.
+/// </summary>
+public sealed class CudaRuntimeDiscoveryTests
+{
+    private static bool DriverLoads => NativeLibrary.TryLoad("libcuda.so.1", out _) || NativeLibrary.TryLoad("nvcuda.dll", out _);
+
+    [Fact]
+    public void Discover_NeverThrows_AndGivesDevicesOrAReason()
+    {
+        var results = new (IReadOnlyList<Backend> Found, string? Reason)[8];
+        Parallel.For(0, results.Length, i => results[i] = CudaBackend.Discover());
+        foreach ((IReadOnlyList<Backend> found, string? reason) in results)
+        {
+            Assert.Equal(found.Count == 0, reason is not null);
+            Assert.All(found, b => Assert.Equal(DeviceKind.Cuda, b.Kind));
+        }
+    }
+
+    [Fact]
+    public void Available_AndUnavailableReason_Agree()
+    {
+        bool listed = Device.Available.Any(d => d.Kind == DeviceKind.Cuda);
+        string? reason = Device.UnavailableReason(DeviceKind.Cuda);
+        Assert.Equal(!listed, reason is not null);
+        Assert.True(reason is null || reason.Length > 0);
+    }
+
+    [SkippableFact]
+    public void WithoutADriver_NoDeviceIsListed_AndTheReasonNamesTheLibrary()
+    {
+        Skip.If(DriverLoads, "the NVIDIA driver is installed here");
+        Assert.DoesNotContain(Device.Available, d => d.Kind == DeviceKind.Cuda);
+        string? reason = Device.UnavailableReason(DeviceKind.Cuda);
+        Assert.NotNull(reason);
+        Assert.Contains(OperatingSystem.IsWindows() ? "nvcuda.dll not found" : "libcuda.so.1 not found", reason);
+    }
+
+    [SkippableFact]
+    public void WithoutADevice_GetThrowsWithTheReason()
+    {
+        Skip.If(Device.Available.Any(d => d.Kind == DeviceKind.Cuda), "a CUDA device is present");
+        var error = Assert.Throws<NativeTensorException>(() => Device.Get("cuda"));
+        Assert.Contains("'cuda' is not available", error.Message);
+        Assert.Contains(Device.UnavailableReason(DeviceKind.Cuda)!, error.Message);
+        Assert.Throws<NativeTensorException>(() => Device.Get("cuda:1"));
+    }
+
+    [SkippableFact]
+    public void WithoutNvrtc_TheErrorListsTheVersionsAndFoldersSearched()
+    {
+        NativeLibraries.EnsureRegistered();
+        Skip.If(NativeLibrary.TryLoad(NativeLibraries.Nvrtc, typeof(NativeLibraries).Assembly, null, out _), "NVRTC is installed here");
+        var error = Assert.Throws<NativeTensorException>(() => NvrtcCompiler.TargetFor(90));
+        Assert.Contains("libnvrtc.so.13", error.Message);
+        Assert.Contains("libnvrtc.so.12", error.Message);
+        Assert.Contains("/usr/local/cuda/lib64", error.Message);
+    }
+
+    [SkippableFact]
+    public void WithoutADriver_ErrorNamesFallBackToTheCode()
+    {
+        Skip.If(DriverLoads, "the NVIDIA driver is installed here; the GPU suite checks the driver's names");
+        Assert.Equal("CUresult 700", CudaStatus.Name(700));
+        var error = Assert.Throws<NativeTensorException>(() => CudaStatus.Check(700, "cuLaunchKernel"));
+        Assert.Equal("CUresult 700", error.ErrorName);
+        Assert.Contains("cuLaunchKernel failed", error.Message);
+    }
+
+    [Theory]
+    [InlineData(1148L, 4)]
+    [InlineData(1150L, 2)]
+    [InlineData(7L, 1)]
+    [InlineData(24L, 8)]
+    [InlineData(4096L, 16)]
+    public void NarrowestUnit_IsTheRowsLowestBit_CappedAt16(long rowBytes, int unit) =>
+        Assert.Equal(unit, WindowGrid.NarrowestUnit(rowBytes));
+
+    [Fact]
+    public void Chunks_FillAnH100Wave_ForThePerfBatch()
+    {
+        const long H100Resident = 132 * 2048;
+        const long Block = 30 * 1148;
+        int chunks = WindowGrid.Chunks(Block, 1148, 256, H100Resident);
+        long units = Block / 4;
+        long threads = (long)WindowGrid.BlockThreads * chunks;
+        Assert.True(256 * threads >= H100Resident, $"{chunks} chunks leave the grid short of one wave");
+        Assert.InRange(units / threads, WindowGrid.FewestUnitsPerThread, WindowGrid.MostUnitsPerThread);
+    }
+
+    [Theory]
+    [InlineData(16L, 16L, 1L)]                  // a single unit: one chunk, whatever the wave
+    [InlineData(1L << 34, 16L, 1L)]             // one huge window: bounded by gridDim.y
+    [InlineData(1L << 24, 16L, 1L << 20)]       // many windows: the wave is full without chunks
+    [InlineData(34440L, 1148L, 1L << 30)]
+    public void Chunks_StayWithinTheLaunchLimits(long block, long rowBytes, long windows)
+    {
+        int chunks = WindowGrid.Chunks(block, rowBytes, windows, 132 * 2048);
+        Assert.InRange(chunks, 1, WindowGrid.MaxChunks);
+        long units = block / WindowGrid.NarrowestUnit(rowBytes);
+        if (chunks < WindowGrid.MaxChunks)
+            Assert.True(units <= (long)chunks * WindowGrid.BlockThreads * WindowGrid.MostUnitsPerThread);
+    }
+}
