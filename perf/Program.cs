@@ -1,1 +1,107 @@
-return 0;
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace NativeTensor.Perf;
+
+/// <summary>
+/// <c>dotnet run -c Release --project perf [-- command] [--device spec] [--out path]</c>: validates every op on every
+/// available device against the reference and saves the printed report as markdown.
+/// </summary>
+internal static partial class Program
+{
+    private const string Usage = """
+        usage: perf [all | validate] [--device SPEC] [--out PATH]
+          all (default)  validate every op on every device
+          validate       the same, without writing the report unless --out is given
+          --device SPEC  one device only: cpu, opencl[:i], cuda[:i]
+          --out PATH     where to write the markdown report
+        """;
+
+    private sealed record Options(string Command, string? DeviceSpec, string? OutPath);
+
+    private static int Main(string[] args)
+    {
+        // Figures are committed and compared across machines: one number format everywhere.
+        CultureInfo.DefaultThreadCurrentCulture = CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+        Options options;
+        try { options = Parse(args); }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+        return Run(options);
+    }
+
+    private static Options Parse(string[] args)
+    {
+        string command = "all";
+        string? device = null, output = null;
+        int i = 0;
+        if (args.Length > 0 && !args[0].StartsWith('-')) command = args[i++];
+        if (command is not ("all" or "validate")) throw new ArgumentException($"unknown command '{command}'");
+        for (; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--device" when i + 1 < args.Length: device = args[++i]; break;
+                case "--out" when i + 1 < args.Length: output = args[++i]; break;
+                default: throw new ArgumentException($"unknown or incomplete option '{args[i]}'");
+            }
+        }
+        return new Options(command, device, output);
+    }
+
+    private static int Run(Options options)
+    {
+        IReadOnlyList<Device> devices;
+        try { devices = options.DeviceSpec is null ? Device.Available : [Device.Get(options.DeviceSpec)]; }
+        catch (Exception e) when (e is ArgumentException or NativeTensorException)
+        {
+            Console.Error.WriteLine($"--device {options.DeviceSpec}: {e.Message}");
+            return 2;
+        }
+        var report = new Report();
+        report.Header($"command '{options.Command}'");
+        report.Line($"devices : {string.Join(", ", devices.Select(d => d.ToString()))}");
+        foreach (DeviceKind kind in new[] { DeviceKind.OpenCl, DeviceKind.Cuda })
+            if (Device.UnavailableReason(kind) is { } why) report.Line($"          no {kind} device: {why}");
+
+        bool failed = false;
+        if (options.Command is "all" or "validate")
+        {
+            report.Section("Validation");
+            List<Device> passed = Validation.Run(devices, report);
+            failed = passed.Count < devices.Count;
+        }
+
+        string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices) : null);
+        if (path is not null)
+        {
+            report.Save(path);
+            Console.WriteLine();
+            Console.WriteLine($"report written to {Path.GetFullPath(path)}");
+        }
+        return failed ? 1 : 0;
+    }
+
+    /// <summary>perf/results/&lt;machine or backend&gt;-latest.md beside the project when run from the repository; ./results otherwise (a published copy).</summary>
+    private static string DefaultResultsPath(IReadOnlyList<Device> devices)
+    {
+        Device main = devices.FirstOrDefault(d => d.Kind != DeviceKind.Cpu) ?? devices[0];
+        string name = main.Kind == DeviceKind.Cpu
+            ? $"cpu-{Slug(Report.CpuModel())}-{Environment.ProcessorCount}core"
+            : $"{Device.KindName(main.Kind)}-{Slug(main.Name)}";
+        string file = $"{name}-latest.md";
+        for (DirectoryInfo? dir = new(Environment.CurrentDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "perf", "NativeTensor.Perf.csproj")))
+                return Path.Combine(dir.FullName, "perf", "results", file);
+        return Path.Combine("results", file);
+    }
+
+    private static string Slug(string text) => NonWord().Replace(text.Trim().ToLowerInvariant(), "-").Trim('-');
+
+    [GeneratedRegex("[^a-z0-9]+")]
+    private static partial Regex NonWord();
+}
