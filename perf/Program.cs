@@ -4,20 +4,22 @@ using System.Text.RegularExpressions;
 namespace NativeTensor.Perf;
 
 /// <summary>
-/// <c>dotnet run -c Release --project perf [-- command] [--device spec] [--out path]</c>: validates every op on every
-/// available device against the reference and saves the printed report as markdown.
+/// <c>dotnet run -c Release --project perf [-- command] [--quick] [--device spec] [--out path]</c>: validates every
+/// op on every available device against the reference, times it beside the device's own copy of the same bytes,
+/// and saves the printed report as markdown.
 /// </summary>
 internal static partial class Program
 {
     private const string Usage = """
-        usage: perf [all | validate] [--device SPEC] [--out PATH]
-          all (default)  validate every op on every device
-          validate       the same, without writing the report unless --out is given
+        usage: perf [all | validate] [--quick] [--device SPEC] [--out PATH]
+          all (default)  validate every op on every device and time the gathers
+          validate       only the validation
+          --quick        few reps, for smoke runs (results go to a .tmp file)
           --device SPEC  one device only: cpu, opencl[:i], cuda[:i]
           --out PATH     where to write the markdown report
         """;
 
-    private sealed record Options(string Command, string? DeviceSpec, string? OutPath);
+    private sealed record Options(string Command, bool Quick, string? DeviceSpec, string? OutPath);
 
     private static int Main(string[] args)
     {
@@ -37,6 +39,7 @@ internal static partial class Program
     private static Options Parse(string[] args)
     {
         string command = "all";
+        bool quick = false;
         string? device = null, output = null;
         int i = 0;
         if (args.Length > 0 && !args[0].StartsWith('-')) command = args[i++];
@@ -45,16 +48,18 @@ internal static partial class Program
         {
             switch (args[i])
             {
+                case "--quick": quick = true; break;
                 case "--device" when i + 1 < args.Length: device = args[++i]; break;
                 case "--out" when i + 1 < args.Length: output = args[++i]; break;
                 default: throw new ArgumentException($"unknown or incomplete option '{args[i]}'");
             }
         }
-        return new Options(command, device, output);
+        return new Options(command, quick, device, output);
     }
 
     private static int Run(Options options)
     {
+        RunPlan plan = options.Quick ? RunPlan.Quick : RunPlan.Full;
         IReadOnlyList<Device> devices;
         try { devices = options.DeviceSpec is null ? Device.Available : [Device.Get(options.DeviceSpec)]; }
         catch (Exception e) when (e is ArgumentException or NativeTensorException)
@@ -63,7 +68,7 @@ internal static partial class Program
             return 2;
         }
         var report = new Report();
-        report.Header($"command '{options.Command}'");
+        report.Header($"{(options.Quick ? "quick" : "full")}: {plan.Reps} timed reps after >= {plan.WarmupReps} warm-up runs and {plan.WarmupMilliseconds} ms, command '{options.Command}'");
         report.Line($"devices : {string.Join(", ", devices.Select(d => d.ToString()))}");
         foreach (DeviceKind kind in new[] { DeviceKind.OpenCl, DeviceKind.Cuda })
             if (Device.UnavailableReason(kind) is { } why) report.Line($"          no {kind} device: {why}");
@@ -74,9 +79,10 @@ internal static partial class Program
             report.Section("Validation");
             List<Device> passed = Validation.Run(devices, report);
             failed = passed.Count < devices.Count;
+            if (options.Command == "all") TimeGathers(passed, plan, report);
         }
 
-        string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices) : null);
+        string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices, options.Quick) : null);
         if (path is not null)
         {
             report.Save(path);
@@ -86,14 +92,38 @@ internal static partial class Program
         return failed ? 1 : 0;
     }
 
+    /// <summary>Every case on every validated device, then the table.</summary>
+    private static List<Row> TimeGathers(IReadOnlyList<Device> devices, RunPlan plan, Report report)
+    {
+        var cases = GatherCase.All.Select((c, i) => CaseStarts.Draw(c, plan.Sets, seed: 1000 + 100 * i)).ToList();
+        report.Section("Bandwidth");
+        report.Line("each rep of each op gathers a fresh set of random starts (seeded shuffles, no set reused); output tensor reused;");
+        report.Line("ops are timed rep by rep in turn;");
+        report.Line("copy = the same bytes as one batch, from a random place in the frames, on the same device (the ceiling)");
+        var rows = new List<Row>();
+        foreach (Device device in devices)
+        {
+            Console.WriteLine($"timing {device.Spec} ...");
+            MachineLoad load = MachineLoad.Start();
+            rows.AddRange(Bandwidth.Run(device, cases, plan));
+            string busy = load.Describe(out bool contaminated);
+            if (busy.Length > 0)
+                report.Line($"while {device.Spec} was timed: {busy}{(contaminated ? ": WARNING, other work shared the machine; figures are low and spread" : "")}");
+        }
+        report.Line();
+        Bandwidth.PrintTable(rows, report);
+        Bandwidth.PrintRatios(rows, report);
+        return rows;
+    }
+
     /// <summary>perf/results/&lt;machine or backend&gt;-latest.md beside the project when run from the repository; ./results otherwise (a published copy).</summary>
-    private static string DefaultResultsPath(IReadOnlyList<Device> devices)
+    private static string DefaultResultsPath(IReadOnlyList<Device> devices, bool quick)
     {
         Device main = devices.FirstOrDefault(d => d.Kind != DeviceKind.Cpu) ?? devices[0];
         string name = main.Kind == DeviceKind.Cpu
             ? $"cpu-{Slug(Report.CpuModel())}-{Environment.ProcessorCount}core"
             : $"{Device.KindName(main.Kind)}-{Slug(main.Name)}";
-        string file = $"{name}-latest.md";
+        string file = quick ? $"{name}-quick.md.tmp" : $"{name}-latest.md";
         for (DirectoryInfo? dir = new(Environment.CurrentDirectory); dir is not null; dir = dir.Parent)
             if (File.Exists(Path.Combine(dir.FullName, "perf", "NativeTensor.Perf.csproj")))
                 return Path.Combine(dir.FullName, "perf", "results", file);
