@@ -5,14 +5,14 @@ namespace NativeTensor.Perf;
 
 /// <summary>
 /// <c>dotnet run -c Release --project perf [-- command] [--quick] [--device spec] [--out path]</c>: validates every
-/// op on every available device against the reference, times it beside the device's own copy of the same bytes,
-/// and saves the printed report as markdown.
+/// op on every available device against the reference, times it beside the device's own copy of the same bytes and
+/// beside a peer, and saves the printed report as markdown.
 /// </summary>
 internal static partial class Program
 {
     private const string Usage = """
         usage: perf [all | validate] [--quick] [--device SPEC] [--out PATH]
-          all (default)  validate every op on every device and time the gathers
+          all (default)  validate every op on every device, time the gathers and run the peers
           validate       only the validation
           --quick        few reps, for smoke runs (results go to a .tmp file)
           --device SPEC  one device only: cpu, opencl[:i], cuda[:i]
@@ -92,13 +92,13 @@ internal static partial class Program
         return failed ? 1 : 0;
     }
 
-    /// <summary>Every case on every validated device, then the table.</summary>
+    /// <summary>Every case on every validated device, then the peers on the same batches, then the table.</summary>
     private static List<Row> TimeGathers(IReadOnlyList<Device> devices, RunPlan plan, Report report)
     {
         var cases = GatherCase.All.Select((c, i) => CaseStarts.Draw(c, plan.Sets, seed: 1000 + 100 * i)).ToList();
         report.Section("Bandwidth");
         report.Line("each rep of each op gathers a fresh set of random starts (seeded shuffles, no set reused); output tensor reused;");
-        report.Line("ops are timed rep by rep in turn;");
+        report.Line("ops are timed rep by rep in turn; the peers gather the host-starts gather's very batches;");
         report.Line("copy = the same bytes as one batch, from a random place in the frames, on the same device (the ceiling)");
         var rows = new List<Row>();
         foreach (Device device in devices)
@@ -110,6 +110,8 @@ internal static partial class Program
             if (busy.Length > 0)
                 report.Line($"while {device.Spec} was timed: {busy}{(contaminated ? ": WARNING, other work shared the machine; figures are low and spread" : "")}");
         }
+        if (devices.Any(d => d.Kind == DeviceKind.Cpu)) rows.AddRange(Peers.Numpy(cases, plan, report));
+        if (devices.FirstOrDefault(d => d.Kind == DeviceKind.Cuda) is { } cuda) rows.AddRange(Peers.Torch(cuda, cases, plan, report));
         report.Line();
         Bandwidth.PrintTable(rows, report);
         Bandwidth.PrintRatios(rows, report);
