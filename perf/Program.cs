@@ -6,20 +6,22 @@ namespace NativeTensor.Perf;
 /// <summary>
 /// <c>dotnet run -c Release --project perf [-- command] [--quick] [--device spec] [--out path]</c>: validates every
 /// op on every available device against the reference, times it beside the device's own copy of the same bytes and
-/// beside a peer, and saves the printed report as markdown.
+/// beside a peer, measures the memory scenario, and saves the printed report as markdown.
 /// </summary>
 internal static partial class Program
 {
     private const string Usage = """
-        usage: perf [all | validate] [--quick] [--device SPEC] [--out PATH]
-          all (default)  validate every op on every device, time the gathers and run the peers
+        usage: perf [all | validate | memory | memory-child [--frames N]] [--quick] [--device SPEC] [--out PATH]
+          all (default)  validate every op on every device, time the gathers, run the peers and the memory scenario
           validate       only the validation
+          memory         only the memory scenario (CPU)
+          memory-child   one lazy epoch, printing JSON (run by the memory scenario)
           --quick        few reps, for smoke runs (results go to a .tmp file)
           --device SPEC  one device only: cpu, opencl[:i], cuda[:i]
           --out PATH     where to write the markdown report
         """;
 
-    private sealed record Options(string Command, bool Quick, string? DeviceSpec, string? OutPath);
+    private sealed record Options(string Command, bool Quick, string? DeviceSpec, string? OutPath, string[] Rest);
 
     private static int Main(string[] args)
     {
@@ -33,7 +35,11 @@ internal static partial class Program
             Console.Error.WriteLine(Usage);
             return 2;
         }
-        return Run(options);
+        return options.Command switch
+        {
+            "memory-child" => MemoryScenario.Child(options.Rest),
+            _ => Run(options),
+        };
     }
 
     private static Options Parse(string[] args)
@@ -43,7 +49,8 @@ internal static partial class Program
         string? device = null, output = null;
         int i = 0;
         if (args.Length > 0 && !args[0].StartsWith('-')) command = args[i++];
-        if (command is not ("all" or "validate")) throw new ArgumentException($"unknown command '{command}'");
+        if (command is "memory-child") return new Options(command, false, null, null, args[i..]);
+        if (command is not ("all" or "validate" or "memory")) throw new ArgumentException($"unknown command '{command}'");
         for (; i < args.Length; i++)
         {
             switch (args[i])
@@ -54,7 +61,7 @@ internal static partial class Program
                 default: throw new ArgumentException($"unknown or incomplete option '{args[i]}'");
             }
         }
-        return new Options(command, quick, device, output);
+        return new Options(command, quick, device, output, []);
     }
 
     private static int Run(Options options)
@@ -80,6 +87,21 @@ internal static partial class Program
             List<Device> passed = Validation.Run(devices, report);
             failed = passed.Count < devices.Count;
             if (options.Command == "all") TimeGathers(passed, plan, report);
+        }
+        if (options.Command is "all" or "memory")
+        {
+            report.Section("Memory scenario: sequence embedding, lazy vs eager windows (cpu)");
+            if (!devices.Any(d => d.Kind == DeviceKind.Cpu))
+                report.Line($"skipped: it runs on the cpu, and --device {options.DeviceSpec} leaves the cpu out");
+            else
+            {
+                try { MemoryScenario.Run(report, options.Quick); }
+                catch (InvalidOperationException e)
+                {
+                    report.Line($"memory scenario: FAIL {e.Message}");
+                    failed = true;
+                }
+            }
         }
 
         string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices, options.Quick) : null);
