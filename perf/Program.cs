@@ -81,12 +81,14 @@ internal static partial class Program
             if (Device.UnavailableReason(kind) is { } why) report.Line($"          no {kind} device: {why}");
 
         bool failed = false;
+        var rows = new List<Row>();
+        MemoryResult? memory = null;
         if (options.Command is "all" or "validate")
         {
             report.Section("Validation");
             List<Device> passed = Validation.Run(devices, report);
             failed = passed.Count < devices.Count;
-            if (options.Command == "all") TimeGathers(passed, plan, report);
+            if (options.Command == "all") rows = TimeGathers(passed, plan, report);
         }
         if (options.Command is "all" or "memory")
         {
@@ -95,13 +97,18 @@ internal static partial class Program
                 report.Line($"skipped: it runs on the cpu, and --device {options.DeviceSpec} leaves the cpu out");
             else
             {
-                try { MemoryScenario.Run(report, options.Quick); }
+                try { memory = MemoryScenario.Run(report, options.Quick); }
                 catch (InvalidOperationException e)
                 {
                     report.Line($"memory scenario: FAIL {e.Message}");
                     failed = true;
                 }
             }
+        }
+        if (options.Command == "all")
+        {
+            report.Section("Targets");
+            Targets.Print(rows, memory, report);
         }
 
         string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices, options.Quick) : null);
