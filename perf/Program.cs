@@ -11,10 +11,11 @@ namespace NativeTensor.Perf;
 internal static partial class Program
 {
     private const string Usage = """
-        usage: perf [all | validate | memory | memory-child [--frames N]] [--quick] [--device SPEC] [--out PATH]
+        usage: perf [all | validate | memory | bdn [BenchmarkDotNet args] | memory-child [--frames N]] [--quick] [--device SPEC] [--out PATH]
           all (default)  validate every op on every device, time the gathers, run the peers and the memory scenario
           validate       only the validation
           memory         only the memory scenario (CPU)
+          bdn            the CPU gather and copy under BenchmarkDotNet's default config
           memory-child   one lazy epoch, printing JSON (run by the memory scenario)
           --quick        few reps, for smoke runs (results go to a .tmp file)
           --device SPEC  one device only: cpu, opencl[:i], cuda[:i]
@@ -38,6 +39,7 @@ internal static partial class Program
         return options.Command switch
         {
             "memory-child" => MemoryScenario.Child(options.Rest),
+            "bdn" => BdnSuite.Run(options.Rest),
             _ => Run(options),
         };
     }
@@ -49,7 +51,7 @@ internal static partial class Program
         string? device = null, output = null;
         int i = 0;
         if (args.Length > 0 && !args[0].StartsWith('-')) command = args[i++];
-        if (command is "memory-child") return new Options(command, false, null, null, args[i..]);
+        if (command is "bdn" or "memory-child") return new Options(command, false, null, null, args[i..]);
         if (command is not ("all" or "validate" or "memory")) throw new ArgumentException($"unknown command '{command}'");
         for (; i < args.Length; i++)
         {
