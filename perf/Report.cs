@@ -63,7 +63,7 @@ internal sealed class Report
     /// <summary>The machine, the runtime and the run's settings, so a saved file says where its figures come from.</summary>
     public void Header(string mode)
     {
-        _markdown.AppendLine("# NativeTensor perf");
+        _markdown.AppendLine("# NativeTensor perf").AppendLine();
         Line($"machine : {CpuModel()}, {Environment.ProcessorCount} cores, {MemoryText()}, widest vector {SimdWidths.Best.Describe()}");
         Line($"runtime : {RuntimeInformation.FrameworkDescription}, {RuntimeInformation.OSDescription}");
         Line($"run     : {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {mode}");
