@@ -1,1 +1,170 @@
-return 0;
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace NativeTensor.Perf;
+
+/// <summary>
+/// <c>dotnet run -c Release --project perf [-- command] [--quick] [--device spec] [--out path]</c>: validates every
+/// op on every available device against the reference, times it beside the device's own copy of the same bytes and
+/// beside a peer, measures the memory scenario, and saves the printed report as markdown.
+/// </summary>
+internal static partial class Program
+{
+    private const string Usage = """
+        usage: perf [all | validate | memory | bdn [BenchmarkDotNet args] | memory-child [--frames N]] [--quick] [--device SPEC] [--out PATH]
+          all (default)  validate every op on every device, time the gathers, run the peers and the memory scenario
+          validate       only the validation
+          memory         only the memory scenario (CPU)
+          bdn            the CPU gather and copy under BenchmarkDotNet's default config
+          memory-child   one lazy epoch, printing JSON (run by the memory scenario)
+          --quick        few reps, for smoke runs (results go to a .tmp file)
+          --device SPEC  one device only: cpu, opencl[:i], cuda[:i]
+          --out PATH     where to write the markdown report
+        """;
+
+    private sealed record Options(string Command, bool Quick, string? DeviceSpec, string? OutPath, string[] Rest);
+
+    private static int Main(string[] args)
+    {
+        // Figures are committed and compared across machines: one number format everywhere.
+        CultureInfo.DefaultThreadCurrentCulture = CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+        Options options;
+        try { options = Parse(args); }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine(e.Message);
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+        return options.Command switch
+        {
+            "memory-child" => MemoryScenario.Child(options.Rest),
+            "bdn" => BdnSuite.Run(options.Rest),
+            _ => Run(options),
+        };
+    }
+
+    private static Options Parse(string[] args)
+    {
+        string command = "all";
+        bool quick = false;
+        string? device = null, output = null;
+        int i = 0;
+        if (args.Length > 0 && !args[0].StartsWith('-')) command = args[i++];
+        if (command is "bdn" or "memory-child") return new Options(command, false, null, null, args[i..]);
+        if (command is not ("all" or "validate" or "memory")) throw new ArgumentException($"unknown command '{command}'");
+        for (; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--quick": quick = true; break;
+                case "--device" when i + 1 < args.Length: device = args[++i]; break;
+                case "--out" when i + 1 < args.Length: output = args[++i]; break;
+                default: throw new ArgumentException($"unknown or incomplete option '{args[i]}'");
+            }
+        }
+        return new Options(command, quick, device, output, []);
+    }
+
+    private static int Run(Options options)
+    {
+        RunPlan plan = options.Quick ? RunPlan.Quick : RunPlan.Full;
+        IReadOnlyList<Device> devices;
+        try { devices = options.DeviceSpec is null ? Device.Available : [Device.Get(options.DeviceSpec)]; }
+        catch (Exception e) when (e is ArgumentException or NativeTensorException)
+        {
+            Console.Error.WriteLine($"--device {options.DeviceSpec}: {e.Message}");
+            return 2;
+        }
+        var report = new Report();
+        report.Header($"{(options.Quick ? "quick" : "full")}: {plan.Reps} timed reps after >= {plan.WarmupReps} warm-up runs and {plan.WarmupMilliseconds} ms, command '{options.Command}'");
+        report.Line($"devices : {string.Join(", ", devices.Select(d => d.ToString()))}");
+        foreach (DeviceKind kind in new[] { DeviceKind.OpenCl, DeviceKind.Cuda })
+            if (Device.UnavailableReason(kind) is { } why) report.Line($"          no {kind} device: {why}");
+
+        bool failed = false;
+        var rows = new List<Row>();
+        MemoryResult? memory = null;
+        if (options.Command is "all" or "validate")
+        {
+            report.Section("Validation");
+            List<Device> passed = Validation.Run(devices, report);
+            failed = passed.Count < devices.Count;
+            if (options.Command == "all") rows = TimeGathers(passed, plan, report);
+        }
+        if (options.Command is "all" or "memory")
+        {
+            report.Section("Memory scenario: sequence embedding, lazy vs eager windows (cpu)");
+            if (!devices.Any(d => d.Kind == DeviceKind.Cpu))
+                report.Line($"skipped: it runs on the cpu, and --device {options.DeviceSpec} leaves the cpu out");
+            else
+            {
+                try { memory = MemoryScenario.Run(report, options.Quick); }
+                catch (InvalidOperationException e)
+                {
+                    report.Line($"memory scenario: FAIL {e.Message}");
+                    failed = true;
+                }
+            }
+        }
+        if (options.Command == "all")
+        {
+            report.Section("Targets");
+            Targets.Print(rows, memory, report);
+        }
+
+        string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices, options.Quick) : null);
+        if (path is not null)
+        {
+            report.Save(path);
+            Console.WriteLine();
+            Console.WriteLine($"report written to {Path.GetFullPath(path)}");
+        }
+        return failed ? 1 : 0;
+    }
+
+    /// <summary>Every case on every validated device, then the peers on the same batches, then the table.</summary>
+    private static List<Row> TimeGathers(IReadOnlyList<Device> devices, RunPlan plan, Report report)
+    {
+        var cases = GatherCase.All.Select((c, i) => CaseStarts.Draw(c, plan.Sets, seed: 1000 + 100 * i)).ToList();
+        report.Section("Bandwidth");
+        report.Line("each rep of each op gathers a fresh set of random starts (seeded shuffles, no set reused); output tensor reused;");
+        report.Line("ops are timed rep by rep in turn; the peers gather the host-starts gather's very batches;");
+        report.Line("copy = the same bytes as one batch, from a random place in the frames, on the same device (the ceiling)");
+        var rows = new List<Row>();
+        foreach (Device device in devices)
+        {
+            Console.WriteLine($"timing {device.Spec} ...");
+            MachineLoad load = MachineLoad.Start();
+            rows.AddRange(Bandwidth.Run(device, cases, plan));
+            string busy = load.Describe(out bool contaminated);
+            if (busy.Length > 0)
+                report.Line($"while {device.Spec} was timed: {busy}{(contaminated ? ": WARNING, other work shared the machine; figures are low and spread" : "")}");
+        }
+        if (devices.Any(d => d.Kind == DeviceKind.Cpu)) rows.AddRange(Peers.Numpy(cases, plan, report));
+        if (devices.FirstOrDefault(d => d.Kind == DeviceKind.Cuda) is { } cuda) rows.AddRange(Peers.Torch(cuda, cases, plan, report));
+        report.Line();
+        Bandwidth.PrintTable(rows, report);
+        Bandwidth.PrintRatios(rows, report);
+        return rows;
+    }
+
+    /// <summary>perf/results/&lt;machine or backend&gt;-latest.md beside the project when run from the repository; ./results otherwise (a published copy).</summary>
+    private static string DefaultResultsPath(IReadOnlyList<Device> devices, bool quick)
+    {
+        Device main = devices.FirstOrDefault(d => d.Kind != DeviceKind.Cpu) ?? devices[0];
+        string name = main.Kind == DeviceKind.Cpu
+            ? $"cpu-{Slug(Report.CpuModel())}-{Environment.ProcessorCount}core"
+            : $"{Device.KindName(main.Kind)}-{Slug(main.Name)}";
+        string file = quick ? $"{name}-quick.md.tmp" : $"{name}-latest.md";
+        for (DirectoryInfo? dir = new(Environment.CurrentDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "perf", "NativeTensor.Perf.csproj")))
+                return Path.Combine(dir.FullName, "perf", "results", file);
+        return Path.Combine("results", file);
+    }
+
+    private static string Slug(string text) => NonWord().Replace(text.Trim().ToLowerInvariant(), "-").Trim('-');
+
+    [GeneratedRegex("[^a-z0-9]+")]
+    private static partial Regex NonWord();
+}

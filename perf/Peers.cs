@@ -1,0 +1,142 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+
+namespace NativeTensor.Perf;
+
+/// <summary>
+/// The peers: <c>peers/windows_numpy.py</c> (CPU) and <c>peers/windows_torch.py</c> (CUDA) gather the very same
+/// batches (the start sets are handed over in a file) and print one JSON object, read here with
+/// <see cref="JsonDocument"/> so the trimmed build needs no reflection.
+/// </summary>
+internal static class Peers
+{
+    /// <summary>Debian's interpreter, which has python3-numpy; the first python3 on PATH may not.</summary>
+    private const string NumpyPython = "/usr/bin/python3";
+
+    private static readonly TimeSpan PeerTimeout = TimeSpan.FromMinutes(3);
+
+    /// <summary>NumPy rows for every case, measured against the CPU copy; a line saying why when NumPy cannot run.</summary>
+    public static List<Row> Numpy(IReadOnlyList<CaseStarts> cases, RunPlan plan, Report report)
+    {
+        if (!File.Exists(NumpyPython))
+        {
+            report.Line($"peer numpy: not available ({NumpyPython} not found)");
+            return [];
+        }
+        return RunScript(NumpyPython, "windows_numpy.py", [], Device.Cpu.Spec, cases, plan, report, "numpy");
+    }
+
+    /// <summary>PyTorch rows on <paramref name="cuda"/>, from the first of python3 on PATH and Debian's that imports torch.</summary>
+    public static List<Row> Torch(Device cuda, IReadOnlyList<CaseStarts> cases, RunPlan plan, Report report)
+    {
+        var failures = new List<string>();
+        foreach (string python in new[] { "python3", NumpyPython }.Distinct())
+        {
+            (int exit, _, string error) = RunProcess(python, ["-c", "import torch"], TimeSpan.FromMinutes(1));
+            if (exit == 0)
+                return RunScript(python, "windows_torch.py", ["--device", $"cuda:{cuda.Index}"], cuda.Spec, cases, plan, report, "torch");
+            failures.Add($"{python} -c \"import torch\" exited {exit}: {LastLine(error)}");
+        }
+        report.Line($"peer torch: not available ({string.Join("; ", failures)})");
+        return [];
+    }
+
+    private static List<Row> RunScript(string python, string script, string[] extra, string ceiling,
+        IReadOnlyList<CaseStarts> cases, RunPlan plan, Report report, string peer)
+    {
+        string path = Path.Combine(AppContext.BaseDirectory, "peers", script);
+        if (!File.Exists(path))
+        {
+            report.Line($"peer {peer}: not available ({path} is missing from the build output)");
+            return [];
+        }
+        string folder = Directory.CreateTempSubdirectory("nativetensor-perf-").FullName;
+        var rows = new List<Row>();
+        try
+        {
+            foreach (CaseStarts starts in cases)
+            {
+                GatherCase c = starts.Case;
+                string startsFile = Path.Combine(folder, "starts.i64");
+                starts.HostGather.WriteTo(startsFile);
+                string[] args =
+                [
+                    path, "--shape", string.Join(",", c.FrameShape), "--dtype", c.DTypeText, "--window", $"{c.Window}",
+                    "--batch", $"{c.Batch}", "--starts", startsFile, "--warmup", $"{plan.WarmupReps}", "--reps", $"{plan.Reps}", .. extra,
+                ];
+                (int exit, string output, string error) = RunProcess(python, args, PeerTimeout);
+                if (exit != 0)
+                {
+                    report.Line($"peer {peer}: not available ({python} {script} exited {exit}: {LastLine(error)})");
+                    return rows;
+                }
+                PeerResult result;
+                try { result = PeerResult.Parse(output); }
+                catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+                {
+                    report.Line($"peer {peer}: not available ({script} printed no readable result: {e.Message})");
+                    return rows;
+                }
+                rows.Add(new Row($"peer: {result.Method}", c, $"{peer} {result.Version}", ceiling, result.Time, IsPeer: true));
+                report.Line($"peer {peer} {result.Version} {c.Label,-12}: {result.Method} fastest of {result.Variants}");
+            }
+            return rows;
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>The fields perf reads from a peer's JSON.</summary>
+    private sealed record PeerResult(string Method, string Version, Timing Time, string Variants)
+    {
+        public static PeerResult Parse(string json)
+        {
+            using JsonDocument document = JsonDocument.Parse(json);
+            JsonElement root = document.RootElement;
+            var variants = root.GetProperty("variants").EnumerateObject()
+                .Select(v => $"{v.Name} {v.Value.GetProperty("median_s").GetDouble() * 1e3:F3} ms");
+            return new PeerResult(
+                root.GetProperty("method").GetString() ?? "?",
+                root.GetProperty("version").GetString() ?? "?",
+                new Timing(
+                    root.GetProperty("median_s").GetDouble() * 1e3,
+                    root.GetProperty("min_s").GetDouble() * 1e3,
+                    root.GetProperty("max_s").GetDouble() * 1e3,
+                    root.GetProperty("reps").GetInt32()),
+                string.Join(", ", variants));
+        }
+    }
+
+    /// <summary>Runs a program to its end (or kills it at <paramref name="timeout"/>), capturing both streams.</summary>
+    public static (int Exit, string Output, string Error) RunProcess(string file, IEnumerable<string> args, TimeSpan timeout)
+    {
+        var start = new ProcessStartInfo(file)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string arg in args) start.ArgumentList.Add(arg);
+        Process process;
+        try { process = Process.Start(start) ?? throw new InvalidOperationException($"{file} did not start"); }
+        catch (System.ComponentModel.Win32Exception e) { return (-1, "", $"{file}: {e.Message}"); }
+        using (process)
+        {
+            Task<string> output = process.StandardOutput.ReadToEndAsync();
+            Task<string> error = process.StandardError.ReadToEndAsync();
+            if (!process.WaitForExit(timeout))
+            {
+                process.Kill(entireProcessTree: true);
+                process.WaitForExit();
+                return (-1, output.Result, $"killed after {timeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s. {error.Result}");
+            }
+            return (process.ExitCode, output.Result, error.Result);
+        }
+    }
+
+    private static string LastLine(string text) =>
+        text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).LastOrDefault() ?? "no message";
+}

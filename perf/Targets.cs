@@ -1,0 +1,34 @@
+namespace NativeTensor.Perf;
+
+/// <summary>The project's measured targets for the windows op, each with its figure and whether this run met it.</summary>
+internal static class Targets
+{
+    private const double GatherOverCopy = 0.85;
+    private const double GatherOverNumpy = 1.2;
+    private const double LazyOverEager = 0.95;
+
+    public static void Print(IReadOnlyList<Row> rows, MemoryResult? memory, Report report)
+    {
+        foreach (Row gather in rows.Where(r => r.IsOurGather && r.Case == GatherCase.Embedding && r.Backend == Device.Cpu.Spec))
+        {
+            Row? copy = Bandwidth.CeilingOf(gather, rows);
+            if (copy is not null)
+                Say(report, $"cpu {gather.Op} >= {GatherOverCopy * 100:F0}% of copy (embedding batch)",
+                    gather.Gbps / copy.Gbps, GatherOverCopy, $"{gather.Gbps:F1} / {copy.Gbps:F1} GB/s = {gather.Gbps / copy.Gbps * 100:F0}%");
+            Row? numpy = rows.FirstOrDefault(p => p.IsPeer && p.Case == gather.Case && p.Ceiling == gather.Backend);
+            if (numpy is null) report.Line($"cpu {gather.Op} >= {GatherOverNumpy}x numpy: no numpy figure this run");
+            else
+                Say(report, $"cpu {gather.Op} >= {GatherOverNumpy}x numpy ({numpy.Op[6..]})",
+                    gather.Gbps / numpy.Gbps, GatherOverNumpy, $"{gather.Gbps:F1} / {numpy.Gbps:F1} GB/s = {gather.Gbps / numpy.Gbps:F2}x");
+        }
+        if (memory is null) return;
+        Say(report, "lazy epoch peak RSS <= frames + 4 batches + 150 MB",
+            memory.BudgetBytes / (double)memory.LazyPeakBytes, 1, $"{memory.LazyPeakBytes / 1e6:F1} MB of {memory.BudgetBytes / 1e6:F1} MB; eager would need {memory.EagerBytes / 1e9:F2} GB");
+        Say(report, $"lazy batches/s >= {LazyOverEager * 100:F0}% of iterating eager windows",
+            memory.LazyOverEager, LazyOverEager,
+            $"{memory.LazyOverEager * 100:F0}% on the scaled-down run; the full-size lazy epoch (out of cache) runs at {memory.FullLazyOverEager * 100:F0}% of it");
+    }
+
+    private static void Say(Report report, string target, double measured, double needed, string figures) =>
+        report.Line($"{(measured >= needed ? "met   " : "MISSED")} {target}: {figures}");
+}
