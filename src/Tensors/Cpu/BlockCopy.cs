@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace NativeTensor.Cpu;
 
@@ -28,18 +29,38 @@ internal static unsafe class BlockCopy
 
     /// <summary>One thread's copy; the kernels call this for each piece of their own split.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Serial(byte* source, byte* destination, nuint bytes, SimdWidth width)
+    public static void Serial(byte* source, byte* destination, nuint bytes, SimdWidth width) =>
+        Serial(source, destination, bytes, width, default(NoPrefetch));
+
+    /// <summary>
+    /// One thread's copy of a block that is followed, in this thread's order of work, by <paramref name="next"/>
+    /// somewhere else in memory. The hardware prefetchers follow a stream but cannot guess where the next block
+    /// starts, so each block of a gather would start cold; this copy prefetches into L2, <see cref="StreamPrefetch.Distance"/>
+    /// bytes ahead of itself, along the stream that runs on from the end of this block into the first
+    /// <paramref name="nextBytes"/> bytes of <paramref name="next"/>. Measured on the 2-core EPYC: random 34 KB
+    /// windows copied at 31 GB/s plain and 36 GB/s so (one thread; a contiguous copy ran at 48).
+    /// </summary>
+    public static void Streaming(byte* source, byte* destination, nuint bytes, byte* next, nuint nextBytes, SimdWidth width)
+    {
+        if (Sse.IsSupported) Serial(source, destination, bytes, width, new StreamPrefetch(source, bytes, next, nextBytes));
+        else Serial(source, destination, bytes, width, default(NoPrefetch));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Serial<TAhead>(byte* source, byte* destination, nuint bytes, SimdWidth width, TAhead ahead) where TAhead : IPrefetch
     {
         switch (width)
         {
-            case SimdWidth.V512: Vectors<Move512>(source, destination, bytes); break;
-            case SimdWidth.V256: Vectors<Move256>(source, destination, bytes); break;
-            case SimdWidth.V128: Vectors<Move128>(source, destination, bytes); break;
+            case SimdWidth.V512: Vectors<Move512, TAhead>(source, destination, bytes, ahead); break;
+            case SimdWidth.V256: Vectors<Move256, TAhead>(source, destination, bytes, ahead); break;
+            case SimdWidth.V128: Vectors<Move128, TAhead>(source, destination, bytes, ahead); break;
             default: Scalar(source, destination, bytes); break;
         }
     }
 
-    private static void Vectors<TMove>(byte* s, byte* d, nuint n) where TMove : IMove
+    private static void Vectors<TMove>(byte* s, byte* d, nuint n) where TMove : IMove => Vectors<TMove, NoPrefetch>(s, d, n, default);
+
+    private static void Vectors<TMove, TAhead>(byte* s, byte* d, nuint n, TAhead ahead) where TMove : IMove where TAhead : IPrefetch
     {
         nuint size = TMove.Size;
         if (n < size)
@@ -52,6 +73,7 @@ internal static unsafe class BlockCopy
         nuint i = size - ((nuint)d & (size - 1));   // first offset at which d + i is aligned, in (0, size]
         for (; i + 4 * size <= end; i += 4 * size)
         {
+            ahead.Turn(i, 4 * size);
             TMove.Aligned(s + i, d + i);
             TMove.Aligned(s + i + size, d + i + size);
             TMove.Aligned(s + i + 2 * size, d + i + 2 * size);
@@ -75,6 +97,38 @@ internal static unsafe class BlockCopy
         nuint i = 0;
         for (; i + 8 <= n; i += 8) Unsafe.WriteUnaligned(d + i, Unsafe.ReadUnaligned<ulong>(s + i));
         for (; i < n; i++) d[i] = s[i];
+    }
+
+    /// <summary>What a copy does ahead of itself once per turn of its main loop: nothing, or prefetch.</summary>
+    private interface IPrefetch
+    {
+        void Turn(nuint offset, nuint turnBytes);
+    }
+
+    private readonly struct NoPrefetch : IPrefetch
+    {
+        public void Turn(nuint offset, nuint turnBytes) { }
+    }
+
+    /// <summary>Prefetches (into L2) the lines <see cref="Distance"/> bytes ahead of a turn, in the block or, past its end, in the next one.</summary>
+    private readonly struct StreamPrefetch(byte* block, nuint length, byte* next, nuint nextLength) : IPrefetch
+    {
+        /// <summary>
+        /// How far ahead: far enough to cover DRAM latency at full speed. Measured here: 4 KiB beat 1, 2, 6, 8 and
+        /// 16 KiB; into L2 (prefetcht1) beat L1 (t0, which takes the load queue's slots) and non-temporal.
+        /// </summary>
+        public const nuint Distance = 4096;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Turn(nuint offset, nuint turnBytes)
+        {
+            for (nuint line = 0; line < turnBytes; line += 64)
+            {
+                nuint at = offset + Distance + line;
+                if (at < length) Sse.Prefetch1(block + at);
+                else if (at - length < nextLength) Sse.Prefetch1(next + (at - length));
+            }
+        }
     }
 
     private interface IMove
