@@ -152,10 +152,11 @@ internal static partial class Program
     /// <summary>perf/results/&lt;machine or backend&gt;-latest.md beside the project when run from the repository; ./results otherwise (a published copy).</summary>
     private static string DefaultResultsPath(IReadOnlyList<Device> devices, bool quick)
     {
-        Device main = devices.FirstOrDefault(d => d.Kind != DeviceKind.Cpu) ?? devices[0];
-        string name = main.Kind == DeviceKind.Cpu
+        // One file per machine: named after its GPU where it has one, else after its CPU (PoCL's OpenCL runs there too).
+        Device? gpu = devices.FirstOrDefault(d => d.Kind == DeviceKind.Cuda);
+        string name = gpu is null
             ? $"cpu-{Slug(Report.CpuModel())}-{Environment.ProcessorCount}core"
-            : $"{Device.KindName(main.Kind)}-{Slug(main.Name)}";
+            : $"cuda-{Slug(gpu.Name)}";
         string file = quick ? $"{name}-quick.md.tmp" : $"{name}-latest.md";
         for (DirectoryInfo? dir = new(Environment.CurrentDirectory); dir is not null; dir = dir.Parent)
             if (File.Exists(Path.Combine(dir.FullName, "perf", "NativeTensor.Perf.csproj")))
