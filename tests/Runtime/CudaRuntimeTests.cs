@@ -85,14 +85,14 @@ public sealed class CudaRuntimeTests
         starts[^1] = shape[0] - Window;
         byte[] expected = WindowsReference.Gather(frames, rowBytes, starts, Window);
 
-        using Tensor onDevice = Upload(device, frames, dtype, shape);
+        using Tensor onDevice = TestTensors.FromBytes(dtype, shape, device, frames);
         using Tensor fromHost = Windows.Gather(onDevice, starts, Window);
-        Assert.Equal(expected, Download(fromHost));
+        Assert.Equal(expected, TestTensors.Bytes(fromHost));
 
         using Tensor startsOnHost = Tensor.FromArray(starts);
         using Tensor startsOnDevice = startsOnHost.To(device);
         using Tensor fromDevice = Windows.Gather(onDevice, startsOnDevice, Window);
-        Assert.Equal(expected, Download(fromDevice));
+        Assert.Equal(expected, TestTensors.Bytes(fromDevice));
     }
 
     [SkippableTheory]
@@ -104,9 +104,9 @@ public sealed class CudaRuntimeTests
         long[] shape = [333, 287];
         byte[] frames = RandomBytes(333 * 287 * 4);
         byte[] expected = WindowsReference.Eager(frames, 333, 287 * 4, 16, stride);
-        using Tensor onDevice = Upload(device, frames, DType.Float32, shape);
+        using Tensor onDevice = TestTensors.FromBytes(DType.Float32, shape, device, frames);
         using Tensor windows = Windows.Eager(onDevice, 16, stride);
-        Assert.Equal(expected, Download(windows));
+        Assert.Equal(expected, TestTensors.Bytes(windows));
     }
 
     [SkippableFact]
@@ -136,7 +136,7 @@ public sealed class CudaRuntimeTests
     public void Gather_BadDeviceStart_ThrowsNamingTheIndex(int index, long value)
     {
         Device device = Backends.Require(DeviceKind.Cuda);
-        using Tensor frames = Upload(device, RandomBytes(500 * 8), DType.Int64, [500]);
+        using Tensor frames = TestTensors.FromBytes(DType.Int64, [500], device, RandomBytes(500 * 8));
         long[] starts = [0, 1, 2, 3, 4, 5, 6, 7];
         starts[index] = value;
         using Tensor startsOnHost = Tensor.FromArray(starts);
@@ -166,7 +166,7 @@ public sealed class CudaRuntimeTests
         // A private backend on the same device, so tests running beside this one cannot move its counters.
         var backend = (CudaBackend)CudaBackend.Discover().Found[0];
         var device = new Device(backend, 0);
-        using (Tensor frames = Upload(device, RandomBytes(200 * 16), DType.Float32, [200, 4]))
+        using (Tensor frames = TestTensors.FromBytes(DType.Float32, [200, 4], device, RandomBytes(200 * 16)))
         using (Tensor batch = Windows.Gather(frames, [3, 9, 150], 20))
         using (Tensor all = Windows.Eager(frames, 20, 7))
         {
@@ -234,25 +234,11 @@ public sealed class CudaRuntimeTests
     public void Events_TimeQueuedWork()
     {
         Device device = Backends.Require(DeviceKind.Cuda);
-        using Tensor frames = Upload(device, RandomBytes(1000 * 1148), DType.Float32, [1000, 287]);
+        using Tensor frames = TestTensors.FromBytes(DType.Float32, [1000, 287], device, RandomBytes(1000 * 1148));
         using DeviceEvent start = device.Backend.RecordEvent();
         using Tensor windows = Windows.Eager(frames, 30);
         using DeviceEvent end = device.Backend.RecordEvent();
         Assert.InRange(end.MillisecondsSince(start), 0.0, 60_000.0);
-    }
-
-    private static Tensor Upload(Device device, byte[] bytes, DType dtype, long[] shape)
-    {
-        Tensor tensor = Tensor.Empty(dtype, shape, device);
-        device.Backend.Write(tensor.Buffer, 0, bytes);
-        return tensor;
-    }
-
-    private static byte[] Download(Tensor tensor)
-    {
-        var bytes = new byte[tensor.ByteCount];
-        tensor.Device.Backend.Read(tensor.Buffer, 0, bytes);
-        return bytes;
     }
 
     private static byte[] RandomBytes(int count)
