@@ -81,29 +81,3 @@ internal sealed class MemHandle : OpenClHandle
 
     protected override bool ReleaseHandle() => OpenClNative.clReleaseMemObject(handle) == OpenClStatus.Success;
 }
-
-/// <summary>
-/// Holds a reference on a <see cref="SafeHandle"/> while its raw pointer is in native hands (an argument array, a
-/// kernel argument between <c>clSetKernelArg</c> and the enqueue that captures it). Throws
-/// <see cref="ObjectDisposedException"/> when the handle is already closed, which is how a use-after-dispose of a
-/// tensor surfaces instead of a crash.
-/// </summary>
-internal ref struct Lease
-{
-    private readonly SafeHandle _handle;
-    private bool _held;
-
-    public Lease(SafeHandle handle)
-    {
-        _handle = handle;
-        handle.DangerousAddRef(ref _held);
-    }
-
-    public readonly IntPtr Pointer => _handle.DangerousGetHandle();
-
-    public void Dispose()
-    {
-        if (_held) _handle.DangerousRelease();
-        _held = false;
-    }
-}
