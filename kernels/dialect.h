@@ -43,7 +43,6 @@ typedef unsigned long long u64;
 typedef unsigned char uchar;
 typedef unsigned short ushort;
 typedef unsigned int uint;
-typedef unsigned long long ulong;
 
 #define KERNEL extern "C" __global__
 #define GLOBAL

@@ -12,8 +12,10 @@
  *          address, destination address and length, so unaligned rows stay correct and aligned rows move
  *          in 16-byte loads and stores.
  * Bounds:  the host checks host starts. For device starts, gather_windows checks 0 <= s <= frame_count -
- *          window itself; a bad window copies nothing and records the lowest bad b in *bad (atomic min), which
- *          the host reads after the launch. Every thread's element index is < its window's unit count.
+ *          window itself: a bad start is clamped into that range (so its window is still a defined copy and no
+ *          read leaves frames) and the lowest bad b is recorded in *bad (atomic min; b < 2^31 because the host
+ *          caps a batch at int.MaxValue), which the host reads after the launch and raises. Every thread's unit
+ *          index is < its window's unit count.
  */
 #include "dialect.h"
 
@@ -43,11 +45,12 @@ KERNEL void gather_windows(GLOBAL const uchar* RESTRICT frames, GLOBAL const i64
                            GLOBAL int* bad)
 {
     const i64 b = GROUP(0);
-    const i64 start = starts[b];
-    if (start < 0 || start > frame_count - window)
+    const i64 last = frame_count - window;
+    i64 start = starts[b];
+    if (start < 0 || start > last)
     {
         if (GROUP(1) == 0 && LID(0) == 0) ATOMIC_MIN_INT(bad, (int)b);
-        return;
+        start = start < 0 ? 0 : last;
     }
     const i64 block = (i64)window * row_bytes;
     copy_window(frames + start * row_bytes, out + b * block, block);

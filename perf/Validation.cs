@@ -100,7 +100,7 @@ internal static class Validation
             using Tensor frames = OnDevice(Tensor.FromArray(data, Shape), device);
             long[] first = Starts();
             using (Tensor fresh = gather(frames, first, null))
-                if (Compare(WindowsReference.Gather(data, RowElements, first, Window), fresh, "new output") is { } failure) return failure;
+                if (Compare(WindowsReference.Gather(data, Shape[0], RowElements, first, Window), fresh, "new output") is { } failure) return failure;
 
             using Tensor output = Tensor.Empty(DTypes.Of<T>(), [Batch, Window, .. Shape.Skip(1)], device);
             var poison = new T[output.ElementCount];
@@ -111,7 +111,7 @@ internal static class Validation
                 output.CopyFrom<T>(poison);
                 Tensor result = gather(frames, starts, output);
                 if (!ReferenceEquals(result, output)) return $"batch {batch}: the output tensor passed in was not returned";
-                if (Compare(WindowsReference.Gather(data, RowElements, starts, Window), result, $"batch {batch}, reused output") is { } failure) return failure;
+                if (Compare(WindowsReference.Gather(data, Shape[0], RowElements, starts, Window), result, $"batch {batch}, reused output") is { } failure) return failure;
             }
             return null;
         }

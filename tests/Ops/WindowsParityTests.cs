@@ -134,7 +134,7 @@ public abstract partial class WindowsParityTests
         using var deviceStarts = backend.Allocate(starts.Length * sizeof(long));
         backend.Write(source, 0, frames);
         backend.Write(deviceStarts, 0, System.Runtime.InteropServices.MemoryMarshal.AsBytes(starts.AsSpan()));
-        byte[] expected = WindowsReference.Gather(frames, rowBytes, starts, window);
+        byte[] expected = WindowsReference.Gather(frames, frameCount, rowBytes, starts, window);
 
         foreach (string path in new[] { "host starts", "device starts", "strided" })
         {
@@ -146,7 +146,7 @@ public abstract partial class WindowsParityTests
             var after = new byte[outputBytes + GuardBytes];
             backend.Read(target, 0, after);
             byte[] want = path == "strided"
-                ? WindowsReference.Gather(frames, rowBytes, Enumerable.Range(0, starts.Length).Select(s => 3L * s).ToArray(), window)
+                ? WindowsReference.Gather(frames, frameCount, rowBytes, Enumerable.Range(0, starts.Length).Select(s => 3L * s).ToArray(), window)
                 : expected;
             BitExact(want, after[..(int)outputBytes], path);
             Assert.True(after.AsSpan((int)outputBytes).IndexOfAnyExcept(Poison) < 0, $"{path}: a kernel wrote into the guard region");
@@ -224,11 +224,11 @@ public abstract partial class WindowsParityTests
 
     internal static byte[] Expected(WindowCase c, byte[] frames) => Typed(c.DType, frames, a => a switch
     {
-        float[] f => WindowsReference.Gather(f, c.RowElements, c.Starts, c.Window),
-        Half[] f => WindowsReference.Gather(f, c.RowElements, c.Starts, c.Window),
-        BFloat16[] f => WindowsReference.Gather(f, c.RowElements, c.Starts, c.Window),
-        int[] f => WindowsReference.Gather(f, c.RowElements, c.Starts, c.Window),
-        long[] f => WindowsReference.Gather(f, c.RowElements, c.Starts, c.Window),
+        float[] f => WindowsReference.Gather(f, c.FrameCount, c.RowElements, c.Starts, c.Window),
+        Half[] f => WindowsReference.Gather(f, c.FrameCount, c.RowElements, c.Starts, c.Window),
+        BFloat16[] f => WindowsReference.Gather(f, c.FrameCount, c.RowElements, c.Starts, c.Window),
+        int[] f => WindowsReference.Gather(f, c.FrameCount, c.RowElements, c.Starts, c.Window),
+        long[] f => WindowsReference.Gather(f, c.FrameCount, c.RowElements, c.Starts, c.Window),
         _ => throw new ArgumentException(a.GetType().Name),
     });
 

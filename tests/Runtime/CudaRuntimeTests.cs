@@ -83,7 +83,7 @@ public sealed class CudaRuntimeTests
         long[] starts = Enumerable.Range(0, 256).Select(_ => Seeded.NextInt64(shape[0] - Window + 1)).ToArray();
         starts[0] = 0;
         starts[^1] = shape[0] - Window;
-        byte[] expected = WindowsReference.Gather(frames, rowBytes, starts, Window);
+        byte[] expected = WindowsReference.Gather(frames, shape[0], rowBytes, starts, Window);
 
         using Tensor onDevice = TestTensors.FromBytes(dtype, shape, device, frames);
         using Tensor fromHost = Windows.Gather(onDevice, starts, Window);
@@ -126,7 +126,7 @@ public sealed class CudaRuntimeTests
 
         var back = new byte[outputBytes + Guard];
         backend.Read(output, 0, back);
-        Assert.Equal(WindowsReference.Gather(frames, RowBytes, starts, Window), back[..(int)outputBytes]);
+        Assert.Equal(WindowsReference.Gather(frames, Frames, RowBytes, starts, Window), back[..(int)outputBytes]);
         Assert.All(back[(int)outputBytes..], b => Assert.Equal(0xFF, b));
     }
 

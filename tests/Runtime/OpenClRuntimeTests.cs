@@ -197,7 +197,7 @@ public sealed class OpenClRuntimeTests
         {
             long frames = data.Length / row;
             long[] starts = [0, frames - window, 3, 1, (frames - window) / 2, 0, frames - window, 11];
-            byte[] expected = Bits(WindowsReference.Gather(data, row, starts, window));
+            byte[] expected = Bits(WindowsReference.Gather(data, frames, row, starts, window));
             using Tensor source = Tensor.FromArray(data, frames, row).To(OpenCl);
             using Tensor hostStarts = Windows.Gather(source, starts, window);
             Assert.Equal(expected, Bits(hostStarts.ToArray<T>()));
@@ -225,7 +225,7 @@ public sealed class OpenClRuntimeTests
         using DeviceBuffer source = backend.Allocate(data.Length);
         backend.Write(source, 0, data);
 
-        byte[] expected = WindowsReference.Gather(data, row, starts, window);
+        byte[] expected = WindowsReference.Gather(data, frames, row, starts, window);
         Assert.Equal(expected, RunGuarded(expected.Length, output => backend.GatherWindows(source, row, starts, window, output)));
 
         expected = WindowsReference.Eager(data, frames, row, window, 2);
@@ -261,7 +261,7 @@ public sealed class OpenClRuntimeTests
                 long[] starts = Enumerable.Range(0, 1 + random.Next(8 << (i % 6))).Select(_ => (long)random.Next(frames - window + 1)).ToArray();
                 using Tensor deviceStarts = Tensor.FromArray(starts).To(OpenCl);
                 using Tensor windows = i % 2 == 0 ? Windows.Gather(source, starts, window) : Windows.Gather(source, deviceStarts, window);
-                Assert.Equal(WindowsReference.Gather(data, row, starts, window), windows.ToArray<float>());
+                Assert.Equal(WindowsReference.Gather(data, frames, row, starts, window), windows.ToArray<float>());
             }
         });
     }

@@ -73,9 +73,9 @@ public static class Windows
     /// <summary>
     /// As <see cref="Gather(Tensor, ReadOnlySpan{long}, int, Tensor?)"/>, with the starts in an Int64 tensor [B] on
     /// the frames' device, so a batch built on the device never visits the host. On the CPU the starts are checked
-    /// before anything is written. On OpenCL and CUDA they are checked by the kernel, which skips a bad window
-    /// rather than read out of bounds, and the call throws after synchronising; the good windows of that batch
-    /// may have been written then.
+    /// before anything is written. On OpenCL and CUDA they are checked by the kernel, which clamps a bad start into
+    /// range (so nothing is read out of bounds and every output byte is defined) and flags it; the call then throws
+    /// after synchronising, naming the first bad start, and the output holds the clamped windows.
     /// </summary>
     /// <exception cref="ArgumentException">starts is not Int64, not rank 1, or on another device; see the other overload for the rest.</exception>
     public static Tensor Gather(Tensor frames, Tensor starts, int window, Tensor? output = null)

@@ -7,20 +7,19 @@ namespace NativeTensor.Reference;
 public static class WindowsReference
 {
     /// <summary>
-    /// <c>out[b, t, r] = frames[starts[b] + t, r]</c>, where r runs over the <paramref name="rowElements"/>
-    /// elements after axis 0. Throws <see cref="ArgumentOutOfRangeException"/> for a start whose window leaves the frames.
+    /// <c>out[b, t, r] = frames[starts[b] + t, r]</c> for frames of <paramref name="frameCount"/> rows, where r runs
+    /// over the <paramref name="rowElements"/> elements after axis 0 (zero for frames such as [N, 0]). Throws <see cref="ArgumentOutOfRangeException"/> for a start whose window leaves the frames.
     /// </summary>
-    public static T[] Gather<T>(T[] frames, long rowElements, IReadOnlyList<long> starts, int window)
+    public static T[] Gather<T>(T[] frames, long frameCount, long rowElements, IReadOnlyList<long> starts, int window)
     {
-        long frameCount = rowElements == 0 ? 0 : frames.LongLength / rowElements;
-        var output = new T[starts.Count * window * rowElements];
+        var output = new T[(long)starts.Count * window * rowElements];
         for (int b = 0; b < starts.Count; b++)
         {
             if (starts[b] < 0 || starts[b] + window > frameCount)
                 throw new ArgumentOutOfRangeException(nameof(starts), starts[b], $"starts[{b}] out of range");
             for (int t = 0; t < window; t++)
                 for (long r = 0; r < rowElements; r++)
-                    output[(b * window + t) * rowElements + r] = frames[(starts[b] + t) * rowElements + r];
+                    output[((long)b * window + t) * rowElements + r] = frames[(starts[b] + t) * rowElements + r];
         }
         return output;
     }
@@ -31,6 +30,6 @@ public static class WindowsReference
         long count = frameCount < window ? 0 : (frameCount - window) / stride + 1;
         var starts = new long[count];
         for (long s = 0; s < count; s++) starts[s] = s * stride;
-        return Gather(frames, rowElements, starts, window);
+        return Gather(frames, frameCount, rowElements, starts, window);
     }
 }

@@ -59,8 +59,9 @@ internal abstract class Backend : IDisposable
 
     /// <summary>
     /// As the host-starts overload, with <paramref name="batch"/> Int64 starts already on this device. The kernel
-    /// checks each start against <paramref name="frameCount"/>, never touches memory out of bounds, and the call
-    /// throws <see cref="ArgumentOutOfRangeException"/> after synchronising when any start was bad, naming the first.
+    /// checks each start against <paramref name="frameCount"/> and clamps a bad one into range, so it never reads
+    /// out of bounds and every output byte is defined; the call then throws <see cref="ArgumentOutOfRangeException"/>
+    /// after synchronising, naming the first bad start.
     /// </summary>
     public abstract void GatherWindows(DeviceBuffer frames, long frameCount, long rowBytes, DeviceBuffer starts, int batch, int window, DeviceBuffer output);
 
