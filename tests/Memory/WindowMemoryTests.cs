@@ -29,11 +29,18 @@ public sealed class WindowMemoryTests
     public void Peak_resident_memory_grows_when_native_memory_is_touched()
     {
         Skip.IfNot(OperatingSystem.IsLinux(), "VmHWM is a Linux figure");
-        long before = ProcessMemory.PeakResidentBytes!.Value;
-        using (Tensor t = Tensor.Empty(DType.Float32, [64 << 20]))
+        long before = ProcessMemory.ResidentBytes!.Value;
+        long during, peak;
+        using (Tensor t = Tensor.Empty(DType.Float32, [64 << 20], Device.Cpu))
+        {
             t.AsSpan<float>().Fill(1f);                              // 256 MiB, every page touched
-        Assert.True(ProcessMemory.PeakResidentBytes >= before);
-        Assert.True(ProcessMemory.PeakResidentBytes >= 256L << 20);
+            during = ProcessMemory.ResidentBytes!.Value;
+            // Read while the pages are still mapped: Linux folds the current RSS into VmHWM when it reports it,
+            // but does not always record the high-water mark when memory is unmapped.
+            peak = ProcessMemory.PeakResidentBytes!.Value;
+        }
+        Assert.True(during - before >= 200L << 20, $"resident grew by {during - before} bytes for 256 MiB touched");
+        Assert.True(peak >= during, $"peak {peak} is below the resident {during} it must include");
         Assert.True(ProcessMemory.ResidentBytes > 0);
     }
 }

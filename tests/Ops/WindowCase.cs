@@ -21,7 +21,9 @@ public sealed record WindowCase(DType DType, long[] FrameShape, int Window, int 
         from rest in Gen.OneOf(
             Gen.Constant(Array.Empty<long>()),
             Gen.OneOf(Gen.Elements(EdgeRows), Gen.Choose(1, 300).Select(d => (long)d)).Select(d => new[] { d }),
-            from a in Gen.Choose(1, 17) from b in Gen.Choose(1, 19) select new long[] { a, b })
+            from a in Gen.Choose(1, 17) from b in Gen.Choose(1, 19) select new long[] { a, b },
+            from a in Gen.Choose(1, 5) from b in Gen.Choose(1, 4) from d in Gen.Choose(1, 6) select new long[] { a, b, d },
+            Gen.Constant(new long[] { 0 }))   // frames [N, 0]: windows of zero bytes
         from frames in Gen.OneOf(Gen.Choose(1, 64), Gen.Choose(1, 257))
         from window in Gen.OneOf(Gen.Choose(1, frames), Gen.Constant(frames), Gen.Constant(1))
         from stride in Gen.OneOf(Gen.Choose(1, 4), Gen.Choose(1, frames))

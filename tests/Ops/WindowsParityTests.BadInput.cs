@@ -47,6 +47,10 @@ public abstract partial class WindowsParityTests
         Refused<ArgumentOutOfRangeException>((f, _) => Windows.Eager(f, W, stride), $"stride = {stride}");
 
     [SkippableFact]
+    public void Eager_refuses_a_window_longer_than_the_frames() =>
+        Refused<ArgumentOutOfRangeException>((f, _) => Windows.Eager(f, N + 1), $"window = {N + 1}", $"frame count {N}");
+
+    [SkippableFact]
     public void A_negative_start_is_refused_with_its_index() =>
         Refused<ArgumentOutOfRangeException>((f, o) => Windows.Gather(f, [0L, -1L, 2L], W, o), "starts[1] = -1", ">= 0");
 

@@ -29,11 +29,14 @@ public abstract partial class WindowsParityTests
         {
             (Tensor frames, byte[] bytes) = Frames(c, device);
             using (frames)
-            using (Tensor output = Windows.Gather(frames, c.Starts, c.Window))
+            using (Tensor fresh = Windows.Gather(frames, c.Starts, c.Window))
+            using (Tensor reused = Poisoned(c.DType, [.. fresh.Shape], device))
             {
-                Assert.Equal(Expected(c, bytes), Bytes(output));
-                Assert.Same(device, output.Device);
-                Assert.Equal(new long[] { c.Starts.Length, c.Window }.Concat(c.FrameShape.Skip(1)), output.Shape);
+                Assert.Same(device, fresh.Device);
+                Assert.Equal(new long[] { c.Starts.Length, c.Window }.Concat(c.FrameShape.Skip(1)), fresh.Shape);
+                Assert.Equal(Expected(c, bytes), Bytes(fresh));
+                Assert.Same(reused, Windows.Gather(frames, c.Starts, c.Window, reused));
+                Assert.Equal(Expected(c, bytes), Bytes(reused));
             }
         }).Check(Runs);
     }
@@ -67,11 +70,15 @@ public abstract partial class WindowsParityTests
             (Tensor frames, byte[] bytes) = Frames(c, device);
             using (frames)
             using (Tensor eager = Windows.Eager(frames, c.Window, c.Stride))
+            using (Tensor poisoned = Poisoned(c.DType, [.. eager.Shape], device))
             using (Tensor lazy = Windows.Gather(frames, starts, c.Window))
             {
                 Assert.Equal(count, eager.Shape[0]);
                 byte[] eagerBytes = Bytes(eager);
                 Assert.Equal(ReferenceEager(c, bytes), eagerBytes);
+                // Eager allocates its own output; run its kernel into a poisoned one too, so a window it skipped shows.
+                device.Backend.StridedWindows(frames.Buffer, c.RowElements * c.DType.SizeOf(), count, c.Window, c.Stride, poisoned.Buffer);
+                Assert.Equal(eagerBytes, Bytes(poisoned));
                 long block = lazy.ByteCount / Math.Max(1, starts.Length);
                 byte[] rows = picks.SelectMany(k => eagerBytes.Skip((int)(k * block)).Take((int)block)).ToArray();
                 Assert.Equal(rows, Bytes(lazy));

@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace NativeTensor;
 
 /// <summary>
@@ -65,9 +67,21 @@ public static class Windows
     public static Tensor Gather(Tensor frames, ReadOnlySpan<long> starts, int window, Tensor? output = null)
     {
         WindowRules.Frames(frames, window);
-        WindowRules.Starts(starts, window, frames.Shape[0]);
-        return Launch(frames, starts.Length, window, output,
-            (backend, target, state) => backend.GatherWindows(frames.Buffer, RowBytes(frames), state, window, target), starts);
+        // The span may be memory that changes under us: another thread's, or a CPU tensor that is this gather's own
+        // output. Check a snapshot and gather from exactly that, so what was checked is what is read.
+        long[] snapshot = ArrayPool<long>.Shared.Rent(starts.Length);
+        try
+        {
+            ReadOnlySpan<long> checkedStarts = snapshot.AsSpan(0, starts.Length);
+            starts.CopyTo(snapshot);
+            WindowRules.Starts(checkedStarts, window, frames.Shape[0]);
+            return Launch(frames, starts.Length, window, output,
+                (backend, target, state) => backend.GatherWindows(frames.Buffer, RowBytes(frames), state, window, target), checkedStarts);
+        }
+        finally
+        {
+            ArrayPool<long>.Shared.Return(snapshot);
+        }
     }
 
     /// <summary>
@@ -83,8 +97,6 @@ public static class Windows
         WindowRules.Frames(frames, window);
         WindowRules.StartsTensor(starts, frames);
         int batch = (int)starts.Shape[0];
-        if (frames.Device.Kind == DeviceKind.Cpu)
-            return Gather(frames, starts.AsSpan<long>(), window, output);
         return Launch(frames, batch, window, output,
             (backend, target, _) => backend.GatherWindows(frames.Buffer, frames.Shape[0], RowBytes(frames), starts.Buffer, batch, window, target),
             ReadOnlySpan<long>.Empty);

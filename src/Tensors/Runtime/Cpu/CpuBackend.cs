@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
 using NativeTensor.Cpu;
 
 namespace NativeTensor.Runtime.Cpu;
@@ -23,16 +25,22 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
 
     public override void Write(DeviceBuffer destination, long offset, ReadOnlySpan<byte> source)
     {
-        fixed (byte* src = source) BlockCopy.Copy(src, At(destination, offset), source.Length, Simd);
+        using var to = new Lease(destination);
+        fixed (byte* src = source) BlockCopy.Copy(src, At(destination, offset, source.Length), source.Length, Simd);
     }
 
     public override void Read(DeviceBuffer source, long offset, Span<byte> destination)
     {
-        fixed (byte* dst = destination) BlockCopy.Copy(At(source, offset), dst, destination.Length, Simd);
+        using var from = new Lease(source);
+        fixed (byte* dst = destination) BlockCopy.Copy(At(source, offset, destination.Length), dst, destination.Length, Simd);
     }
 
-    public override void Copy(DeviceBuffer source, long sourceOffset, DeviceBuffer destination, long destinationOffset, long bytes) =>
-        BlockCopy.Copy(At(source, sourceOffset), At(destination, destinationOffset), bytes, Simd);
+    public override void Copy(DeviceBuffer source, long sourceOffset, DeviceBuffer destination, long destinationOffset, long bytes)
+    {
+        using var from = new Lease(source);
+        using var to = new Lease(destination);
+        BlockCopy.Copy(At(source, sourceOffset, bytes), At(destination, destinationOffset, bytes), bytes, Simd);
+    }
 
     public override void Synchronize() { }
 
@@ -48,20 +56,43 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
 
     public override void GatherWindows(DeviceBuffer frames, long rowBytes, ReadOnlySpan<long> starts, int window, DeviceBuffer output)
     {
+        using var source = new Lease(frames);
+        using var target = new Lease(output);
+        long block = window * rowBytes;
         fixed (long* s = starts)
-            WindowKernels.Gather(At(frames, 0), rowBytes, s, starts.Length, window, At(output, 0), Simd);
+            WindowKernels.Gather(At(frames, 0, 0), rowBytes, s, starts.Length, window, At(output, 0, starts.Length * block), Simd);
     }
 
     public override void GatherWindows(DeviceBuffer frames, long frameCount, long rowBytes, DeviceBuffer starts, int batch, int window, DeviceBuffer output)
     {
-        // The public op checks CPU starts on the host before it gets here; keep the guarantee if a caller does not.
-        var host = new ReadOnlySpan<long>(At(starts, 0), batch);
-        WindowRules.Starts(host, window, frameCount);
-        GatherWindows(frames, rowBytes, host, window, output);
+        // The starts are ordinary host memory that another thread, or this very gather's output, could change
+        // between the check and the copy: take a snapshot, check it, and gather from exactly what was checked.
+        long[] snapshot = ArrayPool<long>.Shared.Rent(batch);
+        try
+        {
+            Span<long> checkedStarts = snapshot.AsSpan(0, batch);
+            Read(starts, 0, MemoryMarshal.AsBytes(checkedStarts));
+            WindowRules.Starts(checkedStarts, window, frameCount);
+            GatherWindows(frames, rowBytes, checkedStarts, window, output);
+        }
+        finally
+        {
+            ArrayPool<long>.Shared.Return(snapshot);
+        }
     }
 
-    public override void StridedWindows(DeviceBuffer frames, long rowBytes, long count, int window, int stride, DeviceBuffer output) =>
-        WindowKernels.Strided(At(frames, 0), rowBytes, count, window, stride, At(output, 0), Simd);
+    public override void StridedWindows(DeviceBuffer frames, long rowBytes, long count, int window, int stride, DeviceBuffer output)
+    {
+        using var source = new Lease(frames);
+        using var target = new Lease(output);
+        WindowKernels.Strided(At(frames, 0, 0), rowBytes, count, window, stride, At(output, 0, count * window * rowBytes), Simd);
+    }
 
-    private static byte* At(DeviceBuffer buffer, long offset) => ((CpuBuffer)buffer).Pointer + offset;
+    /// <summary>The address of <paramref name="offset"/> in a buffer the caller holds a <see cref="Lease"/> on, after checking that <paramref name="length"/> bytes fit there.</summary>
+    private static byte* At(DeviceBuffer buffer, long offset, long length)
+    {
+        if (offset < 0 || length < 0 || offset > buffer.ByteCount - length)
+            throw new ArgumentOutOfRangeException(nameof(offset), offset, $"bytes [{offset}, {offset} + {length}) do not fit a buffer of {buffer.ByteCount}");
+        return ((CpuBuffer)buffer).Pointer + offset;
+    }
 }
