@@ -1,3 +1,5 @@
+using System.Runtime.InteropServices;
+
 namespace NativeTensor.Runtime.Cuda;
 
 /// <summary>
@@ -211,19 +213,19 @@ internal sealed unsafe partial class CudaBackend
         return value;
     }
 
-    /// <summary>The rule of the kernel's check, applied on the host to starts read back in slices.</summary>
+    /// <summary>
+    /// The start rule, applied on the host to starts read back in slices: a batch may hold 2^31 starts (16 GiB), too
+    /// many to copy back at once.
+    /// </summary>
     private void CheckStartsOnHost(DeviceBuffer starts, int batch, int window, long frameCount)
     {
         const int Slice = 1 << 16;
         var host = new long[Math.Min(batch, Slice)];
         for (long first = 0; first < batch; first += Slice)
         {
-            int length = (int)Math.Min(Slice, batch - first);
-            Span<long> part = host.AsSpan(0, length);
-            Read(starts, first * sizeof(long), System.Runtime.InteropServices.MemoryMarshal.AsBytes(part));
-            for (int i = 0; i < length; i++)
-                if ((ulong)part[i] > (ulong)(frameCount - window))
-                    throw BadDeviceStart(first + i, part[i], window, frameCount);
+            Span<long> part = host.AsSpan(0, (int)Math.Min(Slice, batch - first));
+            Read(starts, first * sizeof(long), MemoryMarshal.AsBytes(part));
+            WindowRules.Starts(part, window, frameCount, first);
         }
     }
 }
