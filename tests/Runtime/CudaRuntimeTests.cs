@@ -131,19 +131,27 @@ public sealed class CudaRuntimeTests
     }
 
     [SkippableTheory]
-    [InlineData(5, 471L)]  // 500 - 30 + 1: the first start whose window runs past the end
-    [InlineData(2, -1L)]
-    public void Gather_BadDeviceStart_ThrowsNamingTheIndex(int index, long value)
+    [InlineData(5, 471L, 470L)]  // 500 - 30 + 1: the first start whose window runs past the end; clamped to the last good one
+    [InlineData(2, -1L, 0L)]
+    public void Gather_BadDeviceStart_ThrowsNamingTheIndex_AndCopiesTheClampedWindow(int index, long value, long clamped)
     {
         Device device = Backends.Require(DeviceKind.Cuda);
-        using Tensor frames = TestTensors.FromBytes(DType.Int64, [500], device, RandomBytes(500 * 8));
+        const int Frames = 500, Window = 30, RowBytes = 8;
+        byte[] bytes = RandomBytes(Frames * RowBytes);
+        using Tensor frames = TestTensors.FromBytes(DType.Int64, [Frames], device, bytes);
         long[] starts = [0, 1, 2, 3, 4, 5, 6, 7];
         starts[index] = value;
         using Tensor startsOnHost = Tensor.FromArray(starts);
         using Tensor startsOnDevice = startsOnHost.To(device);
-        var error = Assert.Throws<ArgumentOutOfRangeException>(() => Windows.Gather(frames, startsOnDevice, 30));
+        using Tensor output = TestTensors.Poisoned(DType.Int64, [starts.Length, Window], device);
+
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => Windows.Gather(frames, startsOnDevice, Window, output));
         Assert.Contains($"starts[{index}] = {value}", error.Message);
         Assert.Contains("checked on the device", error.Message);
+
+        // Clamp-and-flag (kernels/windows.cl): the bad window is the one at the clamped start, so no byte is left poisoned.
+        starts[index] = clamped;
+        TestTensors.BitExact(WindowsReference.Gather(bytes, Frames, RowBytes, starts, Window), TestTensors.Bytes(output), "clamped windows");
     }
 
     [SkippableFact]
@@ -157,6 +165,81 @@ public sealed class CudaRuntimeTests
         using Tensor startsOnDevice = startsOnHost.To(device);
         var error = Assert.Throws<ArgumentOutOfRangeException>(() => Windows.Gather(frames, startsOnDevice, 3));
         Assert.Contains("starts[1] = 8", error.Message);
+    }
+
+    [SkippableFact]
+    public void Launches_from_many_threads_match_the_reference_while_other_threads_dispose_their_tensors()
+    {
+        Device device = Backends.Require(DeviceKind.Cuda);
+        const int Frames = 64, RowBytes = 33 * 4, Window = 5, Threads = 8;
+        byte[] shared = RandomBytes(Frames * RowBytes);
+        using Tensor source = TestTensors.FromBytes(DType.Float32, [Frames, RowBytes / 4], device, shared);
+        Parallel.For(0, Threads, new ParallelOptions { MaxDegreeOfParallelism = Threads }, thread =>
+        {
+            var random = new Random(100 + thread);
+            for (int i = 0; i < 12; i++)
+            {
+                // Batches grow to 8192 starts, so the upload scratch grows while other threads launch from it.
+                long[] starts = Enumerable.Range(0, 1 + random.Next(4 << i)).Select(_ => (long)random.Next(Frames - Window + 1)).ToArray();
+                using Tensor hostStarts = Tensor.FromArray(starts);
+                using Tensor deviceStarts = hostStarts.To(device);
+                if (thread % 2 == 0)
+                {
+                    using Tensor windows = i % 2 == 0 ? Windows.Gather(source, starts, Window) : Windows.Gather(source, deviceStarts, Window);
+                    TestTensors.BitExact(WindowsReference.Gather(shared, Frames, RowBytes, starts, Window), TestTensors.Bytes(windows), $"thread {thread}, batch {i}");
+                }
+                else
+                {
+                    // Tensors of its own, launched into and freed at the end of each round while the even threads are
+                    // still queueing work: each free synchronises the stream that their launches share.
+                    byte[] own = RandomBytes(Frames * RowBytes);
+                    using Tensor frames = TestTensors.FromBytes(DType.Float32, [Frames, RowBytes / 4], device, own);
+                    using Tensor gathered = Windows.Gather(frames, deviceStarts, Window);
+                    using Tensor eager = Windows.Eager(frames, Window, 1 + i % 3);
+                    TestTensors.BitExact(WindowsReference.Gather(own, Frames, RowBytes, starts, Window), TestTensors.Bytes(gathered), $"thread {thread}, batch {i}");
+                    TestTensors.BitExact(WindowsReference.Eager(own, Frames, RowBytes, Window, 1 + i % 3), TestTensors.Bytes(eager), $"thread {thread}, eager {i}");
+                }
+            }
+        });
+    }
+
+    [SkippableFact]
+    public void Dispose_waits_for_launches_in_flight_and_later_ones_are_refused()
+    {
+        Backends.Require(DeviceKind.Cuda);
+        // A private backend, so disposing it cannot disturb tests running beside this one.
+        var backend = (CudaBackend)CudaBackend.Discover().Found[0];
+        var device = new Device(backend, 0);
+        const int Frames = 300, RowBytes = 64, Window = 20, Threads = 6;
+        byte[] bytes = RandomBytes(Frames * RowBytes);
+        using Tensor frames = TestTensors.FromBytes(DType.Float32, [Frames, RowBytes / 4], device, bytes);
+        long[] starts = Enumerable.Range(0, 1000).Select(i => (long)(i * 7 % (Frames - Window + 1))).ToArray();
+        byte[] expected = WindowsReference.Gather(bytes, Frames, RowBytes, starts, Window);
+        using var started = new CountdownEvent(Threads);
+        var refused = new int[Threads];
+        Task[] launchers = Enumerable.Range(0, Threads).Select(thread => Task.Run(() =>
+        {
+            started.Signal();
+            for (int i = 0; ; i++)
+            {
+                try
+                {
+                    using Tensor windows = i % 2 == 0 ? Windows.Gather(frames, starts, Window) : Windows.Eager(frames, Window, 3);
+                    byte[] want = i % 2 == 0 ? expected : WindowsReference.Eager(bytes, Frames, RowBytes, Window, 3);
+                    TestTensors.BitExact(want, TestTensors.Bytes(windows), $"thread {thread}, launch {i}");
+                }
+                catch (ObjectDisposedException)
+                {
+                    refused[thread]++;
+                    return;
+                }
+            }
+        })).ToArray();
+        started.Wait();
+        Thread.Sleep(50);
+        backend.Dispose();
+        Task.WaitAll(launchers);
+        Assert.All(refused, count => Assert.Equal(1, count));
     }
 
     [SkippableFact]

@@ -1,9 +1,18 @@
+using System.Runtime.InteropServices;
+
 namespace NativeTensor.Runtime.Cuda;
 
-/// <summary>The windows op family on CUDA: <c>gather_windows</c> and <c>strided_windows</c> of <c>kernels/windows.cl</c>.</summary>
+/// <summary>
+/// The windows op family on CUDA: <c>gather_windows</c> and <c>strided_windows</c> of <c>kernels/windows.cl</c> (see
+/// its header for the math, launch shape and bounds). Every launch runs inside a <see cref="Work"/>, with each buffer
+/// argument leased, so neither the module nor the memory can go away before cuLaunchKernel has returned.
+/// </summary>
 internal sealed unsafe partial class CudaBackend
 {
     private const string WindowsSource = "windows.cl";
+
+    /// <summary>The flag's value when no start was bad: the kernel keeps the lowest bad index by atomic min.</summary>
+    private const int NoBadStart = int.MaxValue;
 
     /// <summary>Serialises the host-starts staging (pinned block, device block, their event) and the launch that reads it.</summary>
     private readonly object _uploadLock = new();
@@ -21,27 +30,28 @@ internal sealed unsafe partial class CudaBackend
     public override void GatherWindows(DeviceBuffer frames, long rowBytes, ReadOnlySpan<long> starts, int window, DeviceBuffer output)
     {
         long block = checked(window * rowBytes);
-        ulong source = At(frames, 0, frames.ByteCount, nameof(frames));
-        ulong target = At(output, 0, checked(starts.Length * block), nameof(output));
+        using Lease source = Hold(frames, 0, frames.ByteCount, nameof(frames));
+        using Lease target = Hold(output, 0, checked(starts.Length * block), nameof(output));
         if (starts.IsEmpty || block == 0) return;
-        IntPtr kernel = Kernel("gather_windows");
+        using Work work = Begin();
+        IntPtr kernel = _kernels.Function(WindowsSource, "gather_windows");
         int chunks = WindowGrid.Chunks(block, rowBytes, starts.Length, ResidentThreads);
         lock (_uploadLock)
         {
-            CudaContext context = Enter();
-            ulong deviceStarts = Upload(context, starts);
+            ulong deviceStarts = Upload(work.Context, starts);
             // The starts were checked on the host, so the kernel's own check never fires here; it gets the real frame
-            // count anyway, so it could not read out of bounds even if that check had been skipped.
-            LaunchGather(context, kernel, source, deviceStarts, target, frames.ByteCount / rowBytes, rowBytes, window, starts.Length, chunks);
+            // count anyway, so it would clamp rather than read out of bounds even if that check had been skipped.
+            LaunchGather(work.Context, kernel, At(source, 0), deviceStarts, At(target, 0), frames.ByteCount / rowBytes, rowBytes, window,
+                starts.Length, chunks);
         }
     }
 
     public override void GatherWindows(DeviceBuffer frames, long frameCount, long rowBytes, DeviceBuffer starts, int batch, int window, DeviceBuffer output)
     {
         long block = checked(window * rowBytes);
-        ulong source = At(frames, 0, checked(frameCount * rowBytes), nameof(frames));
-        ulong deviceStarts = At(starts, 0, checked(batch * (long)sizeof(long)), nameof(starts));
-        ulong target = At(output, 0, checked(batch * block), nameof(output));
+        using Lease source = Hold(frames, 0, checked(frameCount * rowBytes), nameof(frames));
+        using Lease deviceStarts = Hold(starts, 0, checked(batch * (long)sizeof(long)), nameof(starts));
+        using Lease target = Hold(output, 0, checked(batch * block), nameof(output));
         if (batch == 0) return;
         if (block == 0)
         {
@@ -49,32 +59,35 @@ internal sealed unsafe partial class CudaBackend
             CheckStartsOnHost(starts, batch, window, frameCount);
             return;
         }
-        IntPtr kernel = Kernel("gather_windows");
         int chunks = WindowGrid.Chunks(block, rowBytes, batch, ResidentThreads);
-        int bad = 0;
-        lock (_flagLock)
+        int bad = NoBadStart;
+        using (Work work = Begin())
         {
-            CudaContext context = Enter();
-            CudaStatus.Check(CudaNative.cuMemsetD32Async(_badFlag, int.MaxValue, 1, context.Stream), "cuMemsetD32Async");
-            LaunchGather(context, kernel, source, deviceStarts, target, frameCount, rowBytes, window, batch, chunks);
-            CudaStatus.Check(CudaNative.cuMemcpyDtoHAsync(&bad, _badFlag, sizeof(int), context.Stream), "cuMemcpyDtoHAsync_v2");
-            context.Synchronize();
+            IntPtr kernel = _kernels.Function(WindowsSource, "gather_windows");
+            lock (_flagLock)
+            {
+                IntPtr stream = work.Context.Stream;
+                CudaStatus.Check(CudaNative.cuMemsetD32Async(_badFlag, NoBadStart, 1, stream), "cuMemsetD32Async");
+                // A bad start is clamped into range by the kernel and copied (clamp-and-flag): the output is fully
+                // defined even when this call throws below.
+                LaunchGather(work.Context, kernel, At(source, 0), At(deviceStarts, 0), At(target, 0), frameCount, rowBytes, window, batch, chunks);
+                CudaStatus.Check(CudaNative.cuMemcpyDtoHAsync(&bad, _badFlag, sizeof(int), stream), "cuMemcpyDtoHAsync_v2");
+                work.Context.Synchronize();
+            }
         }
-        if (bad != int.MaxValue) throw BadDeviceStart(bad, ReadStart(starts, bad), window, frameCount);
+        if (bad != NoBadStart) throw BadDeviceStart(bad, ReadStart(starts, bad), window, frameCount);
     }
 
     public override void StridedWindows(DeviceBuffer frames, long rowBytes, long count, int window, int stride, DeviceBuffer output)
     {
         long block = checked(window * rowBytes);
-        ulong target = At(output, 0, checked(count * block), nameof(output));
-        if (count == 0 || block == 0)
-        {
-            At(frames, 0, 0, nameof(frames));
-            return;
-        }
-        ulong source = At(frames, 0, checked(((count - 1) * stride + window) * rowBytes), nameof(frames));
-        IntPtr kernel = Kernel("strided_windows");
-        CudaContext context = Enter();
+        using Lease to = Hold(output, 0, checked(count * block), nameof(output));
+        using Lease from = Hold(frames, 0, count == 0 ? 0 : checked(((count - 1) * stride + window) * rowBytes), nameof(frames));
+        if (count == 0 || block == 0) return;
+        using Work work = Begin();
+        IntPtr kernel = _kernels.Function(WindowsSource, "strided_windows");
+        ulong source = At(from, 0);
+        ulong target = At(to, 0);
         long first = 0;
         // strided_windows(frames, out, row_bytes, window, stride, first): a pointer to each argument's value, in order.
         void** arguments = stackalloc void*[6];
@@ -88,14 +101,8 @@ internal sealed unsafe partial class CudaBackend
         {
             long windows = Math.Min(WindowGrid.MaxStridedWindows, count - first);
             // cuLaunchKernel copies the values it points at before returning, so advancing first is safe.
-            Launch(context, kernel, "strided_windows", windows, WindowGrid.Chunks(block, rowBytes, windows, ResidentThreads), arguments);
+            Launch(work.Context, kernel, "strided_windows", windows, WindowGrid.Chunks(block, rowBytes, windows, ResidentThreads), arguments);
         }
-    }
-
-    private IntPtr Kernel(string entry)
-    {
-        Enter();
-        return _kernels.Function(WindowsSource, entry);
     }
 
     /// <summary>gather_windows(frames, starts, out, frame_count, row_bytes, window, bad): a pointer to each argument's value, in order.</summary>
@@ -172,14 +179,16 @@ internal sealed unsafe partial class CudaBackend
         }
         catch
         {
-            // No lock: the context is not published yet, so nothing else can reach the scratch, and the caller holds
-            // the context lock, which a gather holding the upload lock may be waiting for.
+            // No lock: the context is not published yet, so nothing else can reach the scratch.
             ReleaseScratch();
             throw;
         }
     }
 
-    /// <summary>Frees all scratch; never throws. Called at dispose, after the stream was drained.</summary>
+    /// <summary>
+    /// Frees all scratch; never throws. Called at dispose, once every <see cref="Work"/> has ended and the stream was
+    /// drained, so no launch can still be using it; the locks only keep the fields' guard rule simple to state.
+    /// </summary>
     private void FreeScratch()
     {
         lock (_uploadLock)
@@ -204,19 +213,19 @@ internal sealed unsafe partial class CudaBackend
         return value;
     }
 
-    /// <summary>The rule of the kernel's check, applied on the host to starts read back in slices.</summary>
+    /// <summary>
+    /// The start rule, applied on the host to starts read back in slices: a batch may hold 2^31 starts (16 GiB), too
+    /// many to copy back at once.
+    /// </summary>
     private void CheckStartsOnHost(DeviceBuffer starts, int batch, int window, long frameCount)
     {
         const int Slice = 1 << 16;
         var host = new long[Math.Min(batch, Slice)];
         for (long first = 0; first < batch; first += Slice)
         {
-            int length = (int)Math.Min(Slice, batch - first);
-            Span<long> part = host.AsSpan(0, length);
-            Read(starts, first * sizeof(long), System.Runtime.InteropServices.MemoryMarshal.AsBytes(part));
-            for (int i = 0; i < length; i++)
-                if ((ulong)part[i] > (ulong)(frameCount - window))
-                    throw BadDeviceStart(first + i, part[i], window, frameCount);
+            Span<long> part = host.AsSpan(0, (int)Math.Min(Slice, batch - first));
+            Read(starts, first * sizeof(long), MemoryMarshal.AsBytes(part));
+            WindowRules.Starts(part, window, frameCount, first);
         }
     }
 }

@@ -2,8 +2,10 @@ namespace NativeTensor.Runtime.Cuda;
 
 /// <summary>
 /// Device memory from <c>cuMemAlloc_v2</c> (aligned to at least 256 bytes, so the windows kernel's 16-byte path applies
-/// whenever the byte offsets allow). The handle is the <c>CUdeviceptr</c>; the buffer holds a reference on its
-/// context so that it can always be freed, on whichever thread and in whichever order things are released.
+/// whenever the byte offsets allow). The handle is the <c>CUdeviceptr</c>, read only through a <see cref="Lease"/>
+/// (see <c>CudaBackend.Hold</c>), so it cannot be freed while a copy or launch is being queued with it. The buffer
+/// holds a reference on its context so that it can always be freed, on whichever thread and in whichever order
+/// things are released.
 /// </summary>
 internal sealed class CudaBuffer : DeviceBuffer
 {
@@ -11,9 +13,6 @@ internal sealed class CudaBuffer : DeviceBuffer
 
     private CudaBuffer(Backend owner, CudaContext context, ulong pointer, long byteCount)
         : base(owner, (IntPtr)(long)pointer, byteCount) => _context = context;
-
-    /// <summary>The <c>CUdeviceptr</c>.</summary>
-    public ulong Pointer => (ulong)(long)handle;
 
     /// <summary>Allocates <paramref name="bytes"/> on the device of <paramref name="context"/>; zero bytes still gets a real, distinct allocation.</summary>
     /// <exception cref="NativeTensorException">Out of memory (the message says how much was asked and how much is free), or another driver error.</exception>
