@@ -121,6 +121,24 @@ public abstract partial class WindowsParityTests
         }
     }
 
+    /// <summary>Batches large enough to be split across cores, cut so a core's piece begins and ends inside a window.</summary>
+    [SkippableTheory]
+    [InlineData(255, 30, 287)]
+    [InlineData(97, 31, 301)]
+    [InlineData(3, 2000, 129)]
+    public void Batches_split_across_cores_equal_the_reference(int batch, int window, int row)
+    {
+        Device device = Device;
+        var random = new Random(batch * window);
+        var c = new WindowCase(DType.Float32, [window + 3000, row], window, 1, [], 0);
+        byte[] bytes = RandomBytes(random, c.FrameCount * row * 4);
+        long[] starts = Enumerable.Range(0, batch).Select(_ => random.NextInt64(0, c.FrameCount - window + 1)).ToArray();
+        using Tensor frames = FromBytes(c.DType, c.FrameShape, device, bytes);
+        using Tensor output = Poisoned(c.DType, [batch, window, row], device);
+        Windows.Gather(frames, starts, window, output);
+        BitExact(Expected(c with { Starts = starts }, bytes), Bytes(output), $"batch {batch} x {window} x {row}");
+    }
+
     /// <summary>Runs the kernel into a buffer longer than the output: the bytes after it must keep their poison.</summary>
     [SkippableTheory]
     [InlineData(1, 287 * 4)]

@@ -46,6 +46,57 @@ internal static unsafe class BlockCopy
         else Serial(source, destination, bytes, width, default(NoPrefetch));
     }
 
+    /// <summary>
+    /// Two blocks of equal length copied in lockstep, each prefetching along its own stream as in
+    /// <see cref="Streaming"/> (block 0 runs on into <paramref name="next0"/>, block 1 into <paramref name="next1"/>).
+    /// Two streams give one thread twice the memory requests in flight at every window start; measured here, two
+    /// threads gathering the embedding batch went from 0.81-0.85 to 0.85-0.92 of a same-size copy.
+    /// </summary>
+    public static void StreamingPair(byte* source0, byte* destination0, byte* source1, byte* destination1, nuint bytes,
+        byte* next0, nuint nextBytes0, byte* next1, nuint nextBytes1, SimdWidth width)
+    {
+        var ahead0 = new StreamPrefetch(source0, bytes, next0, nextBytes0);
+        var ahead1 = new StreamPrefetch(source1, bytes, next1, nextBytes1);
+        switch (Sse.IsSupported ? width : SimdWidth.Scalar)
+        {
+            case SimdWidth.V512: Pair<Move512>(source0, destination0, source1, destination1, bytes, ahead0, ahead1); break;
+            case SimdWidth.V256: Pair<Move256>(source0, destination0, source1, destination1, bytes, ahead0, ahead1); break;
+            case SimdWidth.V128: Pair<Move128>(source0, destination0, source1, destination1, bytes, ahead0, ahead1); break;
+            default:
+                Serial(source0, destination0, bytes, width);
+                Serial(source1, destination1, bytes, width);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// Turns of four vectors from each block, unaligned (the two destinations sit at different alignments), and a
+    /// last turn that ends exactly at the tail, overlapping the one before instead of a scalar remainder.
+    /// </summary>
+    private static void Pair<TMove>(byte* s0, byte* d0, byte* s1, byte* d1, nuint n, StreamPrefetch ahead0, StreamPrefetch ahead1)
+        where TMove : IMove
+    {
+        nuint size = TMove.Size, turn = 4 * size;
+        if (n < turn)
+        {
+            Vectors<TMove, StreamPrefetch>(s0, d0, n, ahead0);
+            Vectors<TMove, StreamPrefetch>(s1, d1, n, ahead1);
+            return;
+        }
+        for (nuint i = 0; ; i += turn)
+        {
+            if (i + turn > n) i = n - turn;   // the last turn, moved back to end at the tail
+            ahead0.Turn(i, turn);
+            ahead1.Turn(i, turn);
+            for (nuint v = 0; v < turn; v += size)
+            {
+                TMove.Unaligned(s0 + i + v, d0 + i + v);
+                TMove.Unaligned(s1 + i + v, d1 + i + v);
+            }
+            if (i + turn == n) return;
+        }
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Serial<TAhead>(byte* source, byte* destination, nuint bytes, SimdWidth width, TAhead ahead) where TAhead : IPrefetch
     {
@@ -114,10 +165,11 @@ internal static unsafe class BlockCopy
     private readonly struct StreamPrefetch(byte* block, nuint length, byte* next, nuint nextLength) : IPrefetch
     {
         /// <summary>
-        /// How far ahead: far enough to cover DRAM latency at full speed. Measured here: 4 KiB beat 1, 2, 6, 8 and
-        /// 16 KiB; into L2 (prefetcht1) beat L1 (t0, which takes the load queue's slots) and non-temporal.
+        /// How far ahead: far enough to cover DRAM latency at full speed. Measured here, 2 to 12 KiB all did about
+        /// as well (0 did 10% worse), 2 KiB a little better for two streams; into L2 (prefetcht1) beat L1 (t0, which
+        /// takes the load queue's slots) and non-temporal.
         /// </summary>
-        public const nuint Distance = 4096;
+        public const nuint Distance = 2048;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Turn(nuint offset, nuint turnBytes)

@@ -40,12 +40,28 @@ internal static unsafe class WindowKernels
             for (long at = lo; at < hi;)
             {
                 long block = at / blockBytes, within = at - block * blockBytes;
+                // Whole blocks go two at a time while two remain in this piece; a piece's ragged ends go alone.
+                if (within == 0 && at + 2 * blockBytes <= hi)
+                {
+                    (IntPtr next0, long nextBytes0) = Next(block + 2, at + 2 * blockBytes);
+                    (IntPtr next1, long nextBytes1) = Next(block + 3, at + 3 * blockBytes);
+                    BlockCopy.StreamingPair(source(block), (byte*)o + at, source(block + 1), (byte*)o + at + blockBytes, (nuint)blockBytes,
+                        (byte*)next0, (nuint)nextBytes0, (byte*)next1, (nuint)nextBytes1, width);
+                    at += 2 * blockBytes;
+                    continue;
+                }
                 long length = Math.Min(blockBytes - within, hi - at);
-                // What this thread copies after this block: the start of the next one, if its piece goes on.
-                long nextLength = Math.Min(blockBytes, hi - at - length);
-                byte* next = nextLength > 0 ? source(block + 1) : null;
-                BlockCopy.Streaming(source(block) + within, (byte*)o + at, (nuint)length, next, (nuint)nextLength, width);
+                (IntPtr next, long nextBytes) = Next(block + 1, at + length);
+                BlockCopy.Streaming(source(block) + within, (byte*)o + at, (nuint)length, (byte*)next, (nuint)nextBytes, width);
                 at += length;
+            }
+
+            // Where this thread's stream goes after a block: the start of `block`, when its bytes at output offset
+            // `from` still belong to this piece, and how many of them do.
+            (IntPtr, long) Next(long block, long from)
+            {
+                long bytes = Math.Min(blockBytes, hi - from);
+                return bytes > 0 ? ((IntPtr)source(block), bytes) : (IntPtr.Zero, 0);
             }
         });
     }
