@@ -5,7 +5,7 @@ namespace NativeTensor.Runtime.OpenCl;
 /// <summary>
 /// An OpenCL object the backend owns, released exactly once through its <c>clRelease*</c> function on
 /// <see cref="SafeHandle.Dispose()"/> or by the finaliser. Passing these (not raw pointers) to
-/// <see cref="OpenClNative"/> makes the generated stubs add a reference for the duration of each call, so a handle
+/// <see cref="OpenClNative"/> makes the generated interop code add a reference for the duration of each call, so a handle
 /// disposed on another thread cannot be freed under a call that is using it.
 /// </summary>
 internal abstract class OpenClHandle : SafeHandle

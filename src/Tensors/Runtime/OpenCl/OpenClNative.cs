@@ -4,7 +4,7 @@ namespace NativeTensor.Runtime.OpenCl;
 
 /// <summary>
 /// The OpenCL 1.2 entry points this backend uses, bound through the ICD loader (<c>libOpenCL.so.1</c>, resolved by
-/// <see cref="NativeLibraries"/>). Source-generated <see cref="LibraryImportAttribute"/> stubs, so nothing here needs
+/// <see cref="NativeLibraries"/>). Source-generated <see cref="LibraryImportAttribute"/> wrappers, so nothing here needs
 /// run-time marshalling code and trimming keeps what it must. Objects the backend owns travel as their
 /// <see cref="SafeHandle"/> types, so a handle cannot be released while a call is using it; <c>cl_mem</c> and
 /// <c>cl_device_id</c> travel as raw pointers (buffers are leased by the caller, root devices are never released).
