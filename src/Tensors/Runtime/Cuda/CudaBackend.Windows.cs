@@ -121,9 +121,14 @@ internal sealed unsafe partial class CudaBackend
         Launch(context, kernel, "gather_windows", batch, chunks, arguments);
     }
 
-    private static void Launch(CudaContext context, IntPtr kernel, string name, long windows, int chunks, void** arguments) =>
-        CudaStatus.Check(CudaNative.cuLaunchKernel(kernel, checked((uint)windows), (uint)chunks, 1, WindowGrid.BlockThreads, 1, 1, 0,
-            context.Stream, arguments, null), $"cuLaunchKernel({name}, grid {windows} x {chunks}, block {WindowGrid.BlockThreads})");
+    private static void Launch(CudaContext context, IntPtr kernel, string name, long windows, int chunks, void** arguments)
+    {
+        int status = CudaNative.cuLaunchKernel(kernel, checked((uint)windows), (uint)chunks, 1, WindowGrid.BlockThreads, 1, 1, 0,
+            context.Stream, arguments, null);
+        // The launch shape goes into the message only on failure: formatting it every batch would allocate on the hot path.
+        if (status != 0)
+            CudaStatus.Check(status, $"cuLaunchKernel({name}, grid {windows} x {chunks}, block {WindowGrid.BlockThreads})");
+    }
 
     /// <summary>
     /// Queues the copy of host starts to the device through a pinned block, and returns the device block. A pageable

@@ -76,10 +76,12 @@ internal sealed unsafe class OpenClKernel : IDisposable
             for (int i = 0; i < arguments.Length; i++) arguments[i].Buffer?.DangerousAddRef(ref held[i]);
             lock (_gate)
             {
+                // Messages are formatted only on failure: this runs for every batch, and a string per call adds up.
                 for (int i = 0; i < arguments.Length; i++)
-                    OpenClStatus.Check(arguments[i].Set(_handle, (uint)i), $"clSetKernelArg({_name}, {i})");
-                OpenClStatus.Check(OpenClNative.clEnqueueNDRangeKernel(queue, _handle, 2, null, global, size, 0, null, null),
-                    $"clEnqueueNDRangeKernel({_name})");
+                    if (arguments[i].Set(_handle, (uint)i) is var set and not OpenClStatus.Success)
+                        OpenClStatus.Check(set, $"clSetKernelArg({_name}, {i})");
+                if (OpenClNative.clEnqueueNDRangeKernel(queue, _handle, 2, null, global, size, 0, null, null) is var queued and not OpenClStatus.Success)
+                    OpenClStatus.Check(queued, $"clEnqueueNDRangeKernel({_name})");
             }
         }
         finally
