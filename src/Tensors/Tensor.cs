@@ -103,7 +103,10 @@ public sealed class Tensor : IDisposable
     public T[] ToArray<T>() where T : unmanaged
     {
         CheckElementType<T>();
-        var result = new T[checked((int)ElementCount)];
+        // Transfers move spans of bytes, and a span holds at most 2 GiB.
+        if (ByteCount > int.MaxValue)
+            throw new InvalidOperationException($"{this} holds {ByteCount:N0} bytes; ToArray copies at most {int.MaxValue:N0}");
+        var result = new T[ElementCount];
         CopyTo<T>(result);
         return result;
     }
@@ -128,12 +131,14 @@ public sealed class Tensor : IDisposable
     /// The elements of a tensor on <see cref="Device.Cpu"/>, in place, without a copy. The span is valid until
     /// the tensor is disposed; keeping it longer is a use-after-free.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The tensor is not on the CPU.</exception>
+    /// <exception cref="InvalidOperationException">The tensor is not on the CPU, or holds 2 GiB or more (a span's limit).</exception>
     public Span<T> AsSpan<T>() where T : unmanaged
     {
         CheckElementType<T>();
         if (Device.Kind != DeviceKind.Cpu)
             throw new InvalidOperationException($"AsSpan needs a cpu tensor; this one is on {Device.Spec}: use CopyTo or To(Device.Cpu)");
+        if (ByteCount > int.MaxValue)
+            throw new InvalidOperationException($"{this} holds {ByteCount:N0} bytes; a span holds at most {int.MaxValue:N0}");
         return MemoryMarshal.Cast<byte, T>(CpuBytes(Buffer, ByteCount));
     }
 

@@ -78,6 +78,14 @@ public sealed class TensorTests
     }
 
     [Fact]
+    public void Host_views_of_tensors_past_two_GiB_are_refused_with_the_reason()
+    {
+        using Tensor big = Tensor.Empty(DType.Float32, [(1L << 29) + 1], Device.Cpu);   // 2 GiB + 4 bytes, never touched
+        Assert.Contains("a span holds at most", Assert.Throws<InvalidOperationException>(() => big.AsSpan<float>()).Message);
+        Assert.Contains("ToArray copies at most", Assert.Throws<InvalidOperationException>(() => big.ToArray<float>()).Message);
+    }
+
+    [Fact]
     public void AsSpan_views_cpu_memory_in_place()
     {
         using Tensor t = Tensor.FromArray(new[] { 1, 2, 3 });
