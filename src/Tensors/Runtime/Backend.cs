@@ -68,6 +68,12 @@ internal abstract class Backend : IDisposable
     /// <summary><c>output[s] = frames[s * stride .. s * stride + window)</c> for s in [0, count).</summary>
     public abstract void StridedWindows(DeviceBuffer frames, long rowBytes, long count, int window, int stride, DeviceBuffer output);
 
+    /// <summary>
+    /// <c>destination[i] = (to) source[i]</c> for <paramref name="count"/> elements, both float dtypes, bit-exact with
+    /// <see cref="Reference.PrecisionReference.Convert"/>; <paramref name="from"/> == <paramref name="to"/> copies.
+    /// </summary>
+    public abstract void Convert(DeviceBuffer source, DType from, DeviceBuffer destination, DType to, long count);
+
     /// <summary>Called by a buffer when it comes to life, to keep the leak counters.</summary>
     internal void Track(long bytes)
     {

@@ -88,6 +88,13 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
         WindowKernels.Strided(At(frames, 0, 0), rowBytes, count, window, stride, At(output, 0, count * window * rowBytes), Simd);
     }
 
+    public override void Convert(DeviceBuffer source, DType from, DeviceBuffer destination, DType to, long count)
+    {
+        using var input = new Lease(source);
+        using var output = new Lease(destination);
+        PrecisionKernels.Convert(At(source, 0, count * from.SizeOf()), from, At(destination, 0, count * to.SizeOf()), to, count, Simd);
+    }
+
     /// <summary>The address of <paramref name="offset"/> in a buffer the caller holds a <see cref="Lease"/> on, after checking that <paramref name="length"/> bytes fit there.</summary>
     private static byte* At(DeviceBuffer buffer, long offset, long length)
     {
