@@ -11,6 +11,8 @@ public static class Tolerances
     {
         // Windows move bytes and never round, so every dtype on every backend must be bit-exact.
         ("windows", _, _) => 0,
+        // Conversions are specified to the bit (round to nearest even, NaN rules), so every backend must match exactly.
+        ("convert", _, _) => 0,
         _ => throw new ArgumentException($"no tolerance entry for ({op}, {dtype}, {backend}): add one with its source"),
     };
 }

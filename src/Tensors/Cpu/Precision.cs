@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 
 namespace NativeTensor.Cpu;
 
@@ -15,7 +16,7 @@ internal static unsafe class PrecisionKernels
     {
         uint sign = (bits >> 16) & 0x8000;
         uint a = bits & 0x7FFF_FFFF;
-        if (a > 0x7F80_0000) return (ushort)(sign | 0x7E00 | (a >> 13));            // NaN: quiet, top payload kept
+        if (a > 0x7F80_0000) return (ushort)(sign | 0x7E00 | ((a >> 13) & 0x3FF));   // NaN: quiet, top payload kept
         if (a >= 0x477F_F000) return (ushort)(sign | 0x7C00);                        // >= 65520: rounds to Inf (or is Inf)
         if (a >= 0x3880_0000)                                                        // normal in binary16 (>= 2^-14)
             return (ushort)(sign | ((a - 0x3800_0000 + 0x0FFF + ((a >> 13) & 1)) >> 13));
@@ -38,7 +39,10 @@ internal static unsafe class PrecisionKernels
         return sign | BitConverter.SingleToUInt32Bits(value);
     }
 
-    /// <summary>Converts <paramref name="count"/> elements; <paramref name="from"/> == <paramref name="to"/> copies.</summary>
+    /// <summary>
+    /// Converts <paramref name="count"/> elements with the widest allowed vectors, over all cores when large;
+    /// <paramref name="from"/> == <paramref name="to"/> copies.
+    /// </summary>
     public static void Convert(byte* source, DType from, byte* destination, DType to, long count, SimdWidth width)
     {
         if (from == to)
@@ -46,7 +50,139 @@ internal static unsafe class PrecisionKernels
             BlockCopy.Copy(source, destination, count * from.SizeOf(), width);
             return;
         }
-        ConvertScalar(source, from, destination, to, 0, count);
+        nint s = (nint)source, d = (nint)destination;
+        int parts = CpuParallel.Parts(count * (from.SizeOf() + to.SizeOf()), BlockCopy.ParallelThreshold);
+        CpuParallel.For(parts, count, (start, end) => Range((byte*)s, from, (byte*)d, to, start, end, width));
+    }
+
+    private static void Range(byte* source, DType from, byte* destination, DType to, long start, long end, SimdWidth width)
+    {
+        switch ((from, to))
+        {
+            case (DType.Float32, DType.Float16): Widths<SingleToHalfStep>(source, destination, start, end, width); break;
+            case (DType.Float32, DType.BFloat16): Widths<SingleToBFloat16Step>(source, destination, start, end, width); break;
+            case (DType.Float16, DType.Float32): Widths<HalfToSingleStep>(source, destination, start, end, width); break;
+            case (DType.BFloat16, DType.Float32): Widths<BFloat16ToSingleStep>(source, destination, start, end, width); break;
+            case (DType.Float16, DType.BFloat16): Widths<HalfToBFloat16Step>(source, destination, start, end, width); break;
+            default: Widths<BFloat16ToHalfStep>(source, destination, start, end, width); break;
+        }
+    }
+
+    private static void Widths<TStep>(byte* source, byte* destination, long start, long end, SimdWidth width) where TStep : IStep
+    {
+        switch (width)
+        {
+            case SimdWidth.V512: Vectors<TStep, Lanes512, Vector512<uint>>(source, destination, start, end); break;
+            case SimdWidth.V256: Vectors<TStep, Lanes256, Vector256<uint>>(source, destination, start, end); break;
+            case SimdWidth.V128: Vectors<TStep, Lanes128, Vector128<uint>>(source, destination, start, end); break;
+            default: TStep.Scalar(source, destination, start, end); break;
+        }
+    }
+
+    /// <summary>Whole vectors through [start, end), the last one moved back to end exactly at the tail (re-converting a few elements is harmless).</summary>
+    private static void Vectors<TStep, TLanes, TVector>(byte* source, byte* destination, long start, long end)
+        where TStep : IStep where TLanes : IUIntLanes<TVector> where TVector : struct
+    {
+        int n = TLanes.Count;
+        if (end - start < n)
+        {
+            TStep.Scalar(source, destination, start, end);
+            return;
+        }
+        for (long i = start; ; i += n)
+        {
+            if (i + n > end) i = end - n;
+            TStep.Vector<TLanes, TVector>(source, destination, i);
+            if (i + n == end) return;
+        }
+    }
+
+    // The rules of SingleToHalf and HalfToSingle above, lane-wise: every case computed, the right one selected.
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector SingleToHalf<TLanes, TVector>(TVector bits) where TLanes : IUIntLanes<TVector> where TVector : struct
+    {
+        TVector sign = TLanes.And(TLanes.ShiftRight(bits, 16), TLanes.Splat(0x8000));
+        TVector a = TLanes.And(bits, TLanes.Splat(0x7FFF_FFFF));
+        TVector subnormal = TLanes.Subtract(TLanes.AddAsSingle(a, TLanes.Splat(0x3F00_0000)), TLanes.Splat(0x3F00_0000));
+        TVector odd = TLanes.And(TLanes.ShiftRight(a, 13), TLanes.Splat(1));
+        TVector normal = TLanes.ShiftRight(TLanes.Add(TLanes.Subtract(a, TLanes.Splat(0x3800_0000 - 0x0FFF)), odd), 13);
+        TVector result = TLanes.Select(TLanes.GreaterThan(a, TLanes.Splat(0x387F_FFFF)), normal, subnormal);
+        result = TLanes.Select(TLanes.GreaterThan(a, TLanes.Splat(0x477F_EFFF)), TLanes.Splat(0x7C00), result);
+        result = TLanes.Select(TLanes.GreaterThan(a, TLanes.Splat(0x7F80_0000)), TLanes.Or(TLanes.Splat(0x7E00), TLanes.And(TLanes.ShiftRight(a, 13), TLanes.Splat(0x3FF))), result);
+        return TLanes.Or(result, sign);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector HalfToSingle<TLanes, TVector>(TVector half) where TLanes : IUIntLanes<TVector> where TVector : struct
+    {
+        TVector sign = TLanes.ShiftLeft(TLanes.And(half, TLanes.Splat(0x8000)), 16);
+        TVector em = TLanes.And(half, TLanes.Splat(0x7FFF));
+        TVector subnormal = TLanes.SubtractAsSingle(TLanes.Or(em, TLanes.Splat(0x3F00_0000)), TLanes.Splat(0x3F00_0000));
+        TVector normal = TLanes.Add(TLanes.ShiftLeft(em, 13), TLanes.Splat(0x3800_0000));
+        TVector special = TLanes.Or(TLanes.Splat(0x7F80_0000), TLanes.ShiftLeft(TLanes.And(em, TLanes.Splat(0x3FF)), 13));
+        TVector result = TLanes.Select(TLanes.GreaterThan(em, TLanes.Splat(0x03FF)), normal, subnormal);
+        result = TLanes.Select(TLanes.GreaterThan(em, TLanes.Splat(0x7BFF)), special, result);
+        return TLanes.Or(result, sign);
+    }
+
+    /// <summary><see cref="BFloat16.RoundBits"/>, lane-wise.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector SingleToBFloat16<TLanes, TVector>(TVector bits) where TLanes : IUIntLanes<TVector> where TVector : struct
+    {
+        TVector upper = TLanes.ShiftRight(bits, 16);
+        TVector rounded = TLanes.ShiftRight(TLanes.Add(TLanes.Add(bits, TLanes.Splat(0x7FFF)), TLanes.And(upper, TLanes.Splat(1))), 16);
+        TVector nan = TLanes.GreaterThan(TLanes.And(bits, TLanes.Splat(0x7FFF_FFFF)), TLanes.Splat(0x7F80_0000));
+        return TLanes.Select(nan, TLanes.Or(upper, TLanes.Splat(0x0040)), rounded);
+    }
+
+    /// <summary>One direction: a vector of elements at index i, and the scalar rule for tails and the fallback.</summary>
+    private interface IStep
+    {
+        static abstract void Vector<TLanes, TVector>(byte* source, byte* destination, long i) where TLanes : IUIntLanes<TVector> where TVector : struct;
+        static abstract void Scalar(byte* source, byte* destination, long start, long end);
+    }
+
+    private readonly struct SingleToHalfStep : IStep
+    {
+        public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
+            TLanes.StoreNarrowing(SingleToHalf<TLanes, TVector>(TLanes.Load((uint*)s + i)), (ushort*)d + i);
+        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.Float32, d, DType.Float16, start, end);
+    }
+
+    private readonly struct SingleToBFloat16Step : IStep
+    {
+        public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
+            TLanes.StoreNarrowing(SingleToBFloat16<TLanes, TVector>(TLanes.Load((uint*)s + i)), (ushort*)d + i);
+        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.Float32, d, DType.BFloat16, start, end);
+    }
+
+    private readonly struct HalfToSingleStep : IStep
+    {
+        public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
+            TLanes.Store(HalfToSingle<TLanes, TVector>(TLanes.LoadWidening((ushort*)s + i)), (uint*)d + i);
+        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.Float16, d, DType.Float32, start, end);
+    }
+
+    private readonly struct BFloat16ToSingleStep : IStep
+    {
+        public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
+            TLanes.Store(TLanes.ShiftLeft(TLanes.LoadWidening((ushort*)s + i), 16), (uint*)d + i);
+        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.BFloat16, d, DType.Float32, start, end);
+    }
+
+    private readonly struct HalfToBFloat16Step : IStep
+    {
+        public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
+            TLanes.StoreNarrowing(SingleToBFloat16<TLanes, TVector>(HalfToSingle<TLanes, TVector>(TLanes.LoadWidening((ushort*)s + i))), (ushort*)d + i);
+        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.Float16, d, DType.BFloat16, start, end);
+    }
+
+    private readonly struct BFloat16ToHalfStep : IStep
+    {
+        public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
+            TLanes.StoreNarrowing(SingleToHalf<TLanes, TVector>(TLanes.ShiftLeft(TLanes.LoadWidening((ushort*)s + i), 16)), (ushort*)d + i);
+        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.BFloat16, d, DType.Float16, start, end);
     }
 
     /// <summary>Elements [start, end) one at a time: the fallback, and the tails of the vector loops.</summary>

@@ -35,9 +35,13 @@ public static class PrecisionReference
     /// <summary>bfloat16 bits to binary32 bits, exactly (the top half of a binary32).</summary>
     public static uint BFloat16ToSingle(ushort bits) => (uint)bits << 16;
 
-    /// <summary>Any supported pair, through binary32 when neither side is binary32 (exact, so still one rounding).</summary>
+    /// <summary>
+    /// Any supported pair, through binary32 when neither side is binary32 (exact, so still one rounding). The same
+    /// dtype on both sides is a copy: the bits, NaN payloads included, are kept as they are.
+    /// </summary>
     public static ulong Convert(ulong bits, DType from, DType to)
     {
+        if (from == to) return bits;
         uint single = from switch
         {
             DType.Float32 => (uint)bits,
