@@ -84,13 +84,19 @@ internal static partial class Program
 
         bool failed = false;
         var rows = new List<Row>();
+        var conversions = new List<ConversionRow>();
         MemoryResult? memory = null;
         if (options.Command is "all" or "validate")
         {
             report.Section("Validation");
             List<Device> passed = Validation.Run(devices, report);
             failed = passed.Count < devices.Count;
-            if (options.Command == "all") rows = TimeGathers(passed, plan, report);
+            if (options.Command == "all")
+            {
+                rows = TimeGathers(passed, plan, report);
+                (conversions, bool conversionFailed) = Conversions.Run(passed, plan, report);
+                failed |= conversionFailed;
+            }
         }
         if (options.Command is "all" or "memory")
         {
@@ -111,6 +117,7 @@ internal static partial class Program
         {
             report.Section("Targets");
             Targets.Print(rows, memory, report);
+            Targets.PrintConversions(conversions, report);
         }
 
         string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices, options.Quick) : null);

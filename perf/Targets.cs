@@ -6,6 +6,7 @@ internal static class Targets
     private const double GatherOverCopy = 0.85;
     private const double GatherOverNumpy = 1.2;
     private const double LazyOverEager = 0.95;
+    private const double ConvertOverCopy = 0.85;
 
     public static void Print(IReadOnlyList<Row> rows, MemoryResult? memory, Report report)
     {
@@ -27,6 +28,21 @@ internal static class Targets
         Say(report, $"lazy batches/s >= {LazyOverEager * 100:F0}% of iterating eager windows",
             memory.LazyOverEager, LazyOverEager,
             $"{memory.LazyOverEager * 100:F0}% on the scaled-down run; the full-size lazy epoch (out of cache) runs at {memory.FullLazyOverEager * 100:F0}% of it");
+    }
+
+    /// <summary>Issue 3's conversion targets on the CPU: at least 85% of a copy of the same bytes, and faster than TensorPrimitives.</summary>
+    public static void PrintConversions(IReadOnlyList<ConversionRow> rows, Report report)
+    {
+        ConversionRow? copy = rows.FirstOrDefault(r => r.Op == Conversions.CopyOp && r.Backend == Device.Cpu.Spec);
+        if (copy is null) return;
+        // The four directions between Float32 and a 16-bit format; 16 <-> 16 moves fewer bytes than the copy row.
+        foreach (ConversionRow row in rows.Where(r => r.Backend == Device.Cpu.Spec && r.Op.StartsWith("convert", StringComparison.Ordinal) && r.Op.Contains("f32")))
+        {
+            Say(report, $"cpu {row.Op} >= {ConvertOverCopy * 100:F0}% of copy", row.Gbps / copy.Gbps, ConvertOverCopy,
+                $"{row.Gbps:F1} / {copy.Gbps:F1} GB/s = {row.Gbps / copy.Gbps * 100:F0}%");
+            if (Conversions.Peer(row, rows) is { } peer)
+                Say(report, $"cpu {row.Op} faster than {peer.Op[6..]}", row.Gbps / peer.Gbps, 1, $"{row.Gbps / peer.Gbps:F2}x");
+        }
     }
 
     private static void Say(Report report, string target, double measured, double needed, string figures) =>
