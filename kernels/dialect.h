@@ -2,7 +2,7 @@
  * dialect.h — one vocabulary for kernels that compile both as OpenCL C 1.2 and as CUDA C++ (NVRTC).
  *
  * A kernel file includes this header first and then uses only these words for what differs between the
- * two languages: qualifiers, thread indices, barriers, atomics, and fixed-width integer names. The runtime
+ * two languages: qualifiers, thread indices, barriers, atomics, bit counts, and fixed-width integer names. The runtime
  * pastes this file in place of `#include "dialect.h"` before building, so neither compiler needs a file
  * system. Everything else (arithmetic, pointers, vector types uint2/uint4) is common to both languages.
  *
@@ -12,6 +12,9 @@
  *   GROUP(d)   group index within the grid            (get_group_id   / blockIdx)
  *   NGROUPS(d) groups in the grid                     (get_num_groups / gridDim)
  *   GID(d)     GROUP(d) * LSIZE(d) + LID(d), 64-bit
+ *
+ * Bit words:
+ *   CLZ32(x)   leading zero bits of the 32-bit unsigned x, as int (32 for 0)   (clz / __clz)
  */
 #ifndef NATIVETENSOR_DIALECT_H
 #define NATIVETENSOR_DIALECT_H
@@ -35,6 +38,8 @@ typedef ulong u64;
 #define GID(d) ((i64)get_global_id(d))
 
 #define ATOMIC_MIN_INT(pointer, value) atomic_min((pointer), (value))
+
+#define CLZ32(x) ((int)clz((uint)(x)))
 
 #else /* CUDA C++ under NVRTC */
 
@@ -61,6 +66,8 @@ __device__ __forceinline__ unsigned int nt_dim(dim3 v, int d) { return d == 0 ? 
 #define GID(d) (GROUP(d) * LSIZE(d) + LID(d))
 
 #define ATOMIC_MIN_INT(pointer, value) atomicMin((pointer), (value))
+
+#define CLZ32(x) __clz((int)(x))
 
 #endif
 

@@ -92,6 +92,21 @@ internal abstract class Backend : IDisposable
     internal static ArgumentOutOfRangeException BadDeviceStart(long index, long value, int window, long frameCount) =>
         new("starts", value, WindowRules.StartMessage(index, value, window, frameCount) + " (checked on the device)");
 
+    /// <summary>
+    /// The entry point of <c>kernels/precision.cl</c> converting <paramref name="from"/> to <paramref name="to"/>, shared
+    /// by the device backends; both must be different floating-point dtypes (the same dtype is a copy, no kernel).
+    /// </summary>
+    internal static string ConvertKernel(DType from, DType to) => (from, to) switch
+    {
+        (DType.Float32, DType.Float16) => "f32_to_f16",
+        (DType.Float32, DType.BFloat16) => "f32_to_bf16",
+        (DType.Float16, DType.Float32) => "f16_to_f32",
+        (DType.BFloat16, DType.Float32) => "bf16_to_f32",
+        (DType.Float16, DType.BFloat16) => "f16_to_bf16",
+        (DType.BFloat16, DType.Float16) => "bf16_to_f16",
+        _ => throw new ArgumentException($"no conversion kernel from {from} to {to}: both must be different floating-point dtypes", nameof(to)),
+    };
+
     /// <summary>Releases the device's context and cached kernels; live buffers keep what they need.</summary>
     public virtual void Dispose() { }
 }
