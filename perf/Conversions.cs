@@ -74,15 +74,16 @@ internal static class Conversions
     {
         Backend backend = device.Backend;
         var tensors = new Dictionary<DType, (Tensor Source, Tensor Target)>();
-        using Tensor copyFrom = Tensor.Empty(DType.Float32, [Elements * 2], device);
-        using Tensor copyTo = Tensor.Empty(DType.Float32, [Elements * 2], device);
+        // Both copy buffers are written first: a never-touched source would be read from the kernel's shared zero page.
+        using Tensor copyFrom = Filled(DType.Float32, device);
+        using Tensor copyTo = Filled(DType.Float32, device);
         try
         {
             foreach (DType dtype in new[] { DType.Float32, DType.Float16, DType.BFloat16 })
                 tensors[dtype] = (Filled(dtype, device), Tensor.Empty(dtype, [Elements], device));
             var ops = new List<(string Op, long Moved, Action<int> Body)>();
             // The ceiling: a copy moving as many bytes (read + written) as a 4-byte <-> 2-byte conversion.
-            long moved = Elements * 6;
+            long moved = Elements * 6;   // copies 3 * Elements bytes: read 3E + written 3E, as a conversion reads 4E and writes 2E
             ops.Add((CopyOp, moved, _ => backend.Copy(copyFrom.Buffer, 0, copyTo.Buffer, 0, moved / 2)));
             foreach ((DType from, DType to) in Directions)
                 ops.Add(($"convert: {Name(from)} -> {Name(to)}", Elements * (from.SizeOf() + to.SizeOf()),

@@ -79,7 +79,10 @@ internal static unsafe class PrecisionKernels
         }
     }
 
-    /// <summary>Whole vectors through [start, end), the last one moved back to end exactly at the tail (re-converting a few elements is harmless).</summary>
+    /// <summary>
+    /// Whole vectors through [start, end), four per turn so several loads are in flight, and a last vector moved back
+    /// to end exactly at the tail (re-converting a few elements is harmless: source and destination never overlap).
+    /// </summary>
     private static void Vectors<TStep, TLanes, TVector>(byte* source, byte* destination, long start, long end)
         where TStep : IStep where TLanes : IUIntLanes<TVector> where TVector : struct
     {
@@ -89,12 +92,16 @@ internal static unsafe class PrecisionKernels
             TStep.Scalar(source, destination, start, end);
             return;
         }
-        for (long i = start; ; i += n)
+        long i = start;
+        for (; i + 4 * n <= end; i += 4 * n)
         {
-            if (i + n > end) i = end - n;
             TStep.Vector<TLanes, TVector>(source, destination, i);
-            if (i + n == end) return;
+            TStep.Vector<TLanes, TVector>(source, destination, i + n);
+            TStep.Vector<TLanes, TVector>(source, destination, i + 2 * n);
+            TStep.Vector<TLanes, TVector>(source, destination, i + 3 * n);
         }
+        for (; i + n <= end; i += n) TStep.Vector<TLanes, TVector>(source, destination, i);
+        if (i < end) TStep.Vector<TLanes, TVector>(source, destination, end - n);
     }
 
     // The rules of SingleToHalf and HalfToSingle above, lane-wise: every case computed, the right one selected.
