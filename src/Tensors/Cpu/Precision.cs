@@ -8,6 +8,12 @@ namespace NativeTensor.Cpu;
 /// and the tails of the vector paths. Same results as <see cref="Reference.PrecisionReference"/>, by other means:
 /// integer bit arithmetic here, exact double arithmetic there.
 /// </summary>
+/// <remarks>
+/// The subnormal paths let one binary32 add (or subtract) of 0.5 do the rounding, which relies on the floating-point
+/// environment .NET runs with: round to nearest even, no flush-to-zero or denormals-are-zero. .NET never changes it;
+/// native code that sets FTZ/DAZ on the calling thread would change these results (the device kernels, which cannot
+/// rely on it, use integer shifts instead).
+/// </remarks>
 internal static unsafe class PrecisionKernels
 {
     /// <summary>binary32 to binary16, round to nearest even.</summary>
