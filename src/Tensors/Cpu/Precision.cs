@@ -61,6 +61,10 @@ internal static unsafe class PrecisionKernels
         CpuParallel.For(parts, count, (start, end) => Range((byte*)s, from, (byte*)d, to, start, end, width));
     }
 
+    /// <summary>One thread's conversion of <paramref name="count"/> elements (two different float dtypes): for kernels that split the work themselves.</summary>
+    public static void ConvertSerial(byte* source, DType from, byte* destination, DType to, long count, SimdWidth width) =>
+        Range(source, from, destination, to, 0, count, width);
+
     private static void Range(byte* source, DType from, byte* destination, DType to, long start, long end, SimdWidth width)
     {
         switch ((from, to))

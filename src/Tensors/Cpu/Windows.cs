@@ -27,6 +27,31 @@ internal static unsafe class WindowKernels
         Blocks(count, window * rowBytes, output, width, b => (byte*)f + b * stride * rowBytes);
     }
 
+    /// <summary>
+    /// <c>output[b, ...] = (to) frames[starts[b] + t, ...]</c>: the fused gather-convert, one pass. Each window is
+    /// converted as it is gathered, through the conversion kernels' vector loops, pieces split over the cores by
+    /// output element.
+    /// </summary>
+    public static void GatherConverting(byte* frames, DType from, long rowElements, long* starts, int batch, int window, byte* output, DType to, SimdWidth width)
+    {
+        long blockElements = window * rowElements, total = batch * blockElements;
+        if (total == 0) return;
+        nint f = (nint)frames, s = (nint)starts, o = (nint)output;
+        int inSize = from.SizeOf(), outSize = to.SizeOf();
+        int parts = CpuParallel.Parts(total * (inSize + outSize), BlockCopy.ParallelThreshold);
+        CpuParallel.For(parts, total, (lo, hi) =>
+        {
+            for (long at = lo; at < hi;)
+            {
+                long block = at / blockElements, within = at - block * blockElements;
+                long length = Math.Min(blockElements - within, hi - at);
+                byte* source = (byte*)f + (((long*)s)[block] * rowElements + within) * inSize;
+                PrecisionKernels.ConvertSerial(source, from, (byte*)o + at * outSize, to, length, width);
+                at += length;
+            }
+        });
+    }
+
     private delegate byte* BlockSource(long block);
 
     /// <summary>Copies <paramref name="count"/> blocks of <paramref name="blockBytes"/> into consecutive output blocks.</summary>

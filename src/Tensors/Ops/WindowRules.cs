@@ -25,6 +25,17 @@ internal static class WindowRules
             throw new ArgumentOutOfRangeException(nameof(window), window, $"window = {window} exceeds frame count {frames.Shape[0]}");
     }
 
+    /// <summary>The batch's dtype: <paramref name="outputType"/>, or the frames' own; converting needs two floating-point dtypes.</summary>
+    public static DType OutputType(Tensor frames, DType? outputType)
+    {
+        DType to = outputType ?? frames.DType;
+        if (to != frames.DType && !(Precision.IsFloatingPoint(frames.DType) && Precision.IsFloatingPoint(to)))
+            throw new ArgumentException(
+                $"outputType {to} from frames of {frames.DType}: a gather converts only between Float32, Float16 and BFloat16", nameof(outputType));
+        _ = to.SizeOf();
+        return to;
+    }
+
     public static string StartMessage(long index, long value, int window, long frameCount) => value < 0
         ? $"starts[{index}] = {value}: starts must be >= 0"
         : $"starts[{index}] = {value}: window {window} runs past frame count {frameCount}";
@@ -71,11 +82,13 @@ internal static class WindowRules
     }
 
     /// <summary>A caller's output must be live and match shape, dtype and device exactly (its rank is one above frames', so it cannot be frames).</summary>
-    public static void Output(Tensor output, Tensor frames, long[] shape)
+    public static void Output(Tensor output, Tensor frames, long[] shape, DType to)
     {
         ObjectDisposedException.ThrowIf(output.IsDisposed, output);
-        if (output.DType != frames.DType)
-            throw new ArgumentException($"output is {output.DType} but frames is {frames.DType}", nameof(output));
+        if (output.DType != to)
+            throw new ArgumentException(to == frames.DType
+                ? $"output is {output.DType} but frames is {frames.DType}: pass outputType: DType.{output.DType} to convert while gathering"
+                : $"output is {output.DType} but outputType is {to}", nameof(output));
         if (output.Device != frames.Device)
             throw new ArgumentException($"output is on {output.Device} but frames is on {frames.Device}", nameof(output));
         if (!output.Shape.SequenceEqual(shape))

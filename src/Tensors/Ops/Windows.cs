@@ -56,17 +56,20 @@ public static class Windows
     /// <summary>
     /// One batch of windows: <c>out[b, t, ...] = frames[starts[b] + t, ...]</c>, shape [B, W, frames.Shape[1..]]
     /// with B = starts.Length, on the frames' device. Pass <paramref name="output"/> to reuse one buffer across
-    /// batches (nothing is allocated then); it must have exactly that shape, dtype and device.
+    /// batches (nothing is allocated then); it must have exactly that shape, dtype and device. Pass
+    /// <paramref name="outputType"/> to convert while gathering, in the same single pass (frames kept as BFloat16 or
+    /// Float16 give Float32 batches, or the reverse), each element rounded as <see cref="Precision.Convert"/> does.
     /// </summary>
     /// <returns><paramref name="output"/> when given, else a new tensor.</returns>
     /// <exception cref="ArgumentNullException">frames is null.</exception>
     /// <exception cref="ObjectDisposedException">frames or output was disposed.</exception>
-    /// <exception cref="ArgumentException">frames has rank 0; output has the wrong shape, dtype or device.</exception>
+    /// <exception cref="ArgumentException">frames has rank 0; output has the wrong shape, dtype or device; outputType converts between non-floating-point dtypes.</exception>
     /// <exception cref="ArgumentOutOfRangeException">window &lt; 1 or exceeds the frame count; a start is negative or
     /// its window runs past the last frame (the message names the index and value). Nothing is written then.</exception>
-    public static Tensor Gather(Tensor frames, ReadOnlySpan<long> starts, int window, Tensor? output = null)
+    public static Tensor Gather(Tensor frames, ReadOnlySpan<long> starts, int window, Tensor? output = null, DType? outputType = null)
     {
         WindowRules.Frames(frames, window);
+        DType to = WindowRules.OutputType(frames, outputType);
         // The span may be memory that changes under us: another thread's, or a CPU tensor that is this gather's own
         // output. Check a snapshot and gather from exactly that, so what was checked is what is read.
         long[] snapshot = ArrayPool<long>.Shared.Rent(starts.Length);
@@ -75,8 +78,10 @@ public static class Windows
             ReadOnlySpan<long> checkedStarts = snapshot.AsSpan(0, starts.Length);
             starts.CopyTo(snapshot);
             WindowRules.Starts(checkedStarts, window, frames.Shape[0]);
-            return Launch(frames, starts.Length, window, output,
-                (backend, target, state) => backend.GatherWindows(frames.Buffer, RowBytes(frames), state, window, target), checkedStarts);
+            return Launch(frames, starts.Length, window, output, to, to == frames.DType
+                ? (backend, target, state) => backend.GatherWindows(frames.Buffer, RowBytes(frames), state, window, target)
+                : (backend, target, state) => backend.GatherWindows(frames.Buffer, frames.DType, RowElements(frames), state, window, target, to),
+                checkedStarts);
         }
         finally
         {
@@ -92,24 +97,26 @@ public static class Windows
     /// after synchronising, naming the first bad start, and the output holds the clamped windows.
     /// </summary>
     /// <exception cref="ArgumentException">starts is not Int64, not rank 1, or on another device; see the other overload for the rest.</exception>
-    public static Tensor Gather(Tensor frames, Tensor starts, int window, Tensor? output = null)
+    public static Tensor Gather(Tensor frames, Tensor starts, int window, Tensor? output = null, DType? outputType = null)
     {
         WindowRules.Frames(frames, window);
+        DType to = WindowRules.OutputType(frames, outputType);
         WindowRules.StartsTensor(starts, frames);
         int batch = (int)starts.Shape[0];
-        return Launch(frames, batch, window, output,
-            (backend, target, _) => backend.GatherWindows(frames.Buffer, frames.Shape[0], RowBytes(frames), starts.Buffer, batch, window, target),
+        return Launch(frames, batch, window, output, to, to == frames.DType
+            ? (backend, target, _) => backend.GatherWindows(frames.Buffer, frames.Shape[0], RowBytes(frames), starts.Buffer, batch, window, target)
+            : (backend, target, _) => backend.GatherWindows(frames.Buffer, frames.DType, frames.Shape[0], RowElements(frames), starts.Buffer, batch, window, target, to),
             ReadOnlySpan<long>.Empty);
     }
 
     private delegate void Kernel(Runtime.Backend backend, Runtime.DeviceBuffer output, ReadOnlySpan<long> state);
 
     /// <summary>Checks or allocates the output, then runs the kernel; a new output is freed if the kernel fails.</summary>
-    private static Tensor Launch(Tensor frames, long batch, int window, Tensor? output, Kernel kernel, ReadOnlySpan<long> state)
+    private static Tensor Launch(Tensor frames, long batch, int window, Tensor? output, DType to, Kernel kernel, ReadOnlySpan<long> state)
     {
         long[] shape = WindowRules.OutputShape(frames, batch, window);
-        if (output is not null) WindowRules.Output(output, frames, shape);
-        Tensor result = output ?? Tensor.Allocate(frames.DType, shape, frames.Device);
+        if (output is not null) WindowRules.Output(output, frames, shape, to);
+        Tensor result = output ?? Tensor.Allocate(to, shape, frames.Device);
         try
         {
             if (batch > 0) kernel(frames.Device.Backend, result.Buffer, state);
@@ -123,9 +130,12 @@ public static class Windows
     }
 
     /// <summary>Bytes of one frame: everything after axis 0.</summary>
-    private static long RowBytes(Tensor frames)
+    private static long RowBytes(Tensor frames) => checked(RowElements(frames) * frames.DType.SizeOf());
+
+    /// <summary>Elements of one frame: the product of the extents after axis 0.</summary>
+    private static long RowElements(Tensor frames)
     {
-        long row = frames.DType.SizeOf();
+        long row = 1;
         for (int i = 1; i < frames.Rank; i++) row = checked(row * frames.Shape[i]);
         return row;
     }

@@ -65,6 +65,17 @@ internal abstract class Backend : IDisposable
     /// </summary>
     public abstract void GatherWindows(DeviceBuffer frames, long frameCount, long rowBytes, DeviceBuffer starts, int batch, int window, DeviceBuffer output);
 
+    /// <summary>
+    /// The fused gather-convert: as <see cref="GatherWindows(DeviceBuffer, long, ReadOnlySpan{long}, int, DeviceBuffer)"/>,
+    /// with frames of <paramref name="from"/> and an output of <paramref name="to"/> (two different floating-point
+    /// dtypes), each element converted as <see cref="Reference.PrecisionReference.Convert"/> does, in the same pass.
+    /// A row holds <paramref name="rowElements"/> elements.
+    /// </summary>
+    public abstract void GatherWindows(DeviceBuffer frames, DType from, long rowElements, ReadOnlySpan<long> starts, int window, DeviceBuffer output, DType to);
+
+    /// <summary>The fused gather-convert with starts on the device: checked, clamped and flagged as the same-dtype overload does.</summary>
+    public abstract void GatherWindows(DeviceBuffer frames, DType from, long frameCount, long rowElements, DeviceBuffer starts, int batch, int window, DeviceBuffer output, DType to);
+
     /// <summary><c>output[s] = frames[s * stride .. s * stride + window)</c> for s in [0, count).</summary>
     public abstract void StridedWindows(DeviceBuffer frames, long rowBytes, long count, int window, int stride, DeviceBuffer output);
 

@@ -63,23 +63,42 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
             WindowKernels.Gather(At(frames, 0, 0), rowBytes, s, starts.Length, window, At(output, 0, starts.Length * block), Simd);
     }
 
-    public override void GatherWindows(DeviceBuffer frames, long frameCount, long rowBytes, DeviceBuffer starts, int batch, int window, DeviceBuffer output)
+    public override void GatherWindows(DeviceBuffer frames, long frameCount, long rowBytes, DeviceBuffer starts, int batch, int window, DeviceBuffer output) =>
+        WithCheckedStarts(starts, batch, window, frameCount, checkedStarts => GatherWindows(frames, rowBytes, checkedStarts, window, output));
+
+    private delegate void StartsAction(ReadOnlySpan<long> starts);
+
+    /// <summary>
+    /// The starts are ordinary host memory that another thread, or this very gather's output, could change between
+    /// the check and the copy: take a snapshot, check it, and gather from exactly what was checked.
+    /// </summary>
+    private void WithCheckedStarts(DeviceBuffer starts, int batch, int window, long frameCount, StartsAction gather)
     {
-        // The starts are ordinary host memory that another thread, or this very gather's output, could change
-        // between the check and the copy: take a snapshot, check it, and gather from exactly what was checked.
         long[] snapshot = ArrayPool<long>.Shared.Rent(batch);
         try
         {
             Span<long> checkedStarts = snapshot.AsSpan(0, batch);
             Read(starts, 0, MemoryMarshal.AsBytes(checkedStarts));
             WindowRules.Starts(checkedStarts, window, frameCount);
-            GatherWindows(frames, rowBytes, checkedStarts, window, output);
+            gather(checkedStarts);
         }
         finally
         {
             ArrayPool<long>.Shared.Return(snapshot);
         }
     }
+
+    public override void GatherWindows(DeviceBuffer frames, DType from, long rowElements, ReadOnlySpan<long> starts, int window, DeviceBuffer output, DType to)
+    {
+        using var source = new Lease(frames);
+        using var target = new Lease(output);
+        long outputBytes = starts.Length * window * rowElements * to.SizeOf();
+        fixed (long* s = starts)
+            WindowKernels.GatherConverting(At(frames, 0, 0), from, rowElements, s, starts.Length, window, At(output, 0, outputBytes), to, Simd);
+    }
+
+    public override void GatherWindows(DeviceBuffer frames, DType from, long frameCount, long rowElements, DeviceBuffer starts, int batch, int window, DeviceBuffer output, DType to) =>
+        WithCheckedStarts(starts, batch, window, frameCount, checkedStarts => GatherWindows(frames, from, rowElements, checkedStarts, window, output, to));
 
     public override void StridedWindows(DeviceBuffer frames, long rowBytes, long count, int window, int stride, DeviceBuffer output)
     {
