@@ -7,7 +7,8 @@ namespace NativeTensor.Perf;
 /// <summary>What the memory scenario measured, for the targets summary.</summary>
 /// <param name="LazyOverEager">Lazy over eager batches/s on the scaled-down run (0 when their batches differed).</param>
 /// <param name="FullLazyOverEager">The full-size lazy epoch's batches/s over the scaled-down eager iteration's.</param>
-internal sealed record MemoryResult(long LazyPeakBytes, long BudgetBytes, double LazyOverEager, double FullLazyOverEager, double EagerBytes);
+internal sealed record MemoryResult(long LazyPeakBytes, long BudgetBytes, double LazyOverEager, double FullLazyOverEager, double EagerBytes,
+    long Bf16PeakBytes, long Bf16BudgetBytes, double Bf16OverFloat32);
 
 /// <summary>
 /// The sequence-embedding case: 380,000 frames x 287 float32, window 30, stride 1, batch 256, one shuffled epoch.
@@ -45,10 +46,19 @@ internal static class MemoryScenario
         report.Line($"  eager bytes / lazy peak {eagerBytes / lazy.PeakBytes:F1}x less memory");
         report.Line($"  full epoch              {lazy.Batches:N0} batches in {lazy.Seconds:F2} s = {lazy.Batches / lazy.Seconds:N0} batches/s ({lazy.Windows * (double)Window * Row * 4 * 2 / lazy.Seconds / 1e9:F1} GB/s)");
 
+        // The same epoch with the frames kept as BFloat16 (half the bytes), gathered straight into Float32 batches.
+        LazyEpoch bf16 = LazyEpoch.InChildProcess(Frames, bfloat16: true);
+        long bf16Budget = FrameBytes(Frames) / 2 + 4 * BatchBytes + BudgetSlackBytes;
+        double bf16OverFloat32 = bf16.Batches / bf16.Seconds / (lazy.Batches / lazy.Seconds);
+        report.Line($"lazy bf16 : child process `perf memory-child --bfloat16`, frames stored as BFloat16, Windows.Gather(..., outputType: Float32)");
+        report.Line($"  peak RSS (VmHWM)        {MB(bf16.PeakBytes)} ({MB(bf16.PeakBeforeEpochBytes)} before the epoch began)");
+        report.Line($"  budget                  frames {MB(FrameBytes(Frames) / 2)} + 4 float32 batches {MB(4 * BatchBytes)} + {MB(BudgetSlackBytes)} = {MB(bf16Budget)}: {(bf16.PeakBytes <= bf16Budget ? "under" : "OVER")} by {MB(Math.Abs(bf16Budget - bf16.PeakBytes))}");
+        report.Line($"  full epoch              {bf16.Batches:N0} batches in {bf16.Seconds:F2} s = {bf16.Batches / bf16.Seconds:N0} batches/s, {bf16OverFloat32:F2} of the float32 epoch's");
+
         (double lazyOverEager, double eagerRate) = CompareScaled(report, quick ? 2 : 7);
         double fullOverEager = lazy.Batches / lazy.Seconds / eagerRate;
         report.Line($"  full lazy epoch / eager {fullOverEager:F2} (the lazy full epoch's batches/s over the eager iteration's: both read out of cache)");
-        return new MemoryResult(lazy.PeakBytes, budget, lazyOverEager, fullOverEager, eagerBytes);
+        return new MemoryResult(lazy.PeakBytes, budget, lazyOverEager, fullOverEager, eagerBytes, bf16.PeakBytes, bf16Budget, bf16OverFloat32);
     }
 
     /// <summary>
@@ -74,8 +84,8 @@ internal static class MemoryScenario
         long[] order = Shuffled(windows, Seed);
         // Eager iteration: window s of the eager tensor [S, 30, 287] is its row s, so a batch is Windows.Gather of
         // those rows with window 1, output [256, 1, 30, 287]: the same bytes, the same copy kernel, as lazy's [256, 30, 287].
-        using var eagerEpoch = new Epoch(eager, 1, order);
-        using var lazyEpoch = new Epoch(frames, Window, order);
+        using var eagerEpoch = new Epoch(eager, 1, order, DType.Float32);
+        using var lazyEpoch = new Epoch(frames, Window, order, DType.Float32);
         eagerEpoch.Step(0);
         lazyEpoch.Step(0);
         bool same = eagerEpoch.FirstBatchBytes().SequenceEqual(lazyEpoch.FirstBatchBytes());
@@ -104,11 +114,13 @@ internal static class MemoryScenario
     /// <summary>The child: one full shuffled lazy epoch, then a JSON line with its own peak RSS.</summary>
     public static int Child(IReadOnlyList<string> args)
     {
-        long frames = args.Count == 2 && args[0] == "--frames" ? long.Parse(args[1], CultureInfo.InvariantCulture) : Frames;
-        using Tensor source = FilledFrames(frames);
+        int at = args.ToList().IndexOf("--frames");
+        long frames = at >= 0 && at + 1 < args.Count ? long.Parse(args[at + 1], CultureInfo.InvariantCulture) : Frames;
+        bool bfloat16 = args.Contains("--bfloat16");
+        using Tensor source = bfloat16 ? FilledBFloat16Frames(frames) : FilledFrames(frames);
         long windows = Windows.Count(frames, Window);
         long[] order = Shuffled(windows, Seed);
-        using var epoch = new Epoch(source, Window, order);
+        using var epoch = new Epoch(source, Window, order, DType.Float32);
         for (long i = 0, began = Stopwatch.GetTimestamp(); Stopwatch.GetElapsedTime(began) < WarmUp; i++)
             epoch.Step(i % epoch.Batches);
         long peakBefore = ProcStatus.Bytes("VmHWM");
@@ -136,6 +148,15 @@ internal static class MemoryScenario
         return tensor;
     }
 
+    /// <summary>BFloat16 frames filled in place: going through a Float32 tensor would put its bytes into the peak being measured.</summary>
+    private static Tensor FilledBFloat16Frames(long frames)
+    {
+        Tensor tensor = Tensor.Empty(DType.BFloat16, [frames, Row], Device.Cpu);
+        Span<BFloat16> values = tensor.AsSpan<BFloat16>();
+        for (int i = 0; i < values.Length; i++) values[i] = BFloat16.FromSingle(i * 0.001f);
+        return tensor;
+    }
+
     private static long[] Shuffled(long count, int seed)
     {
         long[] order = new long[count];
@@ -153,10 +174,11 @@ internal static class MemoryScenario
     /// <summary>What the child reported.</summary>
     private sealed record LazyEpoch(long Windows, long Batches, double Seconds, long PeakBytes, long PeakBeforeEpochBytes)
     {
-        public static LazyEpoch InChildProcess(long frames)
+        public static LazyEpoch InChildProcess(long frames, bool bfloat16 = false)
         {
             (string file, string[] prefix) = SelfCommand();
-            (int exit, string output, string error) = Peers.RunProcess(file, [.. prefix, "memory-child", "--frames", $"{frames}"], TimeSpan.FromMinutes(5));
+            string[] storage = bfloat16 ? ["--bfloat16"] : [];
+            (int exit, string output, string error) = Peers.RunProcess(file, [.. prefix, "memory-child", "--frames", $"{frames}", .. storage], TimeSpan.FromMinutes(5));
             if (exit != 0) throw new InvalidOperationException($"perf memory-child exited {exit}: {error}");
             try
             {
@@ -182,23 +204,25 @@ internal static class MemoryScenario
         }
     }
 
-    /// <summary>One epoch over <c>order</c> in batches of 256, gathered into a reused output (and one for the short last batch).</summary>
+    /// <summary>One epoch over <c>order</c> in batches of 256, gathered into a reused output of <c>outputType</c> (and one for the short last batch).</summary>
     private sealed class Epoch : IDisposable
     {
+        private readonly DType _outputType;
         private readonly Tensor _source;
         private readonly int _window;
         private readonly long[] _order;
         private readonly Tensor _full;
         private readonly Tensor? _last;
 
-        public Epoch(Tensor source, int window, long[] order)
+        public Epoch(Tensor source, int window, long[] order, DType outputType)
         {
+            _outputType = outputType;
             _source = source;
             _window = window;
             _order = order;
             long tail = order.Length % Batch;
-            _full = Tensor.Empty(source.DType, Shape(Batch), Device.Cpu);
-            _last = tail == 0 ? null : Tensor.Empty(source.DType, Shape(tail), Device.Cpu);
+            _full = Tensor.Empty(outputType, Shape(Batch), Device.Cpu);
+            _last = tail == 0 ? null : Tensor.Empty(outputType, Shape(tail), Device.Cpu);
         }
 
         public long Batches => MemoryScenario.Batches(_order.Length);
@@ -207,7 +231,7 @@ internal static class MemoryScenario
         {
             int from = checked((int)(batch * Batch));
             int count = Math.Min(Batch, _order.Length - from);
-            Windows.Gather(_source, _order.AsSpan(from, count), _window, count == Batch ? _full : _last);
+            Windows.Gather(_source, _order.AsSpan(from, count), _window, count == Batch ? _full : _last, _outputType);
         }
 
         /// <summary>The whole epoch; returns its wall time in seconds.</summary>

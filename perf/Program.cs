@@ -11,7 +11,7 @@ namespace NativeTensor.Perf;
 internal static partial class Program
 {
     private const string Usage = """
-        usage: perf [all | validate | memory | bdn [BenchmarkDotNet args] | memory-child [--frames N]] [--quick] [--device SPEC] [--out PATH]
+        usage: perf [all | validate | memory | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16]] [--quick] [--device SPEC] [--out PATH]
           all (default)  validate every op on every device, time the gathers, run the peers and the memory scenario
           validate       only the validation
           memory         only the memory scenario (CPU)

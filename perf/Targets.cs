@@ -28,6 +28,10 @@ internal static class Targets
         Say(report, $"lazy batches/s >= {LazyOverEager * 100:F0}% of iterating eager windows",
             memory.LazyOverEager, LazyOverEager,
             $"{memory.LazyOverEager * 100:F0}% on the scaled-down run; the full-size lazy epoch (out of cache) runs at {memory.FullLazyOverEager * 100:F0}% of it");
+        Say(report, "bf16 frames: lazy peak RSS <= half the float32 frames + 4 float32 batches + 150 MB",
+            memory.Bf16BudgetBytes / (double)memory.Bf16PeakBytes, 1, $"{memory.Bf16PeakBytes / 1e6:F1} MB of {memory.Bf16BudgetBytes / 1e6:F1} MB (float32 frames: {memory.LazyPeakBytes / 1e6:F1} MB)");
+        Say(report, "bf16 frames gathered into float32 batches: batches/s within 10% of the float32 gather",
+            memory.Bf16OverFloat32, 0.9, $"{memory.Bf16OverFloat32:F2} of the float32 epoch's batches/s");
     }
 
     /// <summary>Issue 3's conversion targets on the CPU: at least 85% of a copy of the same bytes, and faster than TensorPrimitives.</summary>
