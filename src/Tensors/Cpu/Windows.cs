@@ -1,3 +1,5 @@
+using System.Runtime.Intrinsics.X86;
+
 namespace NativeTensor.Cpu;
 
 /// <summary>
@@ -13,6 +15,9 @@ namespace NativeTensor.Cpu;
 /// </remarks>
 internal static unsafe class WindowKernels
 {
+    /// <summary>How much of the next window a converting gather prefetches before converting the current one.</summary>
+    private const long PrefetchBytes = 4096;
+
     /// <summary><c>output[b] = frames[starts[b] * rowBytes ..][.. window * rowBytes]</c>; starts were checked by the caller.</summary>
     public static void Gather(byte* frames, long rowBytes, long* starts, int batch, int window, byte* output, SimdWidth width)
     {
@@ -46,6 +51,13 @@ internal static unsafe class WindowKernels
                 long block = at / blockElements, within = at - block * blockElements;
                 long length = Math.Min(blockElements - within, hi - at);
                 byte* source = (byte*)f + (((long*)s)[block] * rowElements + within) * inSize;
+                // The next window starts cold in memory (see Streaming); ask for its first lines before converting this one.
+                if (at + length < hi && Sse.IsSupported)
+                {
+                    byte* next = (byte*)f + ((long*)s)[block + 1] * rowElements * inSize;
+                    long ahead = Math.Min(PrefetchBytes, Math.Min(blockElements, hi - at - length) * inSize);
+                    for (long line = 0; line < ahead; line += 64) Sse.Prefetch1(next + line);
+                }
                 PrecisionKernels.ConvertSerial(source, from, (byte*)o + at * outSize, to, length, width);
                 at += length;
             }
