@@ -7,7 +7,7 @@ namespace NativeTensor;
 /// feature vector for [N, D], a matrix for [N, A, B]. Window s of length W covers frames s .. s + W - 1.
 /// </summary>
 /// <remarks>
-/// <para><see cref="Gather(Tensor, ReadOnlySpan{long}, int, Tensor?)"/> is the lazy path: it builds only the
+/// <para><see cref="Gather(Tensor, ReadOnlySpan{long}, int, Tensor?, DType?)"/> is the lazy path: it builds only the
 /// batch a training step needs, <c>out[b, t, ...] = frames[starts[b] + t, ...]</c>, so a data set of N frames
 /// costs N frames of memory instead of <c>Count(N, W, stride) * W</c>. <see cref="Eager"/> materialises every
 /// window and exists as proof: the tests check that Gather equals the matching rows of Eager.</para>
@@ -90,7 +90,7 @@ public static class Windows
     }
 
     /// <summary>
-    /// As <see cref="Gather(Tensor, ReadOnlySpan{long}, int, Tensor?)"/>, with the starts in an Int64 tensor [B] on
+    /// As <see cref="Gather(Tensor, ReadOnlySpan{long}, int, Tensor?, DType?)"/>, with the starts in an Int64 tensor [B] on
     /// the frames' device, so a batch built on the device never visits the host. On the CPU the starts are checked
     /// before anything is written. On OpenCL and CUDA they are checked by the kernel, which clamps a bad start into
     /// range (so nothing is read out of bounds and every output byte is defined) and flags it; the call then throws
