@@ -118,6 +118,21 @@ internal abstract class Backend : IDisposable
         _ => throw new ArgumentException($"no conversion kernel from {from} to {to}: both must be different floating-point dtypes", nameof(to)),
     };
 
+    /// <summary>
+    /// The gather-convert entry point of <c>kernels/windows.cl</c> for <paramref name="from"/> to <paramref name="to"/>:
+    /// <c>gather_windows_</c> and the <see cref="ConvertKernel"/> name, as constants so a launch allocates nothing.
+    /// </summary>
+    internal static string GatherConvertKernel(DType from, DType to) => (from, to) switch
+    {
+        (DType.Float32, DType.Float16) => "gather_windows_f32_to_f16",
+        (DType.Float32, DType.BFloat16) => "gather_windows_f32_to_bf16",
+        (DType.Float16, DType.Float32) => "gather_windows_f16_to_f32",
+        (DType.BFloat16, DType.Float32) => "gather_windows_bf16_to_f32",
+        (DType.Float16, DType.BFloat16) => "gather_windows_f16_to_bf16",
+        (DType.BFloat16, DType.Float16) => "gather_windows_bf16_to_f16",
+        _ => throw new ArgumentException($"no gather-convert kernel from {from} to {to}: both must be different floating-point dtypes", nameof(to)),
+    };
+
     /// <summary>Releases the device's context and cached kernels; live buffers keep what they need.</summary>
     public virtual void Dispose() { }
 }

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace NativeTensor.Runtime.Cuda;
 
 /// <summary>
-/// The windows op family on CUDA: <c>gather_windows</c> and <c>strided_windows</c> of <c>kernels/windows.cl</c> (see
+/// The windows op family on CUDA: <c>gather_windows</c>, the gather-converts and <c>strided_windows</c> of <c>kernels/windows.cl</c> (see
 /// its header for the math, launch shape and bounds). Every launch runs inside a <see cref="Work"/>, with each buffer
 /// argument leased, so neither the module nor the memory can go away before cuLaunchKernel has returned.
 /// </summary>
@@ -41,7 +41,7 @@ internal sealed unsafe partial class CudaBackend
             ulong deviceStarts = Upload(work.Context, starts);
             // The starts were checked on the host, so the kernel's own check never fires here; it gets the real frame
             // count anyway, so it would clamp rather than read out of bounds even if that check had been skipped.
-            LaunchGather(work.Context, kernel, At(source, 0), deviceStarts, At(target, 0), frames.ByteCount / rowBytes, rowBytes, window,
+            LaunchGather(work.Context, kernel, "gather_windows", At(source, 0), deviceStarts, At(target, 0), frames.ByteCount / rowBytes, rowBytes, window,
                 starts.Length, chunks);
         }
     }
@@ -60,22 +60,68 @@ internal sealed unsafe partial class CudaBackend
             return;
         }
         int chunks = WindowGrid.Chunks(block, rowBytes, batch, ResidentThreads);
+        GatherFlagged("gather_windows", At(source, 0), At(deviceStarts, 0), At(target, 0), frameCount, rowBytes, window, batch, chunks, starts);
+    }
+
+    public override void GatherWindows(DeviceBuffer frames, DType from, long rowElements, ReadOnlySpan<long> starts, int window, DeviceBuffer output, DType to)
+    {
+        long elements = checked(window * rowElements);
+        string name = GatherConvertKernel(from, to);
+        using Lease source = Hold(frames, 0, frames.ByteCount, nameof(frames));
+        using Lease target = Hold(output, 0, checked(starts.Length * elements * to.SizeOf()), nameof(output));
+        if (starts.IsEmpty || elements == 0) return;
+        using Work work = Begin();
+        IntPtr kernel = _kernels.Function(WindowsSource, name);
+        int chunks = WindowGrid.ChunksForUnits(elements, starts.Length, ResidentThreads);
+        lock (_uploadLock)
+        {
+            ulong deviceStarts = Upload(work.Context, starts);
+            // As the copying gather: the real frame count, so the kernel would clamp rather than read out of bounds.
+            LaunchGather(work.Context, kernel, name, At(source, 0), deviceStarts, At(target, 0), frames.ByteCount / (rowElements * from.SizeOf()),
+                rowElements, window, starts.Length, chunks);
+        }
+    }
+
+    public override void GatherWindows(DeviceBuffer frames, DType from, long frameCount, long rowElements, DeviceBuffer starts, int batch, int window, DeviceBuffer output, DType to)
+    {
+        long elements = checked(window * rowElements);
+        string name = GatherConvertKernel(from, to);
+        using Lease source = Hold(frames, 0, checked(frameCount * rowElements * from.SizeOf()), nameof(frames));
+        using Lease deviceStarts = Hold(starts, 0, checked(batch * (long)sizeof(long)), nameof(starts));
+        using Lease target = Hold(output, 0, checked(batch * elements * to.SizeOf()), nameof(output));
+        if (batch == 0) return;
+        if (elements == 0)
+        {
+            CheckStartsOnHost(starts, batch, window, frameCount);
+            return;
+        }
+        int chunks = WindowGrid.ChunksForUnits(elements, batch, ResidentThreads);
+        GatherFlagged(name, At(source, 0), At(deviceStarts, 0), At(target, 0), frameCount, rowElements, window, batch, chunks, starts);
+    }
+
+    /// <summary>
+    /// Launches a gather kernel (<c>gather_windows</c> or a gather-convert: same arguments, <paramref name="row"/> in
+    /// bytes or elements) on device starts with the flag reset before and read back after, then throws for a bad start.
+    /// A bad start is clamped into range by the kernel and gathered (clamp-and-flag): the output is fully defined
+    /// even when this throws. The caller holds the leases behind the three addresses.
+    /// </summary>
+    private void GatherFlagged(string name, ulong frames, ulong starts, ulong output, long frameCount, long row, int window, int batch, int chunks,
+        DeviceBuffer startsBuffer)
+    {
         int bad = NoBadStart;
         using (Work work = Begin())
         {
-            IntPtr kernel = _kernels.Function(WindowsSource, "gather_windows");
+            IntPtr kernel = _kernels.Function(WindowsSource, name);
             lock (_flagLock)
             {
                 IntPtr stream = work.Context.Stream;
                 CudaStatus.Check(CudaNative.cuMemsetD32Async(_badFlag, NoBadStart, 1, stream), "cuMemsetD32Async");
-                // A bad start is clamped into range by the kernel and copied (clamp-and-flag): the output is fully
-                // defined even when this call throws below.
-                LaunchGather(work.Context, kernel, At(source, 0), At(deviceStarts, 0), At(target, 0), frameCount, rowBytes, window, batch, chunks);
+                LaunchGather(work.Context, kernel, name, frames, starts, output, frameCount, row, window, batch, chunks);
                 CudaStatus.Check(CudaNative.cuMemcpyDtoHAsync(&bad, _badFlag, sizeof(int), stream), "cuMemcpyDtoHAsync_v2");
                 work.Context.Synchronize();
             }
         }
-        if (bad != NoBadStart) throw BadDeviceStart(bad, ReadStart(starts, bad), window, frameCount);
+        if (bad != NoBadStart) throw BadDeviceStart(bad, ReadStart(startsBuffer, bad), window, frameCount);
     }
 
     public override void StridedWindows(DeviceBuffer frames, long rowBytes, long count, int window, int stride, DeviceBuffer output)
@@ -105,9 +151,12 @@ internal sealed unsafe partial class CudaBackend
         }
     }
 
-    /// <summary>gather_windows(frames, starts, out, frame_count, row_bytes, window, bad): a pointer to each argument's value, in order.</summary>
-    private void LaunchGather(CudaContext context, IntPtr kernel, ulong frames, ulong starts, ulong output,
-        long frameCount, long rowBytes, int window, long batch, int chunks)
+    /// <summary>
+    /// A gather kernel's launch: gather_windows(frames, starts, out, frame_count, row_bytes, window, bad), or a
+    /// gather-convert with row_elements for row_bytes; a pointer to each argument's value, in order.
+    /// </summary>
+    private void LaunchGather(CudaContext context, IntPtr kernel, string name, ulong frames, ulong starts, ulong output,
+        long frameCount, long row, int window, long batch, int chunks)
     {
         ulong bad = _badFlag;
         void** arguments = stackalloc void*[7];
@@ -115,10 +164,10 @@ internal sealed unsafe partial class CudaBackend
         arguments[1] = &starts;
         arguments[2] = &output;
         arguments[3] = &frameCount;
-        arguments[4] = &rowBytes;
+        arguments[4] = &row;
         arguments[5] = &window;
         arguments[6] = &bad;
-        Launch(context, kernel, "gather_windows", batch, chunks, arguments);
+        Launch(context, kernel, name, batch, chunks, arguments);
     }
 
     private static void Launch(CudaContext context, IntPtr kernel, string name, long windows, int chunks, void** arguments)

@@ -46,7 +46,17 @@ internal static class WindowGrid
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(blockBytes);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(windows);
-        long units = blockBytes / NarrowestUnit(rowBytes);
+        return ChunksForUnits(blockBytes / NarrowestUnit(rowBytes), windows, residentThreads);
+    }
+
+    /// <summary>
+    /// Chunks (grid y) for <paramref name="windows"/> windows of <paramref name="units"/> steps each, whatever a step
+    /// is: a copy unit, or one element of a gather-convert (which converts element by element).
+    /// </summary>
+    public static int ChunksForUnits(long units, long windows, long residentThreads)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(units);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(windows);
         long fewest = CeilDiv(units, (long)BlockThreads * MostUnitsPerThread);
         long most = Math.Max(fewest, units / ((long)BlockThreads * FewestUnitsPerThread));
         long wave = CeilDiv(Math.Max(residentThreads, BlockThreads), windows * BlockThreads);

@@ -1,0 +1,254 @@
+using System.Runtime.InteropServices;
+using FsCheck;
+using FsCheck.Fluent;
+using NativeTensor.Reference;
+using NativeTensor.Tests.Infrastructure;
+using static NativeTensor.Tests.Infrastructure.TestTensors;
+
+namespace NativeTensor.Tests.Ops;
+
+/// <summary>
+/// What every backend must do for the fused gather-convert, <c>Windows.Gather(..., outputType)</c>: equal, bit for bit,
+/// both the unfused device composition (<see cref="Windows.Gather(Tensor, ReadOnlySpan{long}, int, Tensor?, DType?)"/>
+/// without conversion, then <see cref="Precision.Convert"/>, each already verified on its own) and the reference
+/// composition (<see cref="WindowsReference.Gather{T}"/>, then <see cref="PrecisionReference.Convert"/> per element), in
+/// every direction, with host and device starts, into a poisoned reused output; write nothing past the output; and
+/// refuse bad dtypes without writing. Subclassed once per backend; a missing backend skips with its reason.
+/// </summary>
+public abstract class GatherConvertParityTests
+{
+    /// <summary>The device under test; throws a skip (or a failure, when required) if it is absent.</summary>
+    protected abstract Device Device { get; }
+
+    /// <summary>Random cases per property: fewer where each launch costs more.</summary>
+    protected virtual int PropertyRuns => 200;
+
+    private const int N = 50, D = 7, W = 10;
+
+    /// <summary>The six directions among Float32, Float16 and BFloat16.</summary>
+    private static readonly (DType From, DType To)[] Directions =
+    [
+        (DType.Float32, DType.Float16), (DType.Float32, DType.BFloat16), (DType.Float16, DType.Float32),
+        (DType.BFloat16, DType.Float32), (DType.Float16, DType.BFloat16), (DType.BFloat16, DType.Float16),
+    ];
+
+    public static TheoryData<DType, DType> AllDirections()
+    {
+        var data = new TheoryData<DType, DType>();
+        foreach ((DType from, DType to) in Directions) data.Add(from, to);
+        return data;
+    }
+
+    /// <summary>One random problem: a direction, frames of rank 1 to 3, a window and a batch of starts.</summary>
+    public sealed record Case(DType From, DType To, long[] FrameShape, int Window, long[] Starts, int Seed)
+    {
+        public long FrameCount => FrameShape[0];
+
+        public long RowElements => FrameShape.Skip(1).Aggregate(1L, (a, b) => a * b);
+
+        public long[] OutputShape => [Starts.Length, Window, .. FrameShape.Skip(1)];
+
+        public override string ToString() =>
+            $"{From} -> {To}, frames [{string.Join(", ", FrameShape)}], window {Window}, starts [{string.Join(", ", Starts)}], seed {Seed}";
+    }
+
+    /// <summary>Row sizes beside every vector width, plus the sequence-embedding 287 and the cap 300.</summary>
+    private static readonly int[] EdgeRows = [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 287, 300];
+
+    private static readonly Gen<Case> Cases =
+        from direction in Gen.Elements(Directions)
+        from rest in Gen.OneOf(
+            Gen.Constant(Array.Empty<long>()),
+            Gen.OneOf(Gen.Elements(EdgeRows), Gen.Choose(1, 300)).Select(d => new[] { (long)d }),
+            from a in Gen.Choose(1, 17) from b in Gen.Choose(1, 17) select new long[] { a, b })
+        from frames in Gen.OneOf(Gen.Choose(1, 16), Gen.Choose(1, 64))
+        from window in Gen.OneOf(Gen.Choose(1, frames), Gen.Constant(frames), Gen.Constant(1))
+        from batch in Gen.OneOf(Gen.Choose(0, 3), Gen.Choose(1, 24))
+        from starts in Gen.OneOf(
+                Gen.Choose(0, frames - window),
+                Gen.Constant(frames - window),   // the last valid start
+                Gen.Constant(0))
+            .Select(s => (long)s).ArrayOf(batch)
+        from seed in Gen.Choose(0, int.MaxValue)
+        select new Case(direction.From, direction.To, [frames, .. rest], window, starts, seed);
+
+    [SkippableFact]
+    public void Every_direction_equals_the_unfused_and_the_reference_composition_into_a_reused_output()
+    {
+        Device device = Device;
+        Prop.ForAll(Cases.ToArbitrary(), c =>
+        {
+            byte[] bytes = RandomBits(c.From, c.FrameCount * c.RowElements, new Random(c.Seed));
+            byte[] reference = Reference(c.From, c.To, bytes, c.FrameCount, c.RowElements, c.Starts, c.Window);
+            using Tensor frames = FromBytes(c.From, c.FrameShape, device, bytes);
+            using (Tensor plain = Windows.Gather(frames, c.Starts, c.Window))
+            using (Tensor unfused = Precision.Convert(plain, c.To))
+                BitExact(reference, Bytes(unfused), $"{c}: the unfused device composition against the reference");
+
+            using Tensor output = Poisoned(c.To, c.OutputShape, device);
+            Assert.Same(output, Windows.Gather(frames, c.Starts, c.Window, output, c.To));
+            BitExact(reference, Bytes(output), $"{c}: host starts");
+
+            Fill(output, Poison);
+            using (Tensor starts = WindowsParityTests.OnDevice(c.Starts, device))
+                Assert.Same(output, Windows.Gather(frames, starts, c.Window, output, c.To));
+            BitExact(reference, Bytes(output), $"{c}: device starts");
+
+            using Tensor fresh = Windows.Gather(frames, c.Starts, c.Window, outputType: c.To);
+            Assert.Equal(c.To, fresh.DType);
+            Assert.Equal(c.OutputShape, fresh.Shape);
+            Assert.Same(device, fresh.Device);
+            BitExact(reference, Bytes(fresh), $"{c}: a new output");
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
+    }
+
+    /// <summary>Every special value of each source dtype, in windows of the sequence-embedding row 287.</summary>
+    [SkippableTheory]
+    [MemberData(nameof(AllDirections))]
+    public void Special_values_convert_exactly(DType from, DType to)
+    {
+        Device device = Device;
+        long[] starts = [0, 10, 3, 9, 40 - 30];
+        byte[] bytes = SpecialValues.Fill(from, 40 * 287);
+        using Tensor frames = FromBytes(from, [40, 287], device, bytes);
+        using Tensor output = Windows.Gather(frames, starts, 30, outputType: to);
+        BitExact(Reference(from, to, bytes, 40, 287, starts, 30), Bytes(output), $"{from} -> {to} special values");
+    }
+
+    /// <summary>Runs both backend entry points into a buffer longer than the output: the bytes after it must keep their poison.</summary>
+    [SkippableTheory]
+    [MemberData(nameof(AllDirections))]
+    public void Kernels_write_nothing_past_the_output(DType from, DType to)
+    {
+        Device device = Device;
+        var backend = device.Backend;
+        foreach ((int window, int row) in new[] { (1, 287), (7, 3), (30, 287), (5, 1) })
+        {
+            const int frameCount = 97;
+            byte[] frames = RandomBits(from, frameCount * row, new Random(window * 1000 + row));
+            long[] starts = [0, frameCount - window, 13, 1, frameCount - window, 50];
+            long outputBytes = (long)starts.Length * window * row * to.SizeOf();
+            using var source = backend.Allocate(frames.Length);
+            using var target = backend.Allocate(outputBytes + GuardBytes);
+            using var deviceStarts = backend.Allocate(starts.Length * sizeof(long));
+            backend.Write(source, 0, frames);
+            backend.Write(deviceStarts, 0, MemoryMarshal.AsBytes(starts.AsSpan()));
+            byte[] expected = Reference(from, to, frames, frameCount, row, starts, window);
+            foreach (string path in new[] { "host starts", "device starts" })
+            {
+                backend.Write(target, 0, Enumerable.Repeat(Poison, (int)(outputBytes + GuardBytes)).ToArray());
+                if (path == "host starts") backend.GatherWindows(source, from, row, starts, window, target, to);
+                else backend.GatherWindows(source, from, frameCount, row, deviceStarts, starts.Length, window, target, to);
+                var after = new byte[outputBytes + GuardBytes];
+                backend.Read(target, 0, after);
+                string what = $"{from} -> {to}, window {window}, row {row}, {path}";
+                BitExact(expected, after[..(int)outputBytes], what);
+                Assert.True(after.AsSpan((int)outputBytes).IndexOfAnyExcept(Poison) < 0, $"{what}: a kernel wrote into the guard region");
+            }
+        }
+    }
+
+    [SkippableFact]
+    public void A_bad_device_start_is_clamped_and_flagged_on_devices_and_refused_before_writing_on_the_cpu()
+    {
+        Device device = Device;
+        byte[] bytes = RandomBits(DType.Float32, N * D, new Random(5));
+        using Tensor frames = FromBytes(DType.Float32, [N, D], device, bytes);
+        using Tensor output = Poisoned(DType.BFloat16, [3, W, D], device);
+        using Tensor starts = WindowsParityTests.OnDevice([3, N - W + 5, -2], device);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => Windows.Gather(frames, starts, W, output, DType.BFloat16));
+        Assert.Contains($"starts[1] = {N - W + 5}", e.Message);
+        byte[] after = Bytes(output);
+        if (device.Kind == DeviceKind.Cpu)
+            Assert.True(after.AsSpan().IndexOfAnyExcept(Poison) < 0, "the CPU wrote before refusing");
+        else // the kernel clamped each bad start into range: every element is a defined conversion from inside frames
+            BitExact(Reference(DType.Float32, DType.BFloat16, bytes, N, D, [3, N - W, 0], W), after, "clamped windows");
+    }
+
+    [SkippableTheory]
+    [InlineData("integer frames", "host starts")]
+    [InlineData("integer frames", "device starts")]
+    [InlineData("integer outputType", "host starts")]
+    [InlineData("integer outputType", "device starts")]
+    [InlineData("output dtype", "host starts")]
+    [InlineData("output dtype", "device starts")]
+    public void Bad_dtypes_are_refused_before_anything_is_written(string rule, string path)
+    {
+        Device device = Device;
+        (DType frameType, DType outputType, DType outputDType, string fragment) = rule switch
+        {
+            "integer frames" => (DType.Int32, DType.Float32, DType.Float32, "outputType"),
+            "integer outputType" => (DType.Float32, DType.Int64, DType.Int64, "outputType"),
+            _ => (DType.Float32, DType.Float16, DType.BFloat16, "output is BFloat16 but outputType is Float16"),
+        };
+        using Tensor frames = FromBytes(frameType, [N, D], device, RandomBytes(new Random(7), N * D * frameType.SizeOf()));
+        using Tensor output = Poisoned(outputDType, [3, W, D], device);
+        using Tensor starts = WindowsParityTests.OnDevice([0, 1, 2], device);
+        var e = Assert.Throws<ArgumentException>(() => path == "host starts"
+            ? Windows.Gather(frames, [0L, 1L, 2L], W, output, outputType)
+            : Windows.Gather(frames, starts, W, output, outputType));
+        Assert.Contains(fragment, e.Message);
+        Assert.True(Bytes(output).AsSpan().IndexOfAnyExcept(Poison) < 0, "a refused call wrote into the output");
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> elements of <paramref name="dtype"/>: random bits (NaN payloads, subnormals and ±0 come
+    /// up often in 16-bit formats), one element in four replaced by a special value so ±Inf and the binary32 edge cases,
+    /// which random bits almost never hit, are in every case.
+    /// </summary>
+    private static byte[] RandomBits(DType dtype, long count, Random random)
+    {
+        byte[] bytes = RandomBytes(random, count * dtype.SizeOf());
+        ulong[] special = SpecialValues.Bits(dtype);
+        int size = dtype.SizeOf();
+        for (long i = 0; i < count; i++)
+            if (random.Next(4) == 0)
+                BitConverter.GetBytes(special[random.Next(special.Length)]).AsSpan(0, size).CopyTo(bytes.AsSpan((int)(i * size)));
+        return bytes;
+    }
+
+    /// <summary>The reference composition: <see cref="WindowsReference.Gather{T}"/> on raw bits, then <see cref="PrecisionReference.Convert"/> per element.</summary>
+    private static byte[] Reference(DType from, DType to, byte[] frames, long frameCount, long rowElements, long[] starts, int window)
+    {
+        ulong[] gathered = from == DType.Float32
+            ? WindowsReference.Gather(MemoryMarshal.Cast<byte, uint>(frames).ToArray(), frameCount, rowElements, starts, window).Select(b => (ulong)b).ToArray()
+            : WindowsReference.Gather(MemoryMarshal.Cast<byte, ushort>(frames).ToArray(), frameCount, rowElements, starts, window).Select(b => (ulong)b).ToArray();
+        int size = to.SizeOf();
+        var result = new byte[gathered.Length * size];
+        for (int i = 0; i < gathered.Length; i++)
+            BitConverter.GetBytes(PrecisionReference.Convert(gathered[i], from, to)).AsSpan(0, size).CopyTo(result.AsSpan(i * size));
+        return result;
+    }
+}
+
+public sealed class CpuGatherConvertTests : GatherConvertParityTests
+{
+    protected override Device Device => NativeTensor.Device.Cpu;
+}
+
+public sealed class CpuScalarGatherConvertTests : GatherConvertParityTests
+{
+    protected override Device Device => Backends.CpuScalar;
+}
+
+public sealed class Cpu128GatherConvertTests : GatherConvertParityTests
+{
+    protected override Device Device => Backends.Cpu128;
+}
+
+public sealed class Cpu256GatherConvertTests : GatherConvertParityTests
+{
+    protected override Device Device => Backends.Cpu256;
+}
+
+public sealed class OpenClGatherConvertParityTests : GatherConvertParityTests
+{
+    protected override Device Device => Backends.Require(DeviceKind.OpenCl);
+
+    protected override int PropertyRuns => 40;
+}
+
+public sealed class CudaGatherConvertParityTests : GatherConvertParityTests
+{
+    protected override Device Device => Backends.Require(DeviceKind.Cuda);
+}
