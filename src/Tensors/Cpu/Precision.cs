@@ -141,7 +141,7 @@ internal static unsafe class PrecisionKernels
 
     /// <summary><see cref="BFloat16.RoundBits"/>, lane-wise.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static TVector SingleToBFloat16<TLanes, TVector>(TVector bits) where TLanes : IUIntLanes<TVector> where TVector : struct
+    private static TVector SingleToBFloat16<TLanes, TVector>(TVector bits) where TLanes : IUIntLanes<TVector> where TVector : struct
     {
         TVector upper = TLanes.ShiftRight(bits, 16);
         TVector rounded = TLanes.ShiftRight(TLanes.Add(TLanes.Add(bits, TLanes.Splat(0x7FFF)), TLanes.And(upper, TLanes.Splat(1))), 16);
