@@ -15,6 +15,12 @@
  *
  * Bit words:
  *   CLZ32(x)   leading zero bits of the 32-bit unsigned x, as int (32 for 0)   (clz / __clz)
+ *   AS_FLOAT(x), AS_UINT(f)   reinterpret 32 bits, no conversion              (as_float / __uint_as_float, ...)
+ *
+ * Float words:
+ *   MUL_RN(a, b)  binary32 a * b, rounded to nearest even, never fused into an FMA   (* / __fmul_rn)
+ *                 Subnormals are kept only if the build does not flush them: OpenCL without
+ *                 -cl-denorms-are-zero on a device with CL_FP_DENORM, CUDA without -ftz=true / --use_fast_math.
  */
 #ifndef NATIVETENSOR_DIALECT_H
 #define NATIVETENSOR_DIALECT_H
@@ -40,6 +46,11 @@ typedef ulong u64;
 #define ATOMIC_MIN_INT(pointer, value) atomic_min((pointer), (value))
 
 #define CLZ32(x) ((int)clz((uint)(x)))
+#define AS_FLOAT(x) as_float((uint)(x))
+#define AS_UINT(f) as_uint((float)(f))
+
+/* OpenCL C never contracts a lone multiply, and without -cl-mad-enable nothing else either. */
+#define MUL_RN(a, b) ((a) * (b))
 
 #else /* CUDA C++ under NVRTC */
 
@@ -68,6 +79,10 @@ __device__ __forceinline__ unsigned int nt_dim(dim3 v, int d) { return d == 0 ? 
 #define ATOMIC_MIN_INT(pointer, value) atomicMin((pointer), (value))
 
 #define CLZ32(x) __clz((int)(x))
+#define AS_FLOAT(x) __uint_as_float((unsigned int)(x))
+#define AS_UINT(f) __float_as_uint((float)(f))
+
+#define MUL_RN(a, b) __fmul_rn((a), (b))
 
 #endif
 

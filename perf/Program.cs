@@ -85,6 +85,7 @@ internal static partial class Program
         bool failed = false;
         var rows = new List<Row>();
         var conversions = new List<ConversionRow>();
+        var unscales = new List<ConversionRow>();
         MemoryResult? memory = null;
         if (options.Command is "all" or "validate")
         {
@@ -96,6 +97,8 @@ internal static partial class Program
                 rows = TimeGathers(passed, plan, report);
                 (conversions, bool conversionFailed) = Conversions.Run(passed, plan, report);
                 failed |= conversionFailed;
+                (unscales, bool unscaleFailed) = Unscale.Run(passed, plan, report);
+                failed |= unscaleFailed;
             }
         }
         if (options.Command is "all" or "memory")
@@ -118,6 +121,7 @@ internal static partial class Program
             report.Section("Targets");
             Targets.Print(rows, memory, report);
             Targets.PrintConversions(conversions, report);
+            Targets.PrintUnscale(unscales, report);
         }
 
         string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices, options.Quick) : null);

@@ -7,6 +7,7 @@ internal static class Targets
     private const double GatherOverNumpy = 1.2;
     private const double LazyOverEager = 0.95;
     private const double ConvertOverCopy = 0.85;
+    private const double UnscaleOverCopy = 0.80;
 
     public static void Print(IReadOnlyList<Row> rows, MemoryResult? memory, Report report)
     {
@@ -46,6 +47,17 @@ internal static class Targets
                 $"{row.Gbps:F1} / {copy.Gbps:F1} GB/s = {row.Gbps / copy.Gbps * 100:F0}%");
             if (Conversions.Peer(row, rows) is { } peer)
                 Say(report, $"cpu {row.Op} faster than {peer.Op[6..]}", row.Gbps / peer.Gbps, 1, $"{row.Gbps / peer.Gbps:F2}x");
+        }
+    }
+
+    /// <summary>The unscale target on the CPU: at least 80% of the bandwidth its bytes imply, i.e. of a copy of the same bytes.</summary>
+    public static void PrintUnscale(IReadOnlyList<ConversionRow> rows, Report report)
+    {
+        foreach (ConversionRow row in rows.Where(r => r.Backend == Device.Cpu.Spec && r.Op.StartsWith("unscale", StringComparison.Ordinal)))
+        {
+            if (Unscale.CopyOf(row, rows) is not { } copy) continue;
+            Say(report, $"cpu {row.Op} >= {UnscaleOverCopy * 100:F0}% of the bandwidth its bytes imply (copy of the same bytes)",
+                row.Gbps / copy.Gbps, UnscaleOverCopy, $"{row.Gbps:F1} / {copy.Gbps:F1} GB/s = {row.Gbps / copy.Gbps * 100:F0}%");
         }
     }
 

@@ -4,7 +4,7 @@ using System.Runtime.Intrinsics;
 namespace NativeTensor.Cpu;
 
 /// <summary>
-/// The handful of lane-wise operations on 32-bit unsigned lanes that the conversion kernels need, behind one
+/// The handful of lane-wise operations on 32-bit unsigned lanes that the conversion and unscale kernels need, behind one
 /// interface so each kernel is written once and runs as Vector512, Vector256 or Vector128 (the operator-struct
 /// pattern: the JIT specialises the generic method per struct, so nothing here costs a call).
 /// </summary>
@@ -32,6 +32,10 @@ internal unsafe interface IUIntLanes<TVector> where TVector : struct
     /// <summary>The lanes as binary32, added in floating point (round to nearest even), back as bits.</summary>
     static abstract TVector AddAsSingle(TVector left, TVector right);
     static abstract TVector SubtractAsSingle(TVector left, TVector right);
+    /// <summary>The lanes as binary32, multiplied in floating point (round to nearest even), back as bits.</summary>
+    static abstract TVector MultiplyAsSingle(TVector left, TVector right);
+    /// <summary>Whether any lane is non-zero (for masks: whether any lane is set).</summary>
+    static abstract bool AnyNonZero(TVector value);
 }
 
 internal readonly unsafe struct Lanes512 : IUIntLanes<Vector512<uint>>
@@ -52,6 +56,8 @@ internal readonly unsafe struct Lanes512 : IUIntLanes<Vector512<uint>>
     public static Vector512<uint> Select(Vector512<uint> mask, Vector512<uint> ifTrue, Vector512<uint> ifFalse) => Vector512.ConditionalSelect(mask, ifTrue, ifFalse);
     public static Vector512<uint> AddAsSingle(Vector512<uint> left, Vector512<uint> right) => (left.AsSingle() + right.AsSingle()).AsUInt32();
     public static Vector512<uint> SubtractAsSingle(Vector512<uint> left, Vector512<uint> right) => (left.AsSingle() - right.AsSingle()).AsUInt32();
+    public static Vector512<uint> MultiplyAsSingle(Vector512<uint> left, Vector512<uint> right) => (left.AsSingle() * right.AsSingle()).AsUInt32();
+    public static bool AnyNonZero(Vector512<uint> value) => value != Vector512<uint>.Zero;
 }
 
 internal readonly unsafe struct Lanes256 : IUIntLanes<Vector256<uint>>
@@ -72,6 +78,8 @@ internal readonly unsafe struct Lanes256 : IUIntLanes<Vector256<uint>>
     public static Vector256<uint> Select(Vector256<uint> mask, Vector256<uint> ifTrue, Vector256<uint> ifFalse) => Vector256.ConditionalSelect(mask, ifTrue, ifFalse);
     public static Vector256<uint> AddAsSingle(Vector256<uint> left, Vector256<uint> right) => (left.AsSingle() + right.AsSingle()).AsUInt32();
     public static Vector256<uint> SubtractAsSingle(Vector256<uint> left, Vector256<uint> right) => (left.AsSingle() - right.AsSingle()).AsUInt32();
+    public static Vector256<uint> MultiplyAsSingle(Vector256<uint> left, Vector256<uint> right) => (left.AsSingle() * right.AsSingle()).AsUInt32();
+    public static bool AnyNonZero(Vector256<uint> value) => value != Vector256<uint>.Zero;
 }
 
 internal readonly unsafe struct Lanes128 : IUIntLanes<Vector128<uint>>
@@ -92,4 +100,6 @@ internal readonly unsafe struct Lanes128 : IUIntLanes<Vector128<uint>>
     public static Vector128<uint> Select(Vector128<uint> mask, Vector128<uint> ifTrue, Vector128<uint> ifFalse) => Vector128.ConditionalSelect(mask, ifTrue, ifFalse);
     public static Vector128<uint> AddAsSingle(Vector128<uint> left, Vector128<uint> right) => (left.AsSingle() + right.AsSingle()).AsUInt32();
     public static Vector128<uint> SubtractAsSingle(Vector128<uint> left, Vector128<uint> right) => (left.AsSingle() - right.AsSingle()).AsUInt32();
+    public static Vector128<uint> MultiplyAsSingle(Vector128<uint> left, Vector128<uint> right) => (left.AsSingle() * right.AsSingle()).AsUInt32();
+    public static bool AnyNonZero(Vector128<uint> value) => value != Vector128<uint>.Zero;
 }

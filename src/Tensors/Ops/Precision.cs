@@ -4,7 +4,8 @@ namespace NativeTensor;
 /// Conversions between the floating-point dtypes (Float32, Float16, BFloat16), every backend bit-exact with
 /// <see cref="Reference.PrecisionReference"/>: narrowing rounds to nearest, ties to even (subnormals included),
 /// overflows to ±Inf, keeps ±0 and ±Inf, and keeps a NaN a NaN with its sign (quiet bit set, top payload bits
-/// kept); widening is exact on bits.
+/// kept); widening is exact on bits. <see cref="UnscaleAndCheck"/> is the loss-scaling step of mixed-precision
+/// training, fused with its non-finite check into one pass.
 /// </summary>
 public static class Precision
 {
@@ -49,6 +50,52 @@ public static class Precision
             result.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The mixed-precision step before an optimizer (PyTorch's <c>_amp_foreach_non_finite_check_and_unscale_</c>): for
+    /// every element of every gradient, in place, <c>g[i] = g[i] * inverseScale</c>, the correctly rounded binary32
+    /// product (a BFloat16 gradient widens exactly, is multiplied in binary32 and rounds to nearest even back to
+    /// BFloat16). Every element is multiplied, even once a non-finite value has been seen. Bit-exact on every backend
+    /// with <see cref="Reference.PrecisionReference.Unscale"/>: subnormal inputs and products are kept, a product past
+    /// the largest finite value becomes ±Inf, and a NaN stays a NaN with its sign and payload, quiet bit set.
+    /// </summary>
+    /// <param name="gradients">Float32 or BFloat16 tensors (mixed freely), all on one device, each at most once.</param>
+    /// <param name="inverseScale">The reciprocal of the loss scale: finite and greater than 0.</param>
+    /// <returns>
+    /// True iff any input element was NaN or ±Inf <em>before</em> scaling (a finite value whose product overflows does
+    /// not count, as in PyTorch); false for an empty list.
+    /// </returns>
+    /// <exception cref="ArgumentNullException">gradients or one of its elements is null.</exception>
+    /// <exception cref="ObjectDisposedException">A gradient was disposed.</exception>
+    /// <exception cref="ArgumentException">A gradient is not Float32 or BFloat16, is on another device than gradients[0], or appears twice.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">inverseScale is not finite or not greater than 0.</exception>
+    /// <remarks>All arguments are checked before any element is written.</remarks>
+    public static bool UnscaleAndCheck(IReadOnlyList<Tensor> gradients, float inverseScale)
+    {
+        ArgumentNullException.ThrowIfNull(gradients);
+        if (!float.IsFinite(inverseScale) || inverseScale <= 0)
+            throw new ArgumentOutOfRangeException(nameof(inverseScale), inverseScale, "inverseScale must be finite and greater than 0");
+        if (gradients.Count == 0) return false;
+        var work = new (Runtime.DeviceBuffer Buffer, DType DType, long Count)[gradients.Count];
+        var seen = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        Device? device = null;
+        for (int i = 0; i < gradients.Count; i++)
+        {
+            Tensor gradient = gradients[i] ?? throw new ArgumentNullException(nameof(gradients), $"gradients[{i}] is null");
+            ObjectDisposedException.ThrowIf(gradient.IsDisposed, gradient);
+            if (gradient.DType is not (DType.Float32 or DType.BFloat16))
+                throw new ArgumentException(gradient.DType == DType.Float16
+                    ? $"gradients[{i}] is Float16: Float16 gradients are not supported: keep FP16 gradients' master copy in Float32"
+                    : $"gradients[{i}] is {gradient.DType}: gradients must be Float32 or BFloat16", nameof(gradients));
+            device ??= gradient.Device;
+            if (gradient.Device != device)
+                throw new ArgumentException($"gradients[{i}] is on {gradient.Device} but gradients[0] is on {device}: all must be on one device", nameof(gradients));
+            if (!seen.Add(gradient))
+                throw new ArgumentException($"gradients[{i}] appears earlier in the list: it would be scaled twice", nameof(gradients));
+            work[i] = (gradient.Buffer, gradient.DType, gradient.ElementCount);
+        }
+        return device!.Backend.UnscaleAndCheck(work, inverseScale);
     }
 
     /// <summary>True for the dtypes <see cref="Convert"/> moves between.</summary>

@@ -85,6 +85,14 @@ internal abstract class Backend : IDisposable
     /// </summary>
     public abstract void Convert(DeviceBuffer source, DType from, DeviceBuffer destination, DType to, long count);
 
+    /// <summary>
+    /// In place, for each gradient: <c>buffer[i] = buffer[i] * inverseScale</c> for <c>Count</c> elements of
+    /// <c>DType</c> (Float32 or BFloat16), bit-exact with <see cref="Reference.PrecisionReference.Unscale"/>. Returns
+    /// whether any input element was NaN or ±Inf. Arguments were validated (distinct buffers of this backend, a finite
+    /// positive scale); a device backend keeps one flag for the whole list and reads it back once.
+    /// </summary>
+    public abstract bool UnscaleAndCheck(IReadOnlyList<(DeviceBuffer Buffer, DType DType, long Count)> gradients, float inverseScale);
+
     /// <summary>Called by a buffer when it comes to life, to keep the leak counters.</summary>
     internal void Track(long bytes)
     {
@@ -131,6 +139,14 @@ internal abstract class Backend : IDisposable
         (DType.Float16, DType.BFloat16) => "gather_windows_f16_to_bf16",
         (DType.BFloat16, DType.Float16) => "gather_windows_bf16_to_f16",
         _ => throw new ArgumentException($"no gather-convert kernel from {from} to {to}: both must be different floating-point dtypes", nameof(to)),
+    };
+
+    /// <summary>The entry point of <c>kernels/unscale.cl</c> for <paramref name="dtype"/>, shared by the device backends.</summary>
+    internal static string UnscaleKernel(DType dtype) => dtype switch
+    {
+        DType.Float32 => "unscale_f32",
+        DType.BFloat16 => "unscale_bf16",
+        _ => throw new ArgumentException($"no unscale kernel for {dtype}: gradients are Float32 or BFloat16", nameof(dtype)),
     };
 
     /// <summary>Releases the device's context and cached kernels; live buffers keep what they need.</summary>

@@ -114,6 +114,18 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
         PrecisionKernels.Convert(At(source, 0, count * from.SizeOf()), from, At(destination, 0, count * to.SizeOf()), to, count, Simd);
     }
 
+    public override bool UnscaleAndCheck(IReadOnlyList<(DeviceBuffer Buffer, DType DType, long Count)> gradients, float inverseScale)
+    {
+        bool nonFinite = false;
+        foreach ((DeviceBuffer buffer, DType dtype, long count) in gradients)
+        {
+            using var data = new Lease(buffer);
+            // |= evaluates both sides: every gradient is scaled, whatever an earlier one held.
+            nonFinite |= UnscaleKernels.UnscaleAndCheck(At(buffer, 0, count * dtype.SizeOf()), dtype, count, inverseScale, Simd);
+        }
+        return nonFinite;
+    }
+
     /// <summary>The address of <paramref name="offset"/> in a buffer the caller holds a <see cref="Lease"/> on, after checking that <paramref name="length"/> bytes fit there.</summary>
     private static byte* At(DeviceBuffer buffer, long offset, long length)
     {

@@ -221,7 +221,7 @@ internal sealed unsafe partial class CudaBackend
 
     /// <summary>
     /// The scratch every window launch needs, made with the context: the bad-start flag (gather_windows takes a valid
-    /// pointer on every launch) and the upload event. Raw allocations, not buffers, so the leak counters count only
+    /// pointer on every launch) and the upload event; and the non-finite flag of <c>UnscaleAndCheck</c>. Raw allocations, not buffers, so the leak counters count only
     /// what callers allocated. Called once, with the new context current.
     /// </summary>
     private void CreateScratch()
@@ -229,6 +229,7 @@ internal sealed unsafe partial class CudaBackend
         try
         {
             CudaStatus.Check(CudaNative.cuMemAlloc(out _badFlag, sizeof(int)), "cuMemAlloc_v2");
+            CudaStatus.Check(CudaNative.cuMemAlloc(out _nonFiniteFlag, sizeof(uint)), "cuMemAlloc_v2");
             CudaStatus.Check(CudaNative.cuEventCreate(out _uploaded, CudaNative.EventDisableTiming), "cuEventCreate");
         }
         catch
@@ -247,6 +248,7 @@ internal sealed unsafe partial class CudaBackend
     {
         lock (_uploadLock)
         lock (_flagLock)
+        lock (_nonFiniteLock)
             ReleaseScratch();
     }
 
@@ -254,8 +256,10 @@ internal sealed unsafe partial class CudaBackend
     {
         FreeUpload();
         if (_badFlag != 0) CudaNative.cuMemFree(_badFlag);
+        if (_nonFiniteFlag != 0) CudaNative.cuMemFree(_nonFiniteFlag);
         if (_uploaded != IntPtr.Zero) CudaNative.cuEventDestroy(_uploaded);
         _badFlag = 0;
+        _nonFiniteFlag = 0;
         _uploaded = IntPtr.Zero;
         _uploadPending = false;
     }

@@ -284,6 +284,7 @@ internal sealed unsafe partial class OpenClBackend : Backend
         {
             _ = OpenClNative.clFinish(_session.Value.Queue);
             DisposeScratch();
+            DisposeUnscaleScratch();
             _session.Value.Queue.Dispose();
             _session.Value.Context.Dispose();
         }
