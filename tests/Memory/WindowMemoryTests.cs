@@ -40,7 +40,9 @@ public sealed class WindowMemoryTests
             peak = ProcessMemory.PeakResidentBytes!.Value;
         }
         Assert.True(during - before >= 200L << 20, $"resident grew by {during - before} bytes for 256 MiB touched");
-        Assert.True(peak >= during, $"peak {peak} is below the resident {during} it must include");
+        // Linux batches its per-thread RSS counts, so the two figures can lag each other by a few pages: compare the
+        // peak with the growth it must show, not byte for byte with the resident figure.
+        Assert.True(peak - before >= 200L << 20, $"peak {peak} does not show the {during - before} bytes touched since {before}");
         Assert.True(ProcessMemory.ResidentBytes > 0);
     }
 }
