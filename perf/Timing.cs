@@ -48,8 +48,11 @@ internal static class Timer
     {
         long began = Stopwatch.GetTimestamp();
         for (int i = 0; i < plan.WarmupReps || Stopwatch.GetElapsedTime(began).TotalMilliseconds < plan.WarmupMilliseconds; i++)
+        {
             foreach (Action<int> body in bodies) body(i % plan.WarmupReps);
-        backend.Synchronize();
+            // Device launches return at once: without a wait per round, a second of wall time would queue hours of work.
+            backend.Synchronize();
+        }
 
         int n = bodies.Count;
         var milliseconds = new double[n][];
