@@ -86,7 +86,7 @@ public static class Precision
             ObjectDisposedException.ThrowIf(gradient.IsDisposed, gradient);
             if (gradient.DType is not (DType.Float32 or DType.BFloat16))
                 throw new ArgumentException(gradient.DType == DType.Float16
-                    ? $"gradients[{i}] is Float16: Float16 gradients are not supported: keep FP16 gradients' master copy in Float32"
+                    ? $"gradients[{i}] is Float16: UnscaleAndCheck takes Float32 or BFloat16 gradients; widen Float16 ones with Precision.Convert first"
                     : $"gradients[{i}] is {gradient.DType}: gradients must be Float32 or BFloat16", nameof(gradients));
             device ??= gradient.Device;
             if (gradient.Device != device)
