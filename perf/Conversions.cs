@@ -33,15 +33,8 @@ internal static class Conversions
     public static (List<ConversionRow> Rows, bool Failed) Run(IReadOnlyList<Device> devices, RunPlan plan, Report report)
     {
         report.Section("Conversions: Precision.Convert");
-        var rows = new List<ConversionRow>();
-        bool failed = false;
-        foreach (Device device in devices)
-        {
-            string? failure = Validate(device);
-            report.Line($"validate precision.convert, 6 directions  {device.Spec,-9} {(failure is null ? "ok   (1M random patterns each, bit-exact vs PrecisionReference)" : "FAIL " + failure)}");
-            if (failure is not null) { failed = true; continue; }
-            rows.AddRange(Time(device, plan));
-        }
+        (List<ConversionRow> rows, bool failed) = ValidatedTiming.Run(devices, report, "precision.convert, 6 directions",
+            "(1M random patterns each, bit-exact vs PrecisionReference)", Validate, device => Time(device, plan));
         Print(rows, report);
         return (rows, failed);
     }
@@ -53,9 +46,7 @@ internal static class Conversions
         {
             var bytes = new byte[(1 << 20) * from.SizeOf()];
             random.NextBytes(bytes);
-            using Tensor host = Tensor.Empty(from, [1 << 20], Device.Cpu);
-            bytes.CopyTo(Tensor.CpuBytes(host.Buffer, bytes.Length));
-            using Tensor source = host.To(device);
+            using Tensor source = ValidatedTiming.FromBytes(from, bytes, device);
             using Tensor converted = Precision.Convert(source, to);
             using Tensor back = converted.To(Device.Cpu);
             Span<byte> actual = Tensor.CpuBytes(back.Buffer, back.ByteCount);

@@ -25,15 +25,8 @@ internal static class Unscale
     public static (List<ConversionRow> Rows, bool Failed) Run(IReadOnlyList<Device> devices, RunPlan plan, Report report)
     {
         report.Section("Unscale: Precision.UnscaleAndCheck");
-        var rows = new List<ConversionRow>();
-        bool failed = false;
-        foreach (Device device in devices)
-        {
-            string? failure = Validate(device);
-            report.Line($"validate precision.unscale, f32 + bf16  {device.Spec,-9} {(failure is null ? "ok   (1M random patterns each, bit-exact and flag vs PrecisionReference)" : "FAIL " + failure)}");
-            if (failure is not null) { failed = true; continue; }
-            rows.AddRange(Time(device, plan));
-        }
+        (List<ConversionRow> rows, bool failed) = ValidatedTiming.Run(devices, report, "precision.unscale, f32 + bf16 ",
+            "(1M random patterns each, bit-exact and flag vs PrecisionReference)", Validate, device => Time(device, plan));
         Print(rows, report);
         return (rows, failed);
     }
@@ -46,9 +39,7 @@ internal static class Unscale
         {
             var bytes = new byte[(1 << 20) * dtype.SizeOf()];
             random.NextBytes(bytes);
-            using Tensor host = Tensor.Empty(dtype, [1 << 20], Device.Cpu);
-            bytes.CopyTo(Tensor.CpuBytes(host.Buffer, bytes.Length));
-            using Tensor gradient = host.To(device);
+            using Tensor gradient = ValidatedTiming.FromBytes(dtype, bytes, device);
             bool flag = Precision.UnscaleAndCheck([gradient], scale);
             using Tensor back = gradient.To(Device.Cpu);
             Span<byte> actual = Tensor.CpuBytes(back.Buffer, back.ByteCount);
