@@ -47,8 +47,8 @@ public sealed class DynamicLossScaler
             throw new ArgumentOutOfRangeException(nameof(backoffFactor), backoffFactor, $"backoffFactor = {backoffFactor}: must be in (0, 1)");
         ArgumentOutOfRangeException.ThrowIfLessThan(growthInterval, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(hysteresis, 1);
-        if (!(minScale >= 0) || !float.IsFinite(minScale))
-            throw new ArgumentOutOfRangeException(nameof(minScale), minScale, $"minScale = {minScale}: must be finite and >= 0");
+        if (!(minScale == 0 || minScale >= SmallestScale) || !float.IsFinite(minScale))
+            throw new ArgumentOutOfRangeException(nameof(minScale), minScale, $"minScale = {minScale}: must be 0, or finite and >= 2^-126");
         Positive(maxScale, nameof(maxScale));
         if (minScale > maxScale)
             throw new ArgumentOutOfRangeException(nameof(minScale), minScale, $"minScale = {minScale} exceeds maxScale = {maxScale}");
@@ -154,8 +154,12 @@ public sealed class DynamicLossScaler
     {
         if (bytes.Length != SerializedBytes || bytes[0] != FormatVersion)
             throw new ArgumentException($"not a DynamicLossScaler state of format {FormatVersion} ({SerializedBytes} bytes): got {bytes.Length} bytes, version {(bytes.IsEmpty ? "none" : bytes[0])}", nameof(bytes));
+        if (bytes[1] > 1)
+            throw new ArgumentException($"enabled flag = {bytes[1]}: must be 0 or 1", nameof(bytes));
         bool enabled = bytes[1] == 1;
         float scale = BinaryPrimitives.ReadSingleLittleEndian(bytes[2..]);
+        if (!enabled && scale != 1)
+            throw new ArgumentException($"a disabled scaler's scale is 1, not {scale}", nameof(bytes));
         var scaler = new DynamicLossScaler(enabled, scale,
             BinaryPrimitives.ReadSingleLittleEndian(bytes[6..]), BinaryPrimitives.ReadSingleLittleEndian(bytes[10..]),
             BinaryPrimitives.ReadInt32LittleEndian(bytes[22..]), BinaryPrimitives.ReadInt32LittleEndian(bytes[26..]),
@@ -169,9 +173,10 @@ public sealed class DynamicLossScaler
         return scaler;
     }
 
+    /// <summary>Finite and at least 2^-126, the floor backoff keeps: below it 1/scale is infinite in float.</summary>
     private static void Positive(float value, string name)
     {
-        if (!(value > 0) || !float.IsFinite(value))
-            throw new ArgumentOutOfRangeException(name, value, $"{name} = {value}: must be finite and > 0");
+        if (!(value >= SmallestScale) || !float.IsFinite(value))
+            throw new ArgumentOutOfRangeException(name, value, $"{name} = {value}: must be finite and >= 2^-126 (so 1/{name} is a finite float)");
     }
 }

@@ -20,6 +20,24 @@ public abstract class GatherConvertParityTests
     /// <summary>The device under test; throws a skip (or a failure, when required) if it is absent.</summary>
     protected abstract Device Device { get; }
 
+    /// <summary>A converting batch large enough to be split across cores, cut so a core's piece starts inside a window.</summary>
+    [SkippableTheory]
+    [InlineData(DType.Float32, DType.Float16, 24, 64, 300)]
+    [InlineData(DType.BFloat16, DType.Float32, 37, 41, 287)]
+    public void Converting_batches_split_across_cores_equal_the_reference(DType from, DType to, int batch, int window, int row)
+    {
+        Device device = Device;
+        var random = new Random(batch * row);
+        long frameCount = 2000;
+        byte[] frames = RandomBytes(random, frameCount * row * from.SizeOf());
+        long[] starts = Enumerable.Range(0, batch).Select(_ => random.NextInt64(0, frameCount - window + 1)).ToArray();
+        starts[^1] = frameCount - window;
+        using Tensor source = FromBytes(from, [frameCount, row], device, frames);
+        using Tensor output = Poisoned(to, [batch, window, row], device);
+        Windows.Gather(source, starts, window, output, to);
+        BitExact(Reference(from, to, frames, frameCount, row, starts, window), Bytes(output), $"{from} -> {to}, {batch} x {window} x {row}");
+    }
+
     /// <summary>Random cases per property: fewer where each launch costs more.</summary>
     protected virtual int PropertyRuns => 200;
 

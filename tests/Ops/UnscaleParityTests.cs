@@ -16,6 +16,32 @@ public abstract class UnscaleParityTests
 {
     protected abstract Device Device { get; }
 
+    /// <summary>The kernel runs over a buffer longer than the gradient: the bytes after it must keep their poison.</summary>
+    [SkippableTheory]
+    [InlineData(DType.Float32, 1)]
+    [InlineData(DType.Float32, 1023)]
+    [InlineData(DType.BFloat16, 7)]
+    [InlineData(DType.BFloat16, 300_001)]
+    public void Unscaling_writes_nothing_past_the_gradient(DType dtype, int count)
+    {
+        Device device = Device;
+        var backend = device.Backend;
+        long bytes = (long)count * dtype.SizeOf();
+        byte[] data = RandomBytes(new Random(count), bytes);
+        using var buffer = backend.Allocate(bytes + GuardBytes);
+        backend.Write(buffer, 0, [.. data, .. Enumerable.Repeat(Poison, GuardBytes)]);
+        backend.UnscaleAndCheck([(buffer, dtype, (long)count)], 0.25f);
+        var after = new byte[bytes + GuardBytes];
+        backend.Read(buffer, 0, after);
+        Assert.True(after.AsSpan((int)bytes).IndexOfAnyExcept(Poison) < 0, "unscale wrote into the guard region");
+        for (int i = 0; i < count; i++)
+        {
+            uint input = dtype == DType.Float32 ? BitConverter.ToUInt32(data, i * 4) : BitConverter.ToUInt16(data, i * 2);
+            uint got = dtype == DType.Float32 ? BitConverter.ToUInt32(after, i * 4) : BitConverter.ToUInt16(after, i * 2);
+            Assert.Equal(PrecisionReference.Unscale(input, dtype, 0.25f, out _), got);
+        }
+    }
+
     protected virtual int PropertyRuns => 100;
 
     private static readonly DType[] Gradients = [DType.Float32, DType.BFloat16];

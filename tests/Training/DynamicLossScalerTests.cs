@@ -118,6 +118,12 @@ public sealed class DynamicLossScalerTests
         byte[] counter = (byte[])good.Clone();
         BitConverter.TryWriteBytes(counter.AsSpan(30), 5000);
         Assert.Throws<ArgumentException>(() => DynamicLossScaler.Deserialize(counter));
+        byte[] flag = (byte[])good.Clone();
+        flag[1] = 2;
+        Assert.Throws<ArgumentException>(() => DynamicLossScaler.Deserialize(flag));
+        byte[] disabledScaled = DynamicLossScaler.Disabled().Serialize();
+        BitConverter.TryWriteBytes(disabledScaled.AsSpan(2), 65536f);
+        Assert.Throws<ArgumentException>(() => DynamicLossScaler.Deserialize(disabledScaled));
         byte[] scale = (byte[])good.Clone();
         BitConverter.TryWriteBytes(scale.AsSpan(2), float.NaN);
         Assert.Throws<ArgumentOutOfRangeException>(() => DynamicLossScaler.Deserialize(scale));
@@ -127,6 +133,9 @@ public sealed class DynamicLossScalerTests
     [InlineData("initialScale", 0f)]
     [InlineData("initialScale", float.PositiveInfinity)]
     [InlineData("initialScale", float.NaN)]
+    [InlineData("initialScale", 1e-40f)]   // subnormal: 1/scale would be infinite
+    [InlineData("maxScale", 1e-40f)]
+    [InlineData("minScale", 1e-40f)]
     [InlineData("growthFactor", 1f)]
     [InlineData("backoffFactor", 1f)]
     [InlineData("backoffFactor", 0f)]

@@ -74,7 +74,8 @@ internal static unsafe class PrecisionKernels
             case (DType.Float16, DType.Float32): Widths<HalfToSingleStep>(source, destination, start, end, width); break;
             case (DType.BFloat16, DType.Float32): Widths<BFloat16ToSingleStep>(source, destination, start, end, width); break;
             case (DType.Float16, DType.BFloat16): Widths<HalfToBFloat16Step>(source, destination, start, end, width); break;
-            default: Widths<BFloat16ToHalfStep>(source, destination, start, end, width); break;
+            case (DType.BFloat16, DType.Float16): Widths<BFloat16ToHalfStep>(source, destination, start, end, width); break;
+            default: throw new ArgumentException($"no conversion kernel from {from} to {to}: both must be different floating-point dtypes", nameof(to));
         }
     }
 

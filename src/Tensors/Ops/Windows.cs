@@ -11,8 +11,9 @@ namespace NativeTensor;
 /// batch a training step needs, <c>out[b, t, ...] = frames[starts[b] + t, ...]</c>, so a data set of N frames
 /// costs N frames of memory instead of <c>Count(N, W, stride) * W</c>. <see cref="Eager"/> materialises every
 /// window and exists as proof: the tests check that Gather equals the matching rows of Eager.</para>
-/// <para>All offsets are 64-bit, so frame counts past 2^31 rows work. Every DType is moved bit-exactly
-/// (NaN payloads included): windows copy bytes and never convert.</para>
+/// <para>All offsets are 64-bit, so frame counts past 2^31 rows work. Without an <c>outputType</c> every DType is
+/// moved bit-exactly (NaN payloads included): windows copy bytes. With one, each element is converted as
+/// <see cref="Precision.Convert"/> converts it, in the same pass.</para>
 /// </remarks>
 public static class Windows
 {

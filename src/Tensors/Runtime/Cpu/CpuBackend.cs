@@ -92,7 +92,7 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
     {
         using var source = new Lease(frames);
         using var target = new Lease(output);
-        long outputBytes = starts.Length * window * rowElements * to.SizeOf();
+        long outputBytes = checked((long)starts.Length * window * rowElements * to.SizeOf());
         fixed (long* s = starts)
             WindowKernels.GatherConverting(At(frames, 0, 0), from, rowElements, s, starts.Length, window, At(output, 0, outputBytes), to, Simd);
     }

@@ -41,11 +41,15 @@ internal sealed unsafe partial class CudaBackend
                 arguments[1] = &elements;
                 arguments[2] = &scaleBits;
                 arguments[3] = &flag;
+                // Both functions are loaded before the first launch: a compile or load failure then leaves every gradient
+                // untouched, never a list half scaled that a retry would scale twice.
+                IntPtr single = _kernels.Function(UnscaleSource, UnscaleKernel(DType.Float32));
+                IntPtr bfloat16 = _kernels.Function(UnscaleSource, UnscaleKernel(DType.BFloat16));
                 foreach ((DeviceBuffer buffer, DType dtype, long count) in gradients)
                 {
                     if (count == 0) continue;
                     string name = UnscaleKernel(dtype);
-                    IntPtr kernel = _kernels.Function(UnscaleSource, name);
+                    IntPtr kernel = dtype == DType.Float32 ? single : bfloat16;
                     using Lease target = Hold(buffer, 0, checked(count * dtype.SizeOf()), nameof(gradients));
                     data = At(target, 0);
                     elements = count;

@@ -26,6 +26,8 @@ internal sealed unsafe partial class CudaBackend
     private IntPtr _uploaded;
     private bool _uploadPending;
     private ulong _badFlag;
+    /// <summary>The flag of host-start gathers, which nobody reads: they hold the upload lock, not the flag lock, so they must not touch _badFlag.</summary>
+    private ulong _sinkFlag;
 
     public override void GatherWindows(DeviceBuffer frames, long rowBytes, ReadOnlySpan<long> starts, int window, DeviceBuffer output)
     {
@@ -42,7 +44,7 @@ internal sealed unsafe partial class CudaBackend
             // The starts were checked on the host, so the kernel's own check never fires here; it gets the real frame
             // count anyway, so it would clamp rather than read out of bounds even if that check had been skipped.
             LaunchGather(work.Context, kernel, "gather_windows", At(source, 0), deviceStarts, At(target, 0), frames.ByteCount / rowBytes, rowBytes, window,
-                starts.Length, chunks);
+                starts.Length, chunks, _sinkFlag);
         }
     }
 
@@ -78,7 +80,7 @@ internal sealed unsafe partial class CudaBackend
             ulong deviceStarts = Upload(work.Context, starts);
             // As the copying gather: the real frame count, so the kernel would clamp rather than read out of bounds.
             LaunchGather(work.Context, kernel, name, At(source, 0), deviceStarts, At(target, 0), frames.ByteCount / (rowElements * from.SizeOf()),
-                rowElements, window, starts.Length, chunks);
+                rowElements, window, starts.Length, chunks, _sinkFlag);
         }
     }
 
@@ -116,7 +118,7 @@ internal sealed unsafe partial class CudaBackend
             {
                 IntPtr stream = work.Context.Stream;
                 CudaStatus.Check(CudaNative.cuMemsetD32Async(_badFlag, NoBadStart, 1, stream), "cuMemsetD32Async");
-                LaunchGather(work.Context, kernel, name, frames, starts, output, frameCount, row, window, batch, chunks);
+                LaunchGather(work.Context, kernel, name, frames, starts, output, frameCount, row, window, batch, chunks, _badFlag);
                 CudaStatus.Check(CudaNative.cuMemcpyDtoHAsync(&bad, _badFlag, sizeof(int), stream), "cuMemcpyDtoHAsync_v2");
                 work.Context.Synchronize();
             }
@@ -156,9 +158,8 @@ internal sealed unsafe partial class CudaBackend
     /// gather-convert with row_elements for row_bytes; a pointer to each argument's value, in order.
     /// </summary>
     private void LaunchGather(CudaContext context, IntPtr kernel, string name, ulong frames, ulong starts, ulong output,
-        long frameCount, long row, int window, long batch, int chunks)
+        long frameCount, long row, int window, long batch, int chunks, ulong bad)
     {
-        ulong bad = _badFlag;
         void** arguments = stackalloc void*[7];
         arguments[0] = &frames;
         arguments[1] = &starts;
@@ -229,6 +230,7 @@ internal sealed unsafe partial class CudaBackend
         try
         {
             CudaStatus.Check(CudaNative.cuMemAlloc(out _badFlag, sizeof(int)), "cuMemAlloc_v2");
+            CudaStatus.Check(CudaNative.cuMemAlloc(out _sinkFlag, sizeof(int)), "cuMemAlloc_v2");
             CudaStatus.Check(CudaNative.cuMemAlloc(out _nonFiniteFlag, sizeof(uint)), "cuMemAlloc_v2");
             CudaStatus.Check(CudaNative.cuEventCreate(out _uploaded, CudaNative.EventDisableTiming), "cuEventCreate");
         }
@@ -256,9 +258,11 @@ internal sealed unsafe partial class CudaBackend
     {
         FreeUpload();
         if (_badFlag != 0) CudaNative.cuMemFree(_badFlag);
+        if (_sinkFlag != 0) CudaNative.cuMemFree(_sinkFlag);
         if (_nonFiniteFlag != 0) CudaNative.cuMemFree(_nonFiniteFlag);
         if (_uploaded != IntPtr.Zero) CudaNative.cuEventDestroy(_uploaded);
         _badFlag = 0;
+        _sinkFlag = 0;
         _nonFiniteFlag = 0;
         _uploaded = IntPtr.Zero;
         _uploadPending = false;

@@ -37,6 +37,7 @@ internal sealed unsafe partial class OpenClBackend : Backend
         MaxGroupSize = maxGroupSize;
         AddressBits = addressBits;
         _session = new Lazy<Session>(() => Session.Open(_platform, _device), LazyThreadSafetyMode.ExecutionAndPublication);
+        _keepsSubnormals = new Lazy<bool>(() => (DeviceValue(_device, OpenClNative.DeviceSingleFpConfig, sizeof(ulong)) & OpenClNative.FpDenorm) != 0);
     }
 
     /// <inheritdoc/>
@@ -56,6 +57,14 @@ internal sealed unsafe partial class OpenClBackend : Backend
 
     /// <summary><c>CL_DEVICE_ADDRESS_BITS</c>: a 32-bit device also caps each global work size at 2^32 - 1.</summary>
     internal int AddressBits { get; }
+
+    /// <summary>
+    /// <c>CL_FP_DENORM</c> in <c>CL_DEVICE_SINGLE_FP_CONFIG</c>: OpenCL 1.2 lets a device flush binary32 subnormals,
+    /// and ops that multiply in floating point (UnscaleAndCheck) are bit-exact only where it does not.
+    /// </summary>
+    internal bool KeepsSubnormals => _keepsSubnormals.Value;
+
+    private readonly Lazy<bool> _keepsSubnormals;
 
     private QueueHandle Queue => Open().Queue;
 

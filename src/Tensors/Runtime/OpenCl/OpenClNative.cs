@@ -18,6 +18,8 @@ internal static unsafe partial class OpenClNative
     public const uint DeviceType = 0x1000;
     public const uint DeviceMaxWorkGroupSize = 0x1004;
     public const uint DeviceAddressBits = 0x100D;
+    public const uint DeviceSingleFpConfig = 0x101B;
+    public const ulong FpDenorm = 1 << 0;
     public const uint DeviceMaxMemAllocSize = 0x1010;
     public const uint DeviceGlobalMemSize = 0x101F;
     public const uint DeviceAvailable = 0x1027;

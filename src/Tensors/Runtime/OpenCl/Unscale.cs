@@ -15,6 +15,10 @@ internal sealed unsafe partial class OpenClBackend
     /// <inheritdoc/>
     public override bool UnscaleAndCheck(IReadOnlyList<(DeviceBuffer Buffer, DType DType, long Count)> gradients, float inverseScale)
     {
+        if (!KeepsSubnormals)
+            throw new NativeTensorException(
+                $"opencl: '{Name}' flushes binary32 subnormals (no CL_FP_DENORM), so UnscaleAndCheck could not match the reference bit for bit; unscale on the cpu instead")
+            { ErrorName = "CL_FP_DENORM missing" };
         foreach ((DeviceBuffer buffer, DType dtype, long count) in gradients)
         {
             ArgumentOutOfRangeException.ThrowIfNegative(count);
@@ -31,12 +35,14 @@ internal sealed unsafe partial class OpenClBackend
             // between them.
             Check(OpenClNative.clEnqueueWriteBuffer(Queue, lease.Pointer, OpenClNative.True, 0, sizeof(uint), &found, 0, null, null),
                 "clEnqueueWriteBuffer(non-finite flag)");
+            // Both kernels are built before the first launch: a build failure then leaves every gradient untouched,
+            // never a list half scaled that a retry would scale twice.
+            _unscaleSingle ??= UnscaleProgram().Kernel(UnscaleKernel(DType.Float32));
+            _unscaleBFloat16 ??= UnscaleProgram().Kernel(UnscaleKernel(DType.BFloat16));
             foreach ((DeviceBuffer buffer, DType dtype, long count) in gradients)
             {
                 if (count == 0) continue;
-                OpenClKernel kernel = dtype == DType.Float32
-                    ? _unscaleSingle ??= UnscaleProgram().Kernel(UnscaleKernel(DType.Float32))
-                    : _unscaleBFloat16 ??= UnscaleProgram().Kernel(UnscaleKernel(DType.BFloat16));
+                OpenClKernel kernel = dtype == DType.Float32 ? _unscaleSingle : _unscaleBFloat16;
                 (long local, long groups) = ConvertShape(kernel, count);
                 kernel.Launch(Queue, (groups, 1), local, buffer, count, scaleBits, flag);
             }
