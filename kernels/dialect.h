@@ -21,6 +21,12 @@
  *   MUL_RN(a, b)  binary32 a * b, rounded to nearest even, never fused into an FMA   (* / __fmul_rn)
  *                 Subnormals are kept only if the build does not flush them: OpenCL without
  *                 -cl-denorms-are-zero on a device with CL_FP_DENORM, CUDA without -ftz=true / --use_fast_math.
+ *   ADD_RN(a, b)  binary32 a + b, rounded to nearest even, never fused                (+ / __fadd_rn)
+ *   DIV_RN(a, b)  binary32 a / b: correctly rounded on CUDA (__fdiv_rn) and on OpenCL when the program is built
+ *                 with -cl-fp32-correctly-rounded-divide-sqrt; otherwise OpenCL 1.2 allows 2.5 ulp
+ *   SQRT_RN(a)    binary32 sqrt(a): as DIV_RN (OpenCL 1.2 allows 3 ulp without that option)
+ *   OpenCL C may contract a * b + c into one fma by default; FP_CONTRACT is switched off below, so every kernel's
+ *   arithmetic is the sequence of roundings its source shows, as on CUDA with the _rn intrinsics and on the CPU.
  */
 #ifndef NATIVETENSOR_DIALECT_H
 #define NATIVETENSOR_DIALECT_H
@@ -49,8 +55,11 @@ typedef ulong u64;
 #define AS_FLOAT(x) as_float((uint)(x))
 #define AS_UINT(f) as_uint((float)(f))
 
-/* OpenCL C never contracts a lone multiply, and without -cl-mad-enable nothing else either. */
+#pragma OPENCL FP_CONTRACT OFF
 #define MUL_RN(a, b) ((a) * (b))
+#define ADD_RN(a, b) ((a) + (b))
+#define DIV_RN(a, b) ((a) / (b))
+#define SQRT_RN(a) sqrt(a)
 
 #else /* CUDA C++ under NVRTC */
 
@@ -83,6 +92,9 @@ __device__ __forceinline__ unsigned int nt_dim(dim3 v, int d) { return d == 0 ? 
 #define AS_UINT(f) __float_as_uint((float)(f))
 
 #define MUL_RN(a, b) __fmul_rn((a), (b))
+#define ADD_RN(a, b) __fadd_rn((a), (b))
+#define DIV_RN(a, b) __fdiv_rn((a), (b))
+#define SQRT_RN(a) __fsqrt_rn(a)
 
 #endif
 

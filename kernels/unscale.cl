@@ -70,3 +70,33 @@ KERNEL void unscale_bf16(GLOBAL ushort* RESTRICT data, i64 count, uint scale_bit
     }
     if (seen) *found = 1u;
 }
+
+/*
+ * find_non_finite_*: the check alone, read-only, for optimizers that fold the unscale into their own step and for
+ * Float16 gradients (which UnscaleAndCheck refuses). Same flag protocol, launch and bounds as the unscale kernels:
+ * *found = 1 when any of the count elements is NaN or ±Inf
+ * (one element per loop turn: the bytes read, not the instructions, bound this kernel).
+ */
+KERNEL void find_non_finite_f32(GLOBAL const uint* RESTRICT data, i64 count, GLOBAL uint* RESTRICT found)
+{
+    const i64 step = (i64)LSIZE(0) * NGROUPS(0);
+    uint seen = 0u;
+    for (i64 i = GID(0); i < count; i += step) seen |= nt_non_finite(data[i]);
+    if (seen) *found = 1u;
+}
+
+KERNEL void find_non_finite_f16(GLOBAL const ushort* RESTRICT data, i64 count, GLOBAL uint* RESTRICT found)
+{
+    const i64 step = (i64)LSIZE(0) * NGROUPS(0);
+    uint seen = 0u;
+    for (i64 i = GID(0); i < count; i += step) seen |= (uint)((data[i] & 0x7C00u) == 0x7C00u);
+    if (seen) *found = 1u;
+}
+
+KERNEL void find_non_finite_bf16(GLOBAL const ushort* RESTRICT data, i64 count, GLOBAL uint* RESTRICT found)
+{
+    const i64 step = (i64)LSIZE(0) * NGROUPS(0);
+    uint seen = 0u;
+    for (i64 i = GID(0); i < count; i += step) seen |= (uint)((data[i] & 0x7F80u) == 0x7F80u);
+    if (seen) *found = 1u;
+}

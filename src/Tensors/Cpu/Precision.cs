@@ -118,7 +118,7 @@ internal static unsafe class PrecisionKernels
     // The rules of SingleToHalf and HalfToSingle above, lane-wise: every case computed, the right one selected.
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TVector SingleToHalf<TLanes, TVector>(TVector bits) where TLanes : IUIntLanes<TVector> where TVector : struct
+    internal static TVector SingleToHalf<TLanes, TVector>(TVector bits) where TLanes : IUIntLanes<TVector> where TVector : struct
     {
         TVector sign = TLanes.And(TLanes.ShiftRight(bits, 16), TLanes.Splat(0x8000));
         TVector a = TLanes.And(bits, TLanes.Splat(0x7FFF_FFFF));
@@ -132,7 +132,7 @@ internal static unsafe class PrecisionKernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TVector HalfToSingle<TLanes, TVector>(TVector half) where TLanes : IUIntLanes<TVector> where TVector : struct
+    internal static TVector HalfToSingle<TLanes, TVector>(TVector half) where TLanes : IUIntLanes<TVector> where TVector : struct
     {
         TVector sign = TLanes.ShiftLeft(TLanes.And(half, TLanes.Splat(0x8000)), 16);
         TVector em = TLanes.And(half, TLanes.Splat(0x7FFF));
@@ -146,7 +146,7 @@ internal static unsafe class PrecisionKernels
 
     /// <summary><see cref="BFloat16.RoundBits"/>, lane-wise.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static TVector SingleToBFloat16<TLanes, TVector>(TVector bits) where TLanes : IUIntLanes<TVector> where TVector : struct
+    internal static TVector SingleToBFloat16<TLanes, TVector>(TVector bits) where TLanes : IUIntLanes<TVector> where TVector : struct
     {
         TVector upper = TLanes.ShiftRight(bits, 16);
         TVector rounded = TLanes.ShiftRight(TLanes.Add(TLanes.Add(bits, TLanes.Splat(0x7FFF)), TLanes.And(upper, TLanes.Splat(1))), 16);

@@ -34,6 +34,10 @@ internal unsafe interface IUIntLanes<TVector> where TVector : struct
     static abstract TVector SubtractAsSingle(TVector left, TVector right);
     /// <summary>The lanes as binary32, multiplied in floating point (round to nearest even), back as bits.</summary>
     static abstract TVector MultiplyAsSingle(TVector left, TVector right);
+    /// <summary>The lanes as binary32, divided in floating point (correctly rounded), back as bits.</summary>
+    static abstract TVector DivideAsSingle(TVector left, TVector right);
+    /// <summary>The lanes as binary32, their square roots (correctly rounded), back as bits.</summary>
+    static abstract TVector SqrtAsSingle(TVector value);
     /// <summary>Whether any lane is non-zero (for masks: whether any lane is set).</summary>
     static abstract bool AnyNonZero(TVector value);
 }
@@ -57,6 +61,8 @@ internal readonly unsafe struct Lanes512 : IUIntLanes<Vector512<uint>>
     public static Vector512<uint> AddAsSingle(Vector512<uint> left, Vector512<uint> right) => (left.AsSingle() + right.AsSingle()).AsUInt32();
     public static Vector512<uint> SubtractAsSingle(Vector512<uint> left, Vector512<uint> right) => (left.AsSingle() - right.AsSingle()).AsUInt32();
     public static Vector512<uint> MultiplyAsSingle(Vector512<uint> left, Vector512<uint> right) => (left.AsSingle() * right.AsSingle()).AsUInt32();
+    public static Vector512<uint> DivideAsSingle(Vector512<uint> left, Vector512<uint> right) => (left.AsSingle() / right.AsSingle()).AsUInt32();
+    public static Vector512<uint> SqrtAsSingle(Vector512<uint> value) => Vector512.Sqrt(value.AsSingle()).AsUInt32();
     public static bool AnyNonZero(Vector512<uint> value) => value != Vector512<uint>.Zero;
 }
 
@@ -79,6 +85,8 @@ internal readonly unsafe struct Lanes256 : IUIntLanes<Vector256<uint>>
     public static Vector256<uint> AddAsSingle(Vector256<uint> left, Vector256<uint> right) => (left.AsSingle() + right.AsSingle()).AsUInt32();
     public static Vector256<uint> SubtractAsSingle(Vector256<uint> left, Vector256<uint> right) => (left.AsSingle() - right.AsSingle()).AsUInt32();
     public static Vector256<uint> MultiplyAsSingle(Vector256<uint> left, Vector256<uint> right) => (left.AsSingle() * right.AsSingle()).AsUInt32();
+    public static Vector256<uint> DivideAsSingle(Vector256<uint> left, Vector256<uint> right) => (left.AsSingle() / right.AsSingle()).AsUInt32();
+    public static Vector256<uint> SqrtAsSingle(Vector256<uint> value) => Vector256.Sqrt(value.AsSingle()).AsUInt32();
     public static bool AnyNonZero(Vector256<uint> value) => value != Vector256<uint>.Zero;
 }
 
@@ -101,5 +109,7 @@ internal readonly unsafe struct Lanes128 : IUIntLanes<Vector128<uint>>
     public static Vector128<uint> AddAsSingle(Vector128<uint> left, Vector128<uint> right) => (left.AsSingle() + right.AsSingle()).AsUInt32();
     public static Vector128<uint> SubtractAsSingle(Vector128<uint> left, Vector128<uint> right) => (left.AsSingle() - right.AsSingle()).AsUInt32();
     public static Vector128<uint> MultiplyAsSingle(Vector128<uint> left, Vector128<uint> right) => (left.AsSingle() * right.AsSingle()).AsUInt32();
+    public static Vector128<uint> DivideAsSingle(Vector128<uint> left, Vector128<uint> right) => (left.AsSingle() / right.AsSingle()).AsUInt32();
+    public static Vector128<uint> SqrtAsSingle(Vector128<uint> value) => Vector128.Sqrt(value.AsSingle()).AsUInt32();
     public static bool AnyNonZero(Vector128<uint> value) => value != Vector128<uint>.Zero;
 }

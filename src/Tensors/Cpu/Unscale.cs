@@ -26,6 +26,70 @@ internal static unsafe class UnscaleKernels
         return nonFinite;
     }
 
+    /// <summary>
+    /// Whether any of <paramref name="count"/> Float32, Float16 or BFloat16 elements is NaN or ±Inf (its exponent field
+    /// all ones), read-only, over all cores when large. Each 32-bit word is tested against two exponent masks, so one
+    /// test covers a Float32 element or two 16-bit ones.
+    /// </summary>
+    public static bool FindNonFinite(byte* data, DType dtype, long count, SimdWidth width)
+    {
+        (uint low, uint high) = dtype switch
+        {
+            DType.Float32 => (0x7F80_0000u, 0x7F80_0000u),
+            DType.Float16 => (0x0000_7C00u, 0x7C00_0000u),
+            DType.BFloat16 => (0x0000_7F80u, 0x7F80_0000u),
+            _ => throw new ArgumentException($"no non-finite check for {dtype}", nameof(dtype)),
+        };
+        long bytes = count * dtype.SizeOf();
+        long words = bytes / 4;
+        // An odd 16-bit element after the last whole word: its exponent sits in the low half.
+        if (bytes % 4 != 0 && (*(ushort*)(data + bytes - 2) & low) == low) return true;
+        nint d = (nint)data;
+        int parts = CpuParallel.Parts(words * 4, BlockCopy.ParallelThreshold);
+        bool nonFinite = false;
+        CpuParallel.For(parts, words, (start, end) =>
+        {
+            if (FindNonFinite((uint*)d, start, end, low, high, width)) nonFinite = true;
+        });
+        return nonFinite;
+    }
+
+    private static bool FindNonFinite(uint* words, long start, long end, uint low, uint high, SimdWidth width) => width switch
+    {
+        SimdWidth.V512 => FindNonFinite<Lanes512, Vector512<uint>>(words, start, end, low, high),
+        SimdWidth.V256 => FindNonFinite<Lanes256, Vector256<uint>>(words, start, end, low, high),
+        SimdWidth.V128 => FindNonFinite<Lanes128, Vector128<uint>>(words, start, end, low, high),
+        _ => FindNonFiniteScalar(words, start, end, low, high),
+    };
+
+    /// <summary>Four vectors a turn, stopping at the first turn that saw one; the tail by the scalar rule.</summary>
+    private static bool FindNonFinite<TLanes, TVector>(uint* words, long start, long end, uint low, uint high)
+        where TLanes : IUIntLanes<TVector> where TVector : struct
+    {
+        int n = TLanes.Count;
+        TVector lowMask = TLanes.Splat(low), lowBelow = TLanes.Splat(low - 1);
+        TVector highMask = TLanes.Splat(high), highBelow = TLanes.Splat(high - 1);
+        long i = start;
+        for (; i + 4 * n <= end; i += 4 * n)
+        {
+            TVector seen = TLanes.Splat(0);
+            for (int k = 0; k < 4; k++)
+            {
+                TVector w = TLanes.Load(words + i + k * n);
+                seen = TLanes.Or(seen, TLanes.Or(TLanes.GreaterThan(TLanes.And(w, lowMask), lowBelow), TLanes.GreaterThan(TLanes.And(w, highMask), highBelow)));
+            }
+            if (TLanes.AnyNonZero(seen)) return true;
+        }
+        return FindNonFiniteScalar(words, i, end, low, high);
+    }
+
+    private static bool FindNonFiniteScalar(uint* words, long start, long end, uint low, uint high)
+    {
+        for (long i = start; i < end; i++)
+            if ((words[i] & low) == low || (words[i] & high) == high) return true;
+        return false;
+    }
+
     private static bool Range(byte* data, DType dtype, long start, long end, float inverseScale, SimdWidth width) => dtype == DType.Float32
         ? Widths<SingleStep>(data, start, end, inverseScale, width)
         : Widths<BFloat16Step>(data, start, end, inverseScale, width);

@@ -93,6 +93,22 @@ internal abstract class Backend : IDisposable
     /// </summary>
     public abstract bool UnscaleAndCheck(IReadOnlyList<(DeviceBuffer Buffer, DType DType, long Count)> gradients, float inverseScale);
 
+    /// <summary>
+    /// Whether any element of any tensor is NaN or ±Inf (Float32, Float16 or BFloat16), reading each once and writing
+    /// nothing; a device backend keeps one flag for the whole list and reads it back once.
+    /// </summary>
+    public abstract bool FindNonFinite(IReadOnlyList<(DeviceBuffer Buffer, DType DType, long Count)> tensors);
+
+    /// <summary>
+    /// One fused AdamW step in place over <see cref="StepBuffers.Count"/> elements, in the operation order of
+    /// <see cref="AdamWConstants"/>: reads parameters, gradient and both moments once, writes parameters, moments and
+    /// (when set) the working copy, rounded as <see cref="Reference.PrecisionReference.Convert"/> does.
+    /// </summary>
+    public abstract void AdamWStep(in StepBuffers buffers, in AdamWConstants constants);
+
+    /// <summary>One fused SGD-with-momentum step in place, in the operation order of <see cref="SgdConstants"/>.</summary>
+    public abstract void SgdStep(in StepBuffers buffers, in SgdConstants constants);
+
     /// <summary>Called by a buffer when it comes to life, to keep the leak counters.</summary>
     internal void Track(long bytes)
     {
@@ -147,6 +163,44 @@ internal abstract class Backend : IDisposable
         DType.Float32 => "unscale_f32",
         DType.BFloat16 => "unscale_bf16",
         _ => throw new ArgumentException($"no unscale kernel for {dtype}: gradients are Float32 or BFloat16", nameof(dtype)),
+    };
+
+    private static readonly string[] StepKernelNames =
+        [.. from optimizer in new[] { "adamw", "sgd" }
+            from gradient in new[] { "f32", "f16", "bf16" }
+            from working in new[] { "none", "f16", "bf16" }
+            select $"{optimizer}_{gradient}_to_{working}"];
+
+    /// <summary>
+    /// The entry point of <c>kernels/optimizer_steps.cl</c>, e.g. <c>adamw_bf16_to_f16</c>: the optimizer, the gradient's
+    /// dtype and the working copy's (<c>none</c> without one), shared by the device backends; names are built once.
+    /// </summary>
+    internal static string StepKernel(bool adamW, DType gradient, DType? working)
+    {
+        int g = gradient switch
+        {
+            DType.Float32 => 0,
+            DType.Float16 => 1,
+            DType.BFloat16 => 2,
+            _ => throw new ArgumentException($"no optimizer step for a {gradient} gradient", nameof(gradient)),
+        };
+        int w = working switch
+        {
+            null => 0,
+            DType.Float16 => 1,
+            DType.BFloat16 => 2,
+            _ => throw new ArgumentException($"no optimizer step writing a {working} working copy", nameof(working)),
+        };
+        return StepKernelNames[(adamW ? 0 : 9) + 3 * g + w];
+    }
+
+    /// <summary>The entry point of <c>kernels/unscale.cl</c> that looks for NaN and ±Inf in <paramref name="dtype"/>.</summary>
+    internal static string NonFiniteKernel(DType dtype) => dtype switch
+    {
+        DType.Float32 => "find_non_finite_f32",
+        DType.Float16 => "find_non_finite_f16",
+        DType.BFloat16 => "find_non_finite_bf16",
+        _ => throw new ArgumentException($"no non-finite check for {dtype}: Float32, Float16 or BFloat16", nameof(dtype)),
     };
 
     /// <summary>Releases the device's context and cached kernels; live buffers keep what they need.</summary>

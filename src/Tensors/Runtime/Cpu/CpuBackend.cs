@@ -126,6 +126,42 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
         return nonFinite;
     }
 
+    public override bool FindNonFinite(IReadOnlyList<(DeviceBuffer Buffer, DType DType, long Count)> tensors)
+    {
+        foreach ((DeviceBuffer buffer, DType dtype, long count) in tensors)
+        {
+            using var data = new Lease(buffer);
+            if (UnscaleKernels.FindNonFinite(At(buffer, 0, count * dtype.SizeOf()), dtype, count, Simd)) return true;
+        }
+        return false;
+    }
+
+    public override void AdamWStep(in StepBuffers buffers, in AdamWConstants constants)
+    {
+        using var parameters = new Lease(buffers.Parameters);
+        using var gradient = new Lease(buffers.Gradient);
+        using var first = new Lease(buffers.FirstState);
+        using var second = buffers.SecondState is null ? default : new Lease(buffers.SecondState);
+        using var working = buffers.Working is null ? default : new Lease(buffers.Working);
+        long n = buffers.Count;
+        OptimizerStepKernels.AdamW(At(buffers.Parameters, 0, n * 4), At(buffers.Gradient, 0, n * buffers.GradientType.SizeOf()),
+            buffers.GradientType, At(buffers.FirstState, 0, n * 4), At(buffers.SecondState!, 0, n * 4),
+            buffers.Working is null ? null : At(buffers.Working, 0, n * 2), buffers.WorkingType, n, constants, Simd);
+    }
+
+    public override void SgdStep(in StepBuffers buffers, in SgdConstants constants)
+    {
+        using var parameters = new Lease(buffers.Parameters);
+        using var gradient = new Lease(buffers.Gradient);
+        using var first = new Lease(buffers.FirstState);
+        using var second = buffers.SecondState is null ? default : new Lease(buffers.SecondState);
+        using var working = buffers.Working is null ? default : new Lease(buffers.Working);
+        long n = buffers.Count;
+        OptimizerStepKernels.Sgd(At(buffers.Parameters, 0, n * 4), At(buffers.Gradient, 0, n * buffers.GradientType.SizeOf()),
+            buffers.GradientType, At(buffers.FirstState, 0, n * 4),
+            buffers.Working is null ? null : At(buffers.Working, 0, n * 2), buffers.WorkingType, n, constants, Simd);
+    }
+
     /// <summary>The address of <paramref name="offset"/> in a buffer the caller holds a <see cref="Lease"/> on, after checking that <paramref name="length"/> bytes fit there.</summary>
     private static byte* At(DeviceBuffer buffer, long offset, long length)
     {
