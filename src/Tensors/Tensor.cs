@@ -78,6 +78,27 @@ public sealed class Tensor : IDisposable
         return Allocate(dtype, CheckShape(shape), device ?? Device.Default);
     }
 
+    /// <summary>A new tensor of zeros (all bits clear: +0 for every floating-point dtype).</summary>
+    /// <exception cref="ArgumentException">An extent is negative, or the byte count overflows.</exception>
+    /// <exception cref="NativeTensorException">The device is out of memory.</exception>
+    public static Tensor Zeros(DType dtype, IReadOnlyList<long> shape, Device? device = null)
+    {
+        Tensor tensor = Empty(dtype, shape, device);
+        try
+        {
+            // A bounded block of zeros written repeatedly: no host array the size of the tensor.
+            ReadOnlySpan<byte> zeros = new byte[(int)Math.Min(tensor.ByteCount, 1 << 20)];
+            for (long offset = 0; offset < tensor.ByteCount; offset += zeros.Length)
+                tensor.Device.Backend.Write(tensor.Buffer, offset, zeros[..(int)Math.Min(zeros.Length, tensor.ByteCount - offset)]);
+            return tensor;
+        }
+        catch
+        {
+            tensor.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>A new tensor with the same shape and contents on <paramref name="device"/> (a copy even when it is this device).</summary>
     public Tensor To(Device device)
     {

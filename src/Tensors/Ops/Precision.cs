@@ -98,6 +98,36 @@ public static class Precision
         return device!.Backend.UnscaleAndCheck(work, inverseScale);
     }
 
+    /// <summary>
+    /// Whether any element of any tensor is NaN or ±Inf: a read-only pass with one device flag and one read-back for the
+    /// whole list. The check an optimizer makes before a step that folds the unscale into its own pass (see
+    /// <see cref="OptimizerSteps"/>); unlike <see cref="UnscaleAndCheck"/>, Float16 tensors are accepted.
+    /// </summary>
+    /// <param name="tensors">Float32, Float16 or BFloat16 tensors, all on one device (a tensor may repeat: nothing is written).</param>
+    /// <returns>True iff some element is NaN or ±Inf; false for an empty list.</returns>
+    /// <exception cref="ArgumentNullException">tensors or one of its elements is null.</exception>
+    /// <exception cref="ObjectDisposedException">A tensor was disposed.</exception>
+    /// <exception cref="ArgumentException">A tensor is not floating-point, or is on another device than tensors[0].</exception>
+    public static bool FindNonFinite(IReadOnlyList<Tensor> tensors)
+    {
+        ArgumentNullException.ThrowIfNull(tensors);
+        if (tensors.Count == 0) return false;
+        var work = new (Runtime.DeviceBuffer Buffer, DType DType, long Count)[tensors.Count];
+        Device? device = null;
+        for (int i = 0; i < tensors.Count; i++)
+        {
+            Tensor tensor = tensors[i] ?? throw new ArgumentNullException(nameof(tensors), $"tensors[{i}] is null");
+            ObjectDisposedException.ThrowIf(tensor.IsDisposed, tensor);
+            if (!IsFloatingPoint(tensor.DType))
+                throw new ArgumentException($"tensors[{i}] is {tensor.DType}: must be Float32, Float16 or BFloat16", nameof(tensors));
+            device ??= tensor.Device;
+            if (tensor.Device != device)
+                throw new ArgumentException($"tensors[{i}] is on {tensor.Device} but tensors[0] is on {device}: all must be on one device", nameof(tensors));
+            work[i] = (tensor.Buffer, tensor.DType, tensor.ElementCount);
+        }
+        return device!.Backend.FindNonFinite(work);
+    }
+
     /// <summary>True for the dtypes <see cref="Convert"/> moves between.</summary>
     public static bool IsFloatingPoint(DType dtype) => dtype is DType.Float32 or DType.Float16 or DType.BFloat16;
 
