@@ -38,6 +38,8 @@ internal sealed unsafe partial class OpenClBackend : Backend
         AddressBits = addressBits;
         _session = new Lazy<Session>(() => Session.Open(_platform, _device), LazyThreadSafetyMode.ExecutionAndPublication);
         _keepsSubnormals = new Lazy<bool>(() => (DeviceValue(_device, OpenClNative.DeviceSingleFpConfig, sizeof(ulong)) & OpenClNative.FpDenorm) != 0);
+        _roundsDivideAndSqrtCorrectly = new Lazy<bool>(() =>
+            (DeviceValue(_device, OpenClNative.DeviceSingleFpConfig, sizeof(ulong)) & OpenClNative.FpCorrectlyRoundedDivideSqrt) != 0);
     }
 
     /// <inheritdoc/>
@@ -65,6 +67,15 @@ internal sealed unsafe partial class OpenClBackend : Backend
     internal bool KeepsSubnormals => _keepsSubnormals.Value;
 
     private readonly Lazy<bool> _keepsSubnormals;
+
+    /// <summary>
+    /// <c>CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT</c> in <c>CL_DEVICE_SINGLE_FP_CONFIG</c>: only then may a program be built
+    /// with <c>-cl-fp32-correctly-rounded-divide-sqrt</c>; without it OpenCL 1.2 allows binary32 divide 2.5 ulp and sqrt
+    /// 3 ulp, and ops that divide or take roots (AdamWStep) are bit-exact only by the device's grace.
+    /// </summary>
+    internal bool RoundsDivideAndSqrtCorrectly => _roundsDivideAndSqrtCorrectly.Value;
+
+    private readonly Lazy<bool> _roundsDivideAndSqrtCorrectly;
 
     private QueueHandle Queue => Open().Queue;
 

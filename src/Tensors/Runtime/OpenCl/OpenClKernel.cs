@@ -94,7 +94,7 @@ internal sealed unsafe class OpenClKernel : IDisposable
     public void Dispose() => _handle.Dispose();
 }
 
-/// <summary>One kernel argument: a buffer (passed as its <c>cl_mem</c>) or a 32- or 64-bit scalar, matching the kernel's <c>int</c> / <c>i64</c>.</summary>
+/// <summary>One kernel argument: a buffer (passed as its <c>cl_mem</c>) or a 32- or 64-bit scalar, matching the kernel's <c>int</c> or <c>uint</c> / <c>i64</c>.</summary>
 internal readonly unsafe struct KernelArgument
 {
     private readonly long _value;
@@ -114,6 +114,9 @@ internal readonly unsafe struct KernelArgument
     public static implicit operator KernelArgument(MemHandle buffer) => new(buffer, 0, IntPtr.Size);
     public static implicit operator KernelArgument(long value) => new(null, value, sizeof(long));
     public static implicit operator KernelArgument(int value) => new(null, value, sizeof(int));
+
+    // Without this a uint (a float's bits) would bind to the long conversion and be set as 8 bytes: CL_INVALID_ARG_SIZE.
+    public static implicit operator KernelArgument(uint value) => new(null, unchecked((int)value), sizeof(uint));
 
     /// <summary>Calls <c>clSetKernelArg</c>; the caller holds a reference on <see cref="Buffer"/>.</summary>
     public int Set(KernelHandle kernel, uint index)

@@ -20,6 +20,7 @@ internal static unsafe partial class OpenClNative
     public const uint DeviceAddressBits = 0x100D;
     public const uint DeviceSingleFpConfig = 0x101B;
     public const ulong FpDenorm = 1 << 0;
+    public const ulong FpCorrectlyRoundedDivideSqrt = 1 << 7;
     public const uint DeviceMaxMemAllocSize = 0x1010;
     public const uint DeviceGlobalMemSize = 0x101F;
     public const uint DeviceAvailable = 0x1027;
