@@ -20,6 +20,13 @@ public static class TestTensors
         return tensor;
     }
 
+    /// <summary>A copy of <paramref name="data"/> on <paramref name="device"/>, with no host tensor left behind.</summary>
+    public static Tensor OnDevice(float[] data, long[] shape, Device device)
+    {
+        using Tensor host = Tensor.FromArray(data, shape);
+        return host.To(device);
+    }
+
     /// <summary>The tensor's bytes, copied to the host.</summary>
     public static byte[] Bytes(Tensor tensor)
     {

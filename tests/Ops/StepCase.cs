@@ -50,7 +50,7 @@ public sealed record StepCase(
         Bounded[] bp = [.. initial.Select(x => StepErrorBound.Exactly(x))];
         Bounded[] bFirst = new Bounded[Length], bSecond = new Bounded[Length];
         long[] shape = [Length];
-        using Tensor parameters = Tensor.FromArray(initial, shape).To(device);
+        using Tensor parameters = OnDevice(initial, shape, device);
         using Tensor firstState = Tensor.Zeros(DType.Float32, shape, device);
         using Tensor secondState = Tensor.Zeros(DType.Float32, shape, device);
         using Tensor? working = Working is { } w ? Poisoned(w, shape, device) : null;

@@ -89,10 +89,11 @@ public static class OptimizerSteps
                 throw new ArgumentException($"working is {working.DType}: a working copy is Float16 or BFloat16 (Float32 training updates parameters alone)", nameof(working));
         }
         Tensor?[] all = [parameters, gradient, first, second, working];
-        for (int i = 0; i < all.Length; i++)
-            for (int j = i + 1; j < all.Length; j++)
-                if (all[i] is not null && ReferenceEquals(all[i], all[j]))
-                    throw new ArgumentException($"one tensor is passed as two of parameters, gradient, {firstName}, secondMoment and working: each must be its own", nameof(parameters));
+        string[] names = [nameof(parameters), nameof(gradient), firstName, "secondMoment", nameof(working)];
+        for (int j = 1; j < all.Length; j++)
+            for (int i = 0; i < j; i++)
+                if (all[j] is not null && ReferenceEquals(all[i], all[j]))
+                    throw new ArgumentException($"{names[j]} is the same tensor as {names[i]}: each must be its own", names[j]);
         return new StepBuffers(parameters.Buffer, gradient.Buffer, gradient.DType, first.Buffer, second?.Buffer,
             working?.Buffer, working?.DType ?? DType.Float16, parameters.ElementCount);
     }

@@ -138,6 +138,8 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
 
     public override void AdamWStep(in StepBuffers buffers, in AdamWConstants constants)
     {
+        DeviceBuffer secondState = buffers.SecondState
+            ?? throw new ArgumentException("AdamW needs a second-moment buffer (SecondState is null)", nameof(buffers));
         using var parameters = new Lease(buffers.Parameters);
         using var gradient = new Lease(buffers.Gradient);
         using var first = new Lease(buffers.FirstState);
@@ -145,7 +147,7 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
         using var working = buffers.Working is null ? default : new Lease(buffers.Working);
         long n = buffers.Count;
         OptimizerStepKernels.AdamW(At(buffers.Parameters, 0, n * 4), At(buffers.Gradient, 0, n * buffers.GradientType.SizeOf()),
-            buffers.GradientType, At(buffers.FirstState, 0, n * 4), At(buffers.SecondState!, 0, n * 4),
+            buffers.GradientType, At(buffers.FirstState, 0, n * 4), At(secondState, 0, n * 4),
             buffers.Working is null ? null : At(buffers.Working, 0, n * 2), buffers.WorkingType, n, constants, Simd);
     }
 
