@@ -86,6 +86,7 @@ internal static partial class Program
         var rows = new List<Row>();
         var conversions = new List<ConversionRow>();
         var unscales = new List<ConversionRow>();
+        var steps = new List<ConversionRow>();
         MemoryResult? memory = null;
         if (options.Command is "all" or "validate")
         {
@@ -99,6 +100,8 @@ internal static partial class Program
                 failed |= conversionFailed;
                 (unscales, bool unscaleFailed) = Unscale.Run(passed, plan, report);
                 failed |= unscaleFailed;
+                (steps, bool stepFailed) = OptimizerSteps.Run(passed, plan, report);
+                failed |= stepFailed;
             }
         }
         if (options.Command is "all" or "memory")
@@ -122,6 +125,7 @@ internal static partial class Program
             Targets.Print(rows, memory, report);
             Targets.PrintConversions(conversions, report);
             Targets.PrintUnscale(unscales, report);
+            Targets.PrintOptimizerSteps(steps, report);
         }
 
         string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices, options.Quick) : null);

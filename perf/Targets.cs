@@ -7,6 +7,7 @@ internal static class Targets
     private const double GatherOverNumpy = 1.2;
     private const double LazyOverEager = 0.95;
     private const double ConvertOverCopy = 0.85;
+    /// <summary>Unscale and optimizer steps: the share of a copy of the same bytes they must reach.</summary>
     private const double UnscaleOverCopy = 0.80;
 
     public static void Print(IReadOnlyList<Row> rows, MemoryResult? memory, Report report)
@@ -50,13 +51,20 @@ internal static class Targets
         }
     }
 
-    /// <summary>The unscale target on the CPU: at least 80% of the bandwidth its bytes imply, i.e. of a copy of the same bytes.</summary>
-    public static void PrintUnscale(IReadOnlyList<ConversionRow> rows, Report report)
+    /// <summary>The unscale target on the CPU and CUDA: at least 80% of the bandwidth its bytes imply, i.e. of a copy of the same bytes.</summary>
+    public static void PrintUnscale(IReadOnlyList<ConversionRow> rows, Report report) =>
+        PrintOverCopy(rows.Where(r => r.Op.StartsWith("unscale", StringComparison.Ordinal)), row => Unscale.CopyOf(row, rows), report);
+
+    /// <summary>The AdamW and SGD step targets, the same rule: at least 80% of a copy of the bytes the step reads and writes.</summary>
+    public static void PrintOptimizerSteps(IReadOnlyList<ConversionRow> rows, Report report) =>
+        PrintOverCopy(rows.Where(r => !r.Op.StartsWith("copy", StringComparison.Ordinal)), row => OptimizerSteps.CopyOf(row, rows), report);
+
+    private static void PrintOverCopy(IEnumerable<ConversionRow> rows, Func<ConversionRow, ConversionRow?> copyOf, Report report)
     {
-        foreach (ConversionRow row in rows.Where(r => r.Backend == Device.Cpu.Spec && r.Op.StartsWith("unscale", StringComparison.Ordinal)))
+        foreach (ConversionRow row in rows.Where(r => r.Backend == Device.Cpu.Spec || r.Backend.StartsWith("cuda", StringComparison.Ordinal)))
         {
-            if (Unscale.CopyOf(row, rows) is not { } copy) continue;
-            Say(report, $"cpu {row.Op} >= {UnscaleOverCopy * 100:F0}% of the bandwidth its bytes imply (copy of the same bytes)",
+            if (copyOf(row) is not { } copy) continue;
+            Say(report, $"{row.Backend} {row.Op} >= {UnscaleOverCopy * 100:F0}% of the bandwidth its bytes imply (copy of the same bytes)",
                 row.Gbps / copy.Gbps, UnscaleOverCopy, $"{row.Gbps:F1} / {copy.Gbps:F1} GB/s = {row.Gbps / copy.Gbps * 100:F0}%");
         }
     }
