@@ -31,6 +31,9 @@ internal static class OptimizerSteps
         report.Section("Optimizer steps: OptimizerSteps.AdamW / Sgd, MixedPrecisionOptimizer.Step");
         (List<ConversionRow> rows, bool failed) = ValidatedTiming.Run(devices, report, "optimizer steps, adamw + sgd",
             "(9 dtype pairs each, 3 steps of 4099 elements, bit-exact vs the cpu scalar kernel)", Validate, device => Time(device, plan));
+        // PyTorch on the same GPU, beside our CUDA rows (its unscale rows stand beside the Unscale section's).
+        foreach (Device cuda in devices.Where(d => d.Kind == DeviceKind.Cuda && rows.Any(r => r.Backend == d.Spec)))
+            rows.AddRange(Peers.TorchMixedPrecision(cuda, Elements, plan, report));
         Print(rows, report);
         return (rows, failed);
     }
@@ -136,8 +139,9 @@ internal static class OptimizerSteps
     }
 
     /// <summary>The copy row on the same device that moves as many bytes as <paramref name="row"/>.</summary>
+    /// <remarks>A peer's row ("cuda:0 torch 2.x") is measured against the copy of the device it ran on.</remarks>
     public static ConversionRow? CopyOf(ConversionRow row, IReadOnlyList<ConversionRow> rows) =>
-        rows.FirstOrDefault(r => r.Backend == row.Backend && r.MovedBytes == row.MovedBytes && r.Op.StartsWith("copy", StringComparison.Ordinal));
+        rows.FirstOrDefault(r => r.Backend == row.Backend.Split(' ')[0] && r.MovedBytes == row.MovedBytes && r.Op.StartsWith("copy", StringComparison.Ordinal));
 
     private static void Print(IReadOnlyList<ConversionRow> rows, Report report)
     {

@@ -28,18 +28,57 @@ internal static class Peers
     }
 
     /// <summary>PyTorch rows on <paramref name="cuda"/>, from the first of python3 on PATH and Debian's that imports torch.</summary>
-    public static List<Row> Torch(Device cuda, IReadOnlyList<CaseStarts> cases, RunPlan plan, Report report)
+    public static List<Row> Torch(Device cuda, IReadOnlyList<CaseStarts> cases, RunPlan plan, Report report) =>
+        TorchPython(report) is { } python
+            ? RunScript(python, "windows_torch.py", ["--device", $"cuda:{cuda.Index}"], cuda.Spec, cases, plan, report, "torch")
+            : [];
+
+    /// <summary>
+    /// PyTorch's unscale and AdamW step on <paramref name="cuda"/> (<c>peers/mixed_precision_torch.py</c>), as rows whose
+    /// op names say which of ours they stand beside; backend "<c>cuda:N torch V</c>".
+    /// </summary>
+    public static List<ConversionRow> TorchMixedPrecision(Device cuda, long elements, RunPlan plan, Report report)
+    {
+        if (TorchPython(report) is not { } python) return [];
+        string path = Path.Combine(AppContext.BaseDirectory, "peers", "mixed_precision_torch.py");
+        (int exit, string output, string error) = RunProcess(python,
+            [path, "--elements", $"{elements}", "--warmup", $"{plan.WarmupReps}", "--reps", $"{Math.Min(plan.Reps, 30)}", "--device", $"cuda:{cuda.Index}"], PeerTimeout);
+        if (exit != 0)
+        {
+            report.Line($"peer torch: not available (mixed_precision_torch.py exited {exit}: {LastLine(error)})");
+            return [];
+        }
+        try
+        {
+            using JsonDocument document = JsonDocument.Parse(output);
+            JsonElement root = document.RootElement;
+            string backend = $"{cuda.Spec} torch {root.GetProperty("version").GetString()}";
+            foreach (JsonProperty refusal in root.GetProperty("refused").EnumerateObject())
+                report.Line($"peer torch: {refusal.Name} refused: {refusal.Value.GetString()}");
+            return [.. root.GetProperty("rows").EnumerateArray().Select(r => new ConversionRow(
+                $"peer: torch {r.GetProperty("op").GetString()}", backend, elements * r.GetProperty("bytes_per_element").GetInt64(),
+                new Timing(r.GetProperty("median_s").GetDouble() * 1e3, r.GetProperty("min_s").GetDouble() * 1e3,
+                    r.GetProperty("max_s").GetDouble() * 1e3, r.GetProperty("reps").GetInt32())))];
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            report.Line($"peer torch: not available (mixed_precision_torch.py printed no readable result: {e.Message})");
+            return [];
+        }
+    }
+
+    /// <summary>The first of python3 on PATH and Debian's interpreter that imports torch; null (and a line saying why) if none does.</summary>
+    private static string? TorchPython(Report report)
     {
         var failures = new List<string>();
         foreach (string python in new[] { "python3", NumpyPython }.Distinct())
         {
             (int exit, _, string error) = RunProcess(python, ["-c", "import torch"], TimeSpan.FromMinutes(1));
-            if (exit == 0)
-                return RunScript(python, "windows_torch.py", ["--device", $"cuda:{cuda.Index}"], cuda.Spec, cases, plan, report, "torch");
+            if (exit == 0) return python;
             failures.Add($"{python} -c \"import torch\" exited {exit}: {LastLine(error)}");
         }
         report.Line($"peer torch: not available ({string.Join("; ", failures)})");
-        return [];
+        return null;
     }
 
     private static List<Row> RunScript(string python, string script, string[] extra, string ceiling,

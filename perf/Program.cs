@@ -126,6 +126,7 @@ internal static partial class Program
             Targets.PrintConversions(conversions, report);
             Targets.PrintUnscale(unscales, report);
             Targets.PrintOptimizerSteps(steps, report);
+            Targets.PrintTorch([.. unscales, .. steps], report);
         }
 
         string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices, options.Quick) : null);

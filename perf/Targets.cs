@@ -57,7 +57,18 @@ internal static class Targets
 
     /// <summary>The AdamW and SGD step targets, the same rule: at least 80% of a copy of the bytes the step reads and writes.</summary>
     public static void PrintOptimizerSteps(IReadOnlyList<ConversionRow> rows, Report report) =>
-        PrintOverCopy(rows.Where(r => !r.Op.StartsWith("copy", StringComparison.Ordinal)), row => OptimizerSteps.CopyOf(row, rows), report);
+        PrintOverCopy(rows.Where(r => !r.Op.StartsWith("copy", StringComparison.Ordinal) && !r.Op.StartsWith("peer", StringComparison.Ordinal)), row => OptimizerSteps.CopyOf(row, rows), report);
+
+    /// <summary>Our CUDA unscale and AdamW rows beside PyTorch's on the same GPU (no fixed target: the issue asks for the figures).</summary>
+    public static void PrintTorch(IReadOnlyList<ConversionRow> rows, Report report)
+    {
+        (string Ours, string Torch)[] pairs =
+            [("unscale: f32", "peer: torch unscale f32"), ("unscale: bf16", "peer: torch unscale bf16"), ("adamw: f32 grad, no working", "peer: torch adamw fused")];
+        foreach ((string ours, string torch) in pairs)
+            foreach (ConversionRow row in rows.Where(r => r.Op == ours && r.Backend.StartsWith("cuda", StringComparison.Ordinal)))
+                if (rows.FirstOrDefault(r => r.Op == torch && r.Backend.StartsWith(row.Backend + " torch", StringComparison.Ordinal)) is { } peer)
+                    report.Line($"info   {row.Backend} {ours} vs {peer.Op[6..]}: {row.Gbps:F0} / {peer.Gbps:F0} GB/s = {row.Gbps / peer.Gbps:F2}x");
+    }
 
     private static void PrintOverCopy(IEnumerable<ConversionRow> rows, Func<ConversionRow, ConversionRow?> copyOf, Report report)
     {
