@@ -109,6 +109,19 @@ internal abstract class Backend : IDisposable
     /// <summary>One fused SGD-with-momentum step in place, in the operation order of <see cref="SgdConstants"/>.</summary>
     public abstract void SgdStep(in StepBuffers buffers, in SgdConstants constants);
 
+    /// <summary>
+    /// <c>C = alpha * op(A) * op(B) + beta * C</c> (see <see cref="MatMulShape"/>), accumulating in Float32. When
+    /// <paramref name="beta"/> is 0, C is only written (a NaN already in C does not propagate), as in BLAS.
+    /// </summary>
+    public abstract void MatMul(in MatMulShape shape, float alpha, float beta);
+
+    /// <summary>
+    /// The symmetric rank-k update <c>C = alpha * A^T * A + beta * C</c>: A is [<paramref name="rows"/>,
+    /// <paramref name="columns"/>] row-major of <paramref name="aType"/> (any float dtype), C is Float32
+    /// [columns, columns], written in full (both triangles, bit-identical mirror images). beta 0 only writes C.
+    /// </summary>
+    public abstract void Syrk(DeviceBuffer a, DType aType, int rows, int columns, DeviceBuffer c, float alpha, float beta);
+
     /// <summary>Called by a buffer when it comes to life, to keep the leak counters.</summary>
     internal void Track(long bytes)
     {

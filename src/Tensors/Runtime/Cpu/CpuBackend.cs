@@ -164,6 +164,24 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
             buffers.Working is null ? null : At(buffers.Working, 0, n * 2), buffers.WorkingType, n, constants, Simd);
     }
 
+    public override void MatMul(in MatMulShape shape, float alpha, float beta)
+    {
+        using var a = new Lease(shape.A);
+        using var b = new Lease(shape.B);
+        using var c = new Lease(shape.C);
+        long aBytes = (long)shape.M * shape.K * shape.AType.SizeOf(), bBytes = (long)shape.K * shape.N * shape.BType.SizeOf();
+        LinalgKernels.MatMul(At(shape.A, 0, aBytes), shape.AType, shape.TransposeA, At(shape.B, 0, bBytes), shape.BType, shape.TransposeB,
+            (float*)At(shape.C, 0, (long)shape.M * shape.N * 4), shape.M, shape.N, shape.K, alpha, beta);
+    }
+
+    public override void Syrk(DeviceBuffer a, DType aType, int rows, int columns, DeviceBuffer c, float alpha, float beta)
+    {
+        using var input = new Lease(a);
+        using var output = new Lease(c);
+        LinalgKernels.Syrk(At(a, 0, (long)rows * columns * aType.SizeOf()), aType, rows, columns,
+            (float*)At(c, 0, (long)columns * columns * 4), alpha, beta);
+    }
+
     /// <summary>The address of <paramref name="offset"/> in a buffer the caller holds a <see cref="Lease"/> on, after checking that <paramref name="length"/> bytes fit there.</summary>
     private static byte* At(DeviceBuffer buffer, long offset, long length)
     {
