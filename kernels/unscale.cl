@@ -74,8 +74,8 @@ KERNEL void unscale_bf16(GLOBAL ushort* RESTRICT data, i64 count, uint scale_bit
 /*
  * find_non_finite_*: the check alone, read-only, for optimizers that fold the unscale into their own step and for
  * Float16 gradients (which UnscaleAndCheck refuses). Same flag protocol, launch and bounds as the unscale kernels:
- * *found = 1 when any of the count elements is NaN or ±Inf
- * (one element per loop turn: the bytes read, not the instructions, bound this kernel).
+ * *found = 1 when any of the count elements is NaN or ±Inf. One element per loop turn: the bytes read, not the
+ * instructions, bound this kernel.
  */
 KERNEL void find_non_finite_f32(GLOBAL const uint* RESTRICT data, i64 count, GLOBAL uint* RESTRICT found)
 {

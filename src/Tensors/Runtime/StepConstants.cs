@@ -4,8 +4,8 @@ namespace NativeTensor.Runtime;
 /// The buffers of one fused optimizer step over <see cref="Count"/> elements: Float32 parameters (the master weights),
 /// a gradient of any floating-point dtype, Float32 state (AdamW: first and second moments; SGD: the momentum buffer in
 /// <see cref="FirstState"/>), and, when <see cref="Working"/> is set, a Float16 or BFloat16 working copy rewritten from
-/// the new parameters in the same pass. Arguments arrive validated: distinct buffers of one backend, each holding at
-/// least <see cref="Count"/> elements.
+/// the new parameters in the same pass (<see cref="WorkingType"/> means nothing without it). Arguments arrive
+/// validated: distinct buffers of one backend, each holding at least <see cref="Count"/> elements.
 /// </summary>
 internal readonly record struct StepBuffers(
     DeviceBuffer Parameters, DeviceBuffer Gradient, DType GradientType, DeviceBuffer FirstState, DeviceBuffer? SecondState,
