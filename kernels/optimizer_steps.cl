@@ -6,8 +6,9 @@
  * Math:    AdamW (adamw_*) and SGD with momentum (sgd_*), per element, in binary32, in exactly the order of
  *          AdamWConstants and SgdConstants (src/Tensors/Runtime/StepConstants.cs), every operation rounded to nearest
  *          even and none fused (MUL_RN, ADD_RN, DIV_RN, SQRT_RN of dialect.h), so the CPU, CUDA and a correctly
- *          rounding OpenCL device compute the same bits. The host derives every constant in double and passes it as
- *          binary32 bits (a uint): bias corrections included, so no kernel calls pow.
+ *          rounding OpenCL device compute the same bits for every result that is not NaN (NaN payloads and signs
+ *          differ between CPUs and GPUs). The host derives every constant in double and passes it as binary32 bits
+ *          (a uint): bias corrections included, so no kernel calls pow.
  *          AdamW:  g = G * s;  m = b1 * m + c1 * g;  v = b2 * v + c2 * (g * g);
  *                  p = p * decay - step_size * (m / (sqrt(v) * inv_sqrt_c2 + eps))
  *          SGD:    g = G * s;  if (wd != 0) g = g + wd * p;  b = first ? g : mu * b + (1 - dampening) * g;

@@ -100,7 +100,7 @@ internal static partial class Program
                 failed |= conversionFailed;
                 (unscales, bool unscaleFailed) = Unscale.Run(passed, plan, report);
                 failed |= unscaleFailed;
-                (steps, bool stepFailed) = OptimizerSteps.Run(passed, plan, report);
+                (steps, bool stepFailed) = Optimizers.Run(passed, plan, report);
                 failed |= stepFailed;
             }
         }

@@ -57,7 +57,7 @@ internal static class Targets
 
     /// <summary>The AdamW and SGD step targets, the same rule: at least 80% of a copy of the bytes the step reads and writes.</summary>
     public static void PrintOptimizerSteps(IReadOnlyList<ConversionRow> rows, Report report) =>
-        PrintOverCopy(rows.Where(r => !r.Op.StartsWith("copy", StringComparison.Ordinal) && !r.Op.StartsWith("peer", StringComparison.Ordinal)), row => OptimizerSteps.CopyOf(row, rows), report);
+        PrintOverCopy(rows.Where(r => !r.Op.StartsWith("copy", StringComparison.Ordinal) && !r.Op.StartsWith("peer", StringComparison.Ordinal)), row => Optimizers.CopyOf(row, rows), report);
 
     /// <summary>Our CUDA unscale and AdamW rows beside PyTorch's on the same GPU (no fixed target: the issue asks for the figures).</summary>
     public static void PrintTorch(IReadOnlyList<ConversionRow> rows, Report report)

@@ -10,7 +10,10 @@ namespace NativeTensor.Training;
 /// </summary>
 /// <remarks>
 /// <para>With no scaler, gradients are taken as unscaled and a step with a non-finite gradient is still skipped
-/// (<see cref="DynamicLossScaler.Disabled"/>): a NaN never reaches the master weights.</para>
+/// (<see cref="DynamicLossScaler.Disabled"/>): a non-finite gradient never reaches the master weights. (Finite
+/// gradients can still overflow inside a step, for instance times an inverse scale above 1, as in PyTorch.)</para>
+/// <para>The optimizer updates its scaler itself, once per <see cref="Step"/>: give each optimizer its own scaler and
+/// do not call <see cref="DynamicLossScaler.Update"/> alongside it.</para>
 /// <para>With <c>workingType</c> Float32 there is no copy: <see cref="WorkingWeights"/> are the master weights.</para>
 /// <para>Not thread-safe: one training loop drives one optimizer.</para>
 /// </remarks>
@@ -31,8 +34,12 @@ public sealed class MixedPrecisionOptimizer : IDisposable
     /// <param name="options">AdamW's hyperparameters (validated here).</param>
     /// <param name="scaler">The loss scaler, or null for unscaled gradients (non-finite steps are still skipped).</param>
     /// <exception cref="ArgumentNullException">A list, an element of it, or options is null.</exception>
-    /// <exception cref="ArgumentException">A master weight is not Float32, is disposed, repeats, or is on another device; workingType is not floating-point.</exception>
-    /// <exception cref="ArgumentOutOfRangeException">An option is out of range.</exception>
+    /// <exception cref="ArgumentException">A master weight is not Float32, repeats, or is on another device; workingType is not floating-point.</exception>
+    /// <exception cref="ObjectDisposedException">A master weight was disposed.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or gives a step constant that is not a finite float.</exception>
+    /// <exception cref="NativeTensorException">The device cannot run the fused steps (an OpenCL device that flushes subnormals).</exception>
+    /// <remarks>The constructor runs one step on a one-element scratch weight on the masters' device: it builds the kernels
+    /// and proves the device and the options can run, so <see cref="Step"/> never fails halfway for those reasons.</remarks>
     public MixedPrecisionOptimizer(IReadOnlyList<Tensor> masterWeights, DType workingType, AdamWOptions options, DynamicLossScaler? scaler = null)
         : this(masterWeights, workingType, scaler, options ?? throw new ArgumentNullException(nameof(options)), null, states: 2)
     {
@@ -65,6 +72,7 @@ public sealed class MixedPrecisionOptimizer : IDisposable
             if (!seen.Add(weight))
                 throw new ArgumentException($"masterWeights[{i}] appears earlier in the list: it would be stepped twice", nameof(masterWeights));
         }
+        if (_master.Length > 0) Probe(_master[0].Device, workingType, adamW, sgd);
         _adamW = adamW;
         _sgd = sgd;
         WorkingType = workingType;
@@ -82,6 +90,19 @@ public sealed class MixedPrecisionOptimizer : IDisposable
             foreach (Tensor tensor in owned) tensor.Dispose();
             throw;
         }
+    }
+
+    /// <summary>One step of the options on a one-element scratch weight (step 1 has the largest constants) and one check.</summary>
+    private static void Probe(Device device, DType workingType, AdamWOptions? adamW, SgdOptions? sgd)
+    {
+        using Tensor p = Tensor.Zeros(DType.Float32, [1], device);
+        using Tensor g = Tensor.Zeros(DType.Float32, [1], device);
+        using Tensor m = Tensor.Zeros(DType.Float32, [1], device);
+        using Tensor v = Tensor.Zeros(DType.Float32, [1], device);
+        using Tensor? w = workingType == DType.Float32 ? null : Tensor.Zeros(workingType, [1], device);
+        _ = Precision.FindNonFinite([g]);
+        if (adamW is not null) OptimizerSteps.AdamW(p, g, m, v, adamW, 1, 1, w);
+        else OptimizerSteps.Sgd(p, g, m, sgd!, true, 1, w);
     }
 
     /// <summary>The Float32 master weights, in the order given (the caller's tensors).</summary>
@@ -121,13 +142,17 @@ public sealed class MixedPrecisionOptimizer : IDisposable
             throw new ArgumentException($"{gradients.Count} gradients for {_master.Length} master weights: one each, in the same order", nameof(gradients));
         var mine = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
         foreach (Tensor[]? group in new[] { _master, _working, _first, _second })
-            if (group is not null) mine.UnionWith(group);
+            if (group is not null)
+                foreach (Tensor tensor in group)
+                {
+                    ObjectDisposedException.ThrowIf(tensor.IsDisposed, tensor);   // e.g. a working weight disposed by the caller
+                    mine.Add(tensor);
+                }
         for (int i = 0; i < gradients.Count; i++)
         {
             Tensor gradient = gradients[i] ?? throw new ArgumentNullException(nameof(gradients), $"gradients[{i}] is null");
             ObjectDisposedException.ThrowIf(gradient.IsDisposed, gradient);
             Tensor master = _master[i];
-            ObjectDisposedException.ThrowIf(master.IsDisposed, master);
             if (!Precision.IsFloatingPoint(gradient.DType))
                 throw new ArgumentException($"gradients[{i}] is {gradient.DType}: must be Float32, Float16 or BFloat16", nameof(gradients));
             if (gradient.Device != master.Device)

@@ -165,6 +165,27 @@ public abstract class OptimizerStepsParityTests
         Assert.All(new[] { 0, 2, 4 }, i => Assert.True(float.IsFinite(after[i]) && after[i] != i + 1, $"weight {i} = {after[i]}"));
     }
 
+    /// <summary>
+    /// The sign of zero and the first-step seeding: a -0 gradient with weight decay 0 and -0 (both mean "none") seeds the
+    /// buffer with -0 exactly; an infinite weight with no decay stays infinite (0 * Inf is never formed); and a NaN-poisoned
+    /// momentum buffer is ignored on the first step.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Sgd_first_step_seeds_the_buffer_and_keeps_the_sign_of_zero(bool negativeZeroDecay)
+    {
+        double weightDecay = negativeZeroDecay ? -0.0 : 0.0;
+        Device device = Device;
+        using Tensor p = OnDevice([1f, float.PositiveInfinity, -2f], [3], device);
+        using Tensor g = OnDevice([-0f, 0.5f, -0.25f], [3], device);
+        using Tensor b = OnDevice([float.NaN, float.NaN, float.NaN], [3], device);
+        OptimizerSteps.Sgd(p, g, b, new SgdOptions { LearningRate = 0.5, WeightDecay = weightDecay }, firstStep: true);
+        Assert.Equal([0x8000_0000u, BitConverter.SingleToUInt32Bits(0.5f), BitConverter.SingleToUInt32Bits(-0.25f)],
+            b.ToArray<float>().Select(BitConverter.SingleToUInt32Bits));
+        Assert.Equal([1f, float.PositiveInfinity, -1.875f], p.ToArray<float>());
+    }
+
     public static TheoryData<DType, ulong> NonFiniteValues()
     {
         var data = new TheoryData<DType, ulong>();
@@ -200,11 +221,12 @@ public abstract class OptimizerStepsParityTests
     public void FindNonFinite_finds_one_special_value_anywhere(DType dtype, ulong special)
     {
         Device device = Device;
-        int[] lengths = [1, 2, 63, 257, 70_001];
+        // The last length is past the CPU's multi-core threshold (512 KiB), so the split is exercised too.
+        int[] lengths = [1, 2, 63, 257, dtype == DType.Float32 ? (1 << 17) + 1 : (1 << 18) + 1];
         var random = new Random((int)special);
         int size = dtype.SizeOf();
         for (int holder = 0; holder < lengths.Length; holder++)
-            foreach (int at in new[] { 0, lengths[holder] - 1, random.Next(lengths[holder]) })
+            foreach (int at in new[] { 0, lengths[holder] - 1, lengths[holder] / 2, random.Next(lengths[holder]) })
             {
                 byte[][] inputs = [.. lengths.Select(n => FiniteBytes(random, dtype, n))];
                 BitConverter.GetBytes(special).AsSpan(0, size).CopyTo(inputs[holder].AsSpan(at * size));

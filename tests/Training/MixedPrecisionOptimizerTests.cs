@@ -69,6 +69,7 @@ public abstract class MixedPrecisionOptimizerParityTests
                     gradients[k] = FromBytes(gradientType, shapes[k], device, bits);
                 }
                 byte[][] before = [.. masters.Select(Bytes)];
+                byte[][] workingBefore = [.. optimizer.WorkingWeights.Select(Bytes)];
                 bool stepped;
                 try
                 {
@@ -82,7 +83,11 @@ public abstract class MixedPrecisionOptimizerParityTests
                 if (!stepped)
                 {
                     Assert.Equal(scale / 2, scaler.Scale);
-                    for (int k = 0; k < masters.Length; k++) BitExact(before[k], Bytes(masters[k]), $"step {step} was skipped but weight {k} changed");
+                    for (int k = 0; k < masters.Length; k++)
+                    {
+                        BitExact(before[k], Bytes(masters[k]), $"step {step} was skipped but weight {k} changed");
+                        BitExact(workingBefore[k], Bytes(optimizer.WorkingWeights[k]), $"step {step} was skipped but working weight {k} changed");
+                    }
                     continue;
                 }
                 applied++;
@@ -175,6 +180,30 @@ public sealed class MixedPrecisionOptimizerRulesTests
         Assert.Throws<ArgumentException>(() => new MixedPrecisionOptimizer([a], DType.Int32, options));
         Assert.Throws<ArgumentOutOfRangeException>(() => new MixedPrecisionOptimizer([a], DType.BFloat16, options with { Beta2 = 1 }));
         Assert.Throws<ArgumentOutOfRangeException>(() => new MixedPrecisionOptimizer([a], DType.Float16, new SgdOptions { Momentum = 0 }));
+        // Valid in double, but lr / (1 - beta1) overflows float: refused at construction, not at the first Step.
+        Assert.Throws<ArgumentOutOfRangeException>(() => new MixedPrecisionOptimizer([a], DType.BFloat16, options with { LearningRate = 1e300, WeightDecay = 0 }));
+        a.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => new MixedPrecisionOptimizer([a], DType.BFloat16, options));
+    }
+
+    [Theory]
+    [InlineData("master")]
+    [InlineData("working")]
+    public void A_disposed_weight_is_refused_before_the_scaler_or_any_weight_changes(string which)
+    {
+        using Tensor w1 = Tensor.FromArray([1f, 2f, 3f], 3);
+        using Tensor w2 = Tensor.FromArray([0.5f, -0.5f], 2);
+        var scaler = new DynamicLossScaler(initialScale: 256, growthInterval: 1);
+        using var optimizer = new MixedPrecisionOptimizer([w1, w2], DType.Float16, new AdamWOptions(), scaler);
+        using Tensor g1 = Tensor.Zeros(DType.Float16, [3]);
+        using Tensor g2 = Tensor.Zeros(DType.Float16, [2]);
+        byte[] first = Bytes(w1), firstWorking = Bytes(optimizer.WorkingWeights[0]);
+        (which == "master" ? w2 : optimizer.WorkingWeights[1]).Dispose();
+        Assert.Throws<ObjectDisposedException>(() => optimizer.Step([g1, g2]));
+        Assert.Equal(256f, scaler.Scale);
+        Assert.Equal(0, scaler.GrowthTracker);
+        BitExact(first, Bytes(w1), "weight 0");
+        BitExact(firstWorking, Bytes(optimizer.WorkingWeights[0]), "working weight 0");
     }
 
     public static TheoryData<string, Type> StepRules() => new()

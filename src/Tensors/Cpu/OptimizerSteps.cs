@@ -8,7 +8,8 @@ namespace NativeTensor.Cpu;
 /// The fused optimizer steps on the CPU: AdamW and SGD with momentum, in place, one pass over the gradient, the Float32
 /// master weights and the state, writing the working copy in the same pass. The arithmetic is the binary32 sequence of
 /// <see cref="AdamWConstants"/> and <see cref="SgdConstants"/> (the JIT never fuses a multiply and an add), lane for
-/// lane the same in the vector and scalar paths, so every width gives the same bits as <c>kernels/optimizer_steps.cl</c>.
+/// lane the same in the vector and scalar paths, so every width gives the same bits as <c>kernels/optimizer_steps.cl</c>
+/// for every result that is not NaN (a NaN's payload and sign depend on the hardware).
 /// </summary>
 /// <remarks>
 /// Each element is read and written exactly once: the tail is done by the scalar rule, never by re-running an

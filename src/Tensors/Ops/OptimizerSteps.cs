@@ -6,9 +6,16 @@ namespace NativeTensor;
 /// Fused optimizer steps for mixed-precision training, in place: one pass reads the gradient, the Float32 master
 /// weights and the optimizer state once, and writes the weights, the state and an optional Float16/BFloat16 working
 /// copy once (four passes and a conversion, unfused). The gradient may still carry the loss scale: it is multiplied by
-/// <c>inverseScale</c> inside the same pass. Every backend computes the binary32 sequence documented on
-/// <see cref="AdamWOptions"/>/<see cref="SgdOptions"/> and in <c>kernels/optimizer_steps.cl</c>;
-/// <see cref="Reference.OptimizerStepsReference"/> is the math it approximates.
+/// <c>inverseScale</c> inside the same pass. <see cref="Reference.OptimizerStepsReference"/> is the math (in double);
+/// every backend computes this binary32 sequence, each operation rounded to nearest even and none fused, with constants
+/// derived in double and rounded once on the host, so backends agree bit for bit on every result that is not NaN
+/// (NaN payloads and signs differ between CPUs and GPUs):
+/// <code>
+/// AdamW: g = G * inverseScale;  m = b1 * m + (1 - b1) * g;  v = b2 * v + (1 - b2) * (g * g);
+///        p = p * (1 - lr * wd) - (lr / (1 - b1^t)) * (m / (sqrt(v) * (1 / sqrt(1 - b2^t)) + eps))
+/// SGD:   g = G * inverseScale;  if (wd != 0) g = g + wd * p;  b = first ? g : mu * b + (1 - dampening) * g;
+///        p = p - lr * (nesterov ? g + mu * b : b)
+/// </code>
 /// </summary>
 /// <remarks>
 /// A NaN or infinite gradient element is not special: it propagates into that element's weights and state, as in
@@ -52,7 +59,7 @@ public static class OptimizerSteps
     /// </summary>
     /// <param name="parameters">Float32 master weights, updated in place.</param>
     /// <param name="gradient">Float32, Float16 or BFloat16, the shape of <paramref name="parameters"/>; only read.</param>
-    /// <param name="momentumBuffer">Float32, same shape; not read when <paramref name="firstStep"/> (it is seeded then).</param>
+    /// <param name="momentumBuffer">Float32, same shape; its values are ignored when <paramref name="firstStep"/> (it is seeded then).</param>
     /// <param name="options">The hyperparameters (validated here).</param>
     /// <param name="firstStep">True on the first step, which seeds the momentum buffer with the gradient.</param>
     /// <param name="inverseScale">The loss scale's reciprocal, finite and &gt; 0; 1 for an unscaled gradient.</param>

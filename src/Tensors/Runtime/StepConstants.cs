@@ -14,8 +14,8 @@ internal readonly record struct StepBuffers(
 /// <summary>
 /// The float constants of one AdamW step (<see cref="AdamWOptions"/>' formula), each derived in double and rounded to
 /// float once on the host, so every backend computes with the same bits. Per element, in binary32, every operation
-/// rounded to nearest even and none fused (the order every kernel follows and <c>Reference/OptimizerStepsReference</c>
-/// bounds):
+/// rounded to nearest even and none fused (the order every kernel follows, and the one the tests' error bound,
+/// <c>tests/Infrastructure/StepErrorBound.cs</c>, models against the double reference):
 /// <code>
 /// g  = G * InverseScale
 /// m  = Beta1 * m + OneMinusBeta1 * g
@@ -37,9 +37,12 @@ internal readonly record struct AdamWConstants(
             inverseScale, (float)options.Beta1, (float)(1 - options.Beta1), (float)options.Beta2, (float)(1 - options.Beta2),
             (float)(1 - options.LearningRate * options.WeightDecay), (float)(options.LearningRate / correction1),
             (float)(1 / Math.Sqrt(correction2)), (float)options.Epsilon);
-        if (!float.IsFinite(constants.StepSize) || !float.IsFinite(constants.InverseSqrtCorrection2))
+        // Step 1 has the largest step size and correction (1 - beta^t only grows), so a checked first step covers all.
+        if (!(constants.StepSize > 0) || !float.IsFinite(constants.StepSize) || !float.IsFinite(constants.InverseSqrtCorrection2)
+            || !float.IsFinite(constants.Epsilon))
             throw new ArgumentOutOfRangeException(nameof(options), options,
-                $"step {step}: lr / (1 - beta1^t) = {constants.StepSize} or 1 / sqrt(1 - beta2^t) = {constants.InverseSqrtCorrection2} is not a finite float");
+                $"step {step}: lr / (1 - beta1^t) = {constants.StepSize}, 1 / sqrt(1 - beta2^t) = {constants.InverseSqrtCorrection2} " +
+                $"and epsilon = {constants.Epsilon} must be finite floats, the step size above 0");
         return constants;
     }
 }
@@ -62,8 +65,9 @@ internal readonly record struct SgdConstants(
     {
         var constants = new SgdConstants(inverseScale, (float)options.Momentum, (float)(1 - options.Dampening),
             (float)Math.Abs(options.WeightDecay), (float)options.LearningRate, options.Nesterov, first);  // Abs: -0 tests as "no decay" everywhere
-        if (!float.IsFinite(constants.LearningRate) || !float.IsFinite(constants.WeightDecay))
-            throw new ArgumentOutOfRangeException(nameof(options), options, "LearningRate and WeightDecay must be finite as floats");
+        if (!(constants.LearningRate > 0) || !float.IsFinite(constants.LearningRate) || !float.IsFinite(constants.WeightDecay))
+            throw new ArgumentOutOfRangeException(nameof(options), options,
+                $"LearningRate = {constants.LearningRate} and WeightDecay = {constants.WeightDecay} as floats: both finite, the rate above 0");
         return constants;
     }
 }

@@ -143,7 +143,7 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
         using var parameters = new Lease(buffers.Parameters);
         using var gradient = new Lease(buffers.Gradient);
         using var first = new Lease(buffers.FirstState);
-        using var second = buffers.SecondState is null ? default : new Lease(buffers.SecondState);
+        using var second = new Lease(secondState);
         using var working = buffers.Working is null ? default : new Lease(buffers.Working);
         long n = buffers.Count;
         OptimizerStepKernels.AdamW(At(buffers.Parameters, 0, n * 4), At(buffers.Gradient, 0, n * buffers.GradientType.SizeOf()),
@@ -156,7 +156,6 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
         using var parameters = new Lease(buffers.Parameters);
         using var gradient = new Lease(buffers.Gradient);
         using var first = new Lease(buffers.FirstState);
-        using var second = buffers.SecondState is null ? default : new Lease(buffers.SecondState);
         using var working = buffers.Working is null ? default : new Lease(buffers.Working);
         long n = buffers.Count;
         OptimizerStepKernels.Sgd(At(buffers.Parameters, 0, n * 4), At(buffers.Gradient, 0, n * buffers.GradientType.SizeOf()),

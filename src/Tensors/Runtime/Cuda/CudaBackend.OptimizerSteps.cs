@@ -115,7 +115,7 @@ internal sealed unsafe partial class CudaBackend
         ulong p = At(parameters, 0), g = At(gradient, 0), b = At(momentum, 0);
         ulong w = buffers.Working is null ? p : At(working, 0);
         uint s = Bits(constants.InverseScale), mu = Bits(constants.Momentum), keep = Bits(constants.OneMinusDampening);
-        uint decay = Bits(constants.WeightDecay), rate = Bits(constants.LearningRate);
+        uint weightDecay = Bits(constants.WeightDecay), rate = Bits(constants.LearningRate);
         uint flags = (constants.Nesterov ? 1u : 0u) | (constants.First ? 2u : 0u);
         // sgd_*(p, grad, b, working, count, s, mu, one_minus_dampening, wd, lr, flags), in order.
         void** arguments = stackalloc void*[11];
@@ -127,7 +127,7 @@ internal sealed unsafe partial class CudaBackend
         arguments[5] = &s;
         arguments[6] = &mu;
         arguments[7] = &keep;
-        arguments[8] = &decay;
+        arguments[8] = &weightDecay;
         arguments[9] = &rate;
         arguments[10] = &flags;
         LaunchStep(kernel, name, count, work.Context.Stream, arguments);
