@@ -13,6 +13,13 @@
  *   NGROUPS(d) groups in the grid                     (get_num_groups / gridDim)
  *   GID(d)     GROUP(d) * LSIZE(d) + LID(d), 64-bit
  *
+ * Launch and memory words:
+ *   GROUP_SIZE(n) after KERNEL: the kernel runs only in groups of n x 1 x 1 threads, so the compiler may size its
+ *                 registers (CUDA) and work-group loops (PoCL) for exactly that
+ *                 (reqd_work_group_size / __launch_bounds__)
+ *   LOCAL_PTR(T)  a pointer to T in group-shared memory, for a helper's parameter: __local T* in OpenCL; plain T* in
+ *                 CUDA, whose generic pointers reach shared memory (a __shared__ parameter is not allowed there)
+ *
  * Bit words:
  *   CLZ32(x)   leading zero bits of the 32-bit unsigned x, as int (32 for 0)   (clz / __clz)
  *   AS_FLOAT(x), AS_UINT(f)   reinterpret 32 bits, no conversion              (as_float / __uint_as_float, ...)
@@ -25,6 +32,9 @@
  *   DIV_RN(a, b)  binary32 a / b: correctly rounded on CUDA (__fdiv_rn) and on OpenCL when the program is built
  *                 with -cl-fp32-correctly-rounded-divide-sqrt; otherwise OpenCL 1.2 allows 2.5 ulp
  *   SQRT_RN(a)    binary32 sqrt(a): as DIV_RN (OpenCL 1.2 allows 3 ulp without that option)
+ *   FMA(a, b, c)  binary32 a * b + c rounded once, to nearest even (fma / __fmaf_rn): correctly rounded in both
+ *                 languages (OpenCL 1.2 §7.4; mad, whose accuracy OpenCL leaves open, is not used). For kernels
+ *                 whose error analysis counts one rounding per multiply-add (linalg.cl's dot products).
  *   OpenCL C may contract a * b + c into one fma by default; FP_CONTRACT is switched off below, so every kernel's
  *   arithmetic is the sequence of roundings its source shows, as on CUDA with the _rn intrinsics and on the CPU.
  */
@@ -42,6 +52,8 @@ typedef ulong u64;
 #define INLINE inline
 #define RESTRICT restrict
 #define BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
+#define GROUP_SIZE(n) __attribute__((reqd_work_group_size((n), 1, 1)))
+#define LOCAL_PTR(T) __local T*
 
 #define LID(d) ((int)get_local_id(d))
 #define LSIZE(d) ((int)get_local_size(d))
@@ -60,6 +72,7 @@ typedef ulong u64;
 #define ADD_RN(a, b) ((a) + (b))
 #define DIV_RN(a, b) ((a) / (b))
 #define SQRT_RN(a) sqrt(a)
+#define FMA(a, b, c) fma((a), (b), (c))
 
 #else /* CUDA C++ under NVRTC */
 
@@ -75,6 +88,8 @@ typedef unsigned int uint;
 #define INLINE __device__ __forceinline__
 #define RESTRICT __restrict__
 #define BARRIER() __syncthreads()
+#define GROUP_SIZE(n) __launch_bounds__(n)
+#define LOCAL_PTR(T) T*
 
 __device__ __forceinline__ unsigned int nt_dim(uint3 v, int d) { return d == 0 ? v.x : d == 1 ? v.y : v.z; }
 __device__ __forceinline__ unsigned int nt_dim(dim3 v, int d) { return d == 0 ? v.x : d == 1 ? v.y : v.z; }
@@ -95,6 +110,7 @@ __device__ __forceinline__ unsigned int nt_dim(dim3 v, int d) { return d == 0 ? 
 #define ADD_RN(a, b) __fadd_rn((a), (b))
 #define DIV_RN(a, b) __fdiv_rn((a), (b))
 #define SQRT_RN(a) __fsqrt_rn(a)
+#define FMA(a, b, c) __fmaf_rn((a), (b), (c))
 
 #endif
 
