@@ -162,9 +162,11 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
             for (int j = 0; j < 6; j++)
                 for (int k = 0; k < 6; k++)
                 {
-                    // r = M2_jk / sqrt(M2_jj M2_kk): relative errors add, to first order.
-                    double allowed = bound[j, k] / Math.Sqrt(m2[j, j] * m2[k, k]) + (bound[j, j] / m2[j, j] + bound[k, k] / m2[k, k]) / 2;
-                    Assert.True(Math.Abs(actual[j, k] - expected[j, k]) <= allowed * 1.01, $"R[{j}, {k}] = {actual[j, k]} vs {expected[j, k]} (allowed {allowed:E2})");
+                    // r = M2_jk / sqrt(M2_jj M2_kk) with each M2 within its bound (relative e_jk, e_j, e_k):
+                    // |r~ - r| <= (|r| (1 - s) + e_jk) / s, s = sqrt((1 - e_j)(1 - e_k)); clamping to [-1, 1] only helps.
+                    double scale = Math.Sqrt(m2[j, j] * m2[k, k]), s = Math.Sqrt((1 - bound[j, j] / m2[j, j]) * (1 - bound[k, k] / m2[k, k]));
+                    double allowed = (Math.Abs(expected[j, k]) * (1 - s) + bound[j, k] / scale) / s;
+                    Assert.True(Math.Abs(actual[j, k] - expected[j, k]) <= allowed, $"R[{j}, {k}] = {actual[j, k]} vs {expected[j, k]} (allowed {allowed:E2})");
                 }
             Assert.All(Enumerable.Range(0, 6), j => Assert.Equal(1.0, actual[j, j]));
         }
