@@ -67,6 +67,50 @@ internal static class Peers
         }
     }
 
+    /// <summary>NumPy's covariance of the batch in <paramref name="file"/> (<c>peers/moments_numpy.py</c>), beside Moments.Update on the CPU.</summary>
+    public static List<MomentsRow> NumpyMoments(string file, RunPlan plan, Report report) =>
+        File.Exists(NumpyPython) ? MomentsPeer(NumpyPython, "moments_numpy.py", [], Device.Cpu.Spec, file, plan, report)
+            : Refused(report, $"peer numpy: not available ({NumpyPython} not found)");
+
+    /// <summary>PyTorch's <c>torch.cov</c> of the same batch on <paramref name="cuda"/> (<c>peers/moments_torch.py</c>).</summary>
+    public static List<MomentsRow> TorchMoments(Device cuda, string file, RunPlan plan, Report report) =>
+        TorchPython(report) is { } python ? MomentsPeer(python, "moments_torch.py", ["--device", $"cuda:{cuda.Index}"], cuda.Spec, file, plan, report) : [];
+
+    private static List<MomentsRow> Refused(Report report, string line)
+    {
+        report.Line(line);
+        return [];
+    }
+
+    /// <summary>Runs a covariance peer on the batch file; one row per variant, backend "<c>device peer version</c>", with its error printed.</summary>
+    private static List<MomentsRow> MomentsPeer(string python, string script, string[] extra, string device, string file, RunPlan plan, Report report)
+    {
+        string path = Path.Combine(AppContext.BaseDirectory, "peers", script);
+        (int exit, string output, string error) = RunProcess(python,
+            [path, "--batch", file, "--rows", $"{Moments.Rows}", "--features", $"{Moments.Features}", "--reps", $"{Math.Min(plan.Reps, 7)}", .. extra], PeerTimeout);
+        if (exit != 0) return Refused(report, $"peer: not available ({script} exited {exit}: {LastLine(error)})");
+        try
+        {
+            using JsonDocument document = JsonDocument.Parse(output);
+            JsonElement root = document.RootElement;
+            string peer = $"{root.GetProperty("peer").GetString()} {root.GetProperty("version").GetString()}";
+            if (root.TryGetProperty("blas", out JsonElement blas)) peer += $" ({blas.GetString()})";
+            var rows = new List<MomentsRow>();
+            foreach (JsonElement r in root.GetProperty("rows").EnumerateArray())
+            {
+                string op = r.GetProperty("op").GetString() ?? "?";
+                report.Line($"peer {peer} {op}: max-norm relative error {r.GetProperty("max_rel_error").GetDouble():E2} vs float64");
+                rows.Add(new MomentsRow($"peer: {op}", $"{device} {peer}", Moments.Flops, new Timing(r.GetProperty("median_s").GetDouble() * 1e3,
+                    r.GetProperty("min_s").GetDouble() * 1e3, r.GetProperty("max_s").GetDouble() * 1e3, r.GetProperty("reps").GetInt32())));
+            }
+            return rows;
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            return Refused(report, $"peer: not available ({script} printed no readable result: {e.Message})");
+        }
+    }
+
     /// <summary>The first of python3 on PATH and Debian's interpreter that imports torch; null (and a line saying why) if none does.</summary>
     private static string? TorchPython(Report report)
     {

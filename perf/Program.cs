@@ -11,10 +11,11 @@ namespace NativeTensor.Perf;
 internal static partial class Program
 {
     private const string Usage = """
-        usage: perf [all | validate | memory | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16]] [--quick] [--device SPEC] [--out PATH]
+        usage: perf [all | validate | memory | moments | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16]] [--quick] [--device SPEC] [--out PATH]
           all (default)  validate every op on every device, time the gathers, run the peers and the memory scenario
           validate       only the validation
           memory         only the memory scenario (CPU)
+          moments        only Moments: validate on every device, time Update [4096, 1024] beside np.cov (and torch.cov)
           bdn            the CPU gather and copy under BenchmarkDotNet's default config
           memory-child   one lazy epoch, printing JSON (run by the memory scenario)
           --quick        few reps, for smoke runs (results go to a .tmp file)
@@ -52,7 +53,7 @@ internal static partial class Program
         int i = 0;
         if (args.Length > 0 && !args[0].StartsWith('-')) command = args[i++];
         if (command is "bdn" or "memory-child") return new Options(command, false, null, null, args[i..]);
-        if (command is not ("all" or "validate" or "memory")) throw new ArgumentException($"unknown command '{command}'");
+        if (command is not ("all" or "validate" or "memory" or "moments")) throw new ArgumentException($"unknown command '{command}'");
         for (; i < args.Length; i++)
         {
             switch (args[i])
@@ -87,6 +88,7 @@ internal static partial class Program
         var conversions = new List<ConversionRow>();
         var unscales = new List<ConversionRow>();
         var steps = new List<ConversionRow>();
+        var moments = new List<MomentsRow>();
         MemoryResult? memory = null;
         if (options.Command is "all" or "validate")
         {
@@ -102,8 +104,11 @@ internal static partial class Program
                 failed |= unscaleFailed;
                 (steps, bool stepFailed) = Optimizers.Run(passed, plan, report);
                 failed |= stepFailed;
+                (moments, bool momentsFailed) = Moments.Run(passed, plan, report, options.Quick);
+                failed |= momentsFailed;
             }
         }
+        if (options.Command == "moments") (moments, failed) = Moments.Run(devices, plan, report, options.Quick);
         if (options.Command is "all" or "memory")
         {
             report.Section("Memory scenario: sequence embedding, lazy vs eager windows (cpu)");
@@ -128,6 +133,7 @@ internal static partial class Program
             Targets.PrintOptimizerSteps(steps, report);
             Targets.PrintTorch([.. unscales, .. steps], report);
         }
+        if (options.Command is "all" or "moments") Targets.PrintMoments(moments, report);
 
         string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices, options.Quick) : null);
         if (path is not null)

@@ -70,6 +70,15 @@ internal static class Targets
                     report.Line($"info   {row.Backend} {ours} vs {peer.Op[6..]}: {row.Gbps:F0} / {peer.Gbps:F0} GB/s = {row.Gbps / peer.Gbps:F2}x");
     }
 
+    /// <summary>Moments.Update beside NumPy's np.cov (and torch.cov on a GPU): no fixed target yet, the issue asks for the figures.</summary>
+    public static void PrintMoments(IReadOnlyList<MomentsRow> rows, Report report)
+    {
+        foreach (MomentsRow ours in rows.Where(r => !r.Op.StartsWith("peer", StringComparison.Ordinal)))
+            foreach (MomentsRow peer in rows.Where(r => r.Op.StartsWith("peer", StringComparison.Ordinal) && r.Backend.StartsWith(ours.Backend + " ", StringComparison.Ordinal)))
+                report.Line($"info   {ours.Backend} moments update [{Moments.Rows}, {Moments.Features}] vs {peer.Op[6..]} ({peer.Backend}): " +
+                    $"{ours.Time.MedianMs:F1} / {peer.Time.MedianMs:F1} ms = {peer.Time.MedianMs / ours.Time.MedianMs:F2}x the peer's speed");
+    }
+
     private static void PrintOverCopy(IEnumerable<ConversionRow> rows, Func<ConversionRow, ConversionRow?> copyOf, Report report)
     {
         foreach (ConversionRow row in rows.Where(r => r.Backend == Device.Cpu.Spec || r.Backend.StartsWith("cuda", StringComparison.Ordinal)))

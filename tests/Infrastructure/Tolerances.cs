@@ -30,4 +30,57 @@ public static class Tolerances
         ("adamw" or "sgd", DeviceKind.OpenCl) => (0.5, 3, 2.5),
         _ => throw new ArgumentException($"no per-operation accuracy for ({op}, {backend}): add one with its source"),
     };
+
+    /// <summary>
+    /// The relative error factor of <see cref="Moments"/>' scatter on <paramref name="backend"/>: each entry's error is at
+    /// most this times <c>sqrt(D_j D_k)</c> (D the sums of squares of the centred features; see <see cref="MomentsErrorBound"/>).
+    /// </summary>
+    /// <remarks>
+    /// Source: the only Float32 step is the Syrk of a block of at most <see cref="Moments.ScatterBlockRows"/> rows. A sum of
+    /// b products in binary32, in any order, with or without FMA, is within γ_b = b u / (1 - b u) (u = 2^-24) of the exact
+    /// sum of |products| (Higham, Accuracy and Stability of Numerical Algorithms, §3.1); Cauchy–Schwarz turns Σ|y_j y_k| into
+    /// sqrt(D_j D_k) and carries the bound across blocks and batches. Two more roundings cover the centring subtraction of
+    /// each factor. Every backend's Syrk accumulates in Float32 with correctly rounded add and multiply (OpenCL 1.2 §7.4,
+    /// CUDA without fast math), so the factor is the same everywhere; 64 u_double covers the double-precision steps.
+    /// </remarks>
+    public static double MomentsScatterRelative(DeviceKind backend) => backend switch
+    {
+        DeviceKind.Cpu or DeviceKind.OpenCl or DeviceKind.Cuda => Gamma(Moments.ScatterBlockRows + 2, Math.ScaleB(1, -24)) + 64 * Math.ScaleB(1, -53),
+        _ => throw new ArgumentException($"no moments tolerance for {backend}: add one with its source"),
+    };
+
+    /// <summary>
+    /// The error of <see cref="Moments.Mean"/> relative to the largest |x| of the feature, for <paramref name="rows"/> rows.
+    /// </summary>
+    /// <remarks>
+    /// Source: the batch mean is a double sum of floats, within (n - 1) u_double of Σ|x| (Higham §4.2), i.e. (n - 1) u max|x|
+    /// after the division; each of at most n Chan merges adds about 9 u max|x| (δ is at most 2 max|x|); the two-pass
+    /// reference makes its own (N - 1) u max|x|. (12 N + 16) u_double, u_double = 2^-53, covers all of them.
+    /// </remarks>
+    public static double MomentsMeanRelative(long rows) => (12.0 * rows + 16) * Math.ScaleB(1, -53);
+
+    /// <summary>
+    /// The stability target: data with mean 1e4 and unit variance must give a covariance within this max-norm relative
+    /// error (max |C - C_ref| / max |C_ref|) of the double two-pass reference. A requirement, not a derived bound; the derived
+    /// bound <see cref="MomentsScatterRelative"/> (7.7e-6) is what guarantees it.
+    /// </summary>
+    public const double MomentsStability = 1e-5;
+
+    /// <summary>
+    /// The target for <see cref="Training.StreamingPca"/> eigenvalues of an exactly known matrix, relative. The solver's
+    /// convergence test (residual below 64 sqrt(d) ε ‖A‖_F) bounds the error by residual² / gap, orders of magnitude below.
+    /// </summary>
+    public const double PcaEigenvalueRelative = 1e-9;
+
+    /// <summary>The target for the angle between a recovered and a planted eigenvector, in radians.</summary>
+    public const double PcaAngle = 1e-3;
+
+    /// <summary>
+    /// How far from the identity <c>V V^T</c> of StreamingPca's eigenvectors may be, entry by entry: Gram–Schmidt run twice
+    /// and Jacobi rotations keep orthogonality to a small multiple of d ε (Higham §19.8, §8.4 for MGS with
+    /// reorthogonalisation); 1e-12 is that with d up to ~200 and a factor of 20 to spare.
+    /// </summary>
+    public const double PcaOrthonormality = 1e-12;
+
+    private static double Gamma(int n, double u) => n * u / (1 - n * u);
 }

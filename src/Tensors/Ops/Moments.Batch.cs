@@ -1,0 +1,194 @@
+using System.Runtime.InteropServices;
+using NativeTensor.Cpu;
+
+namespace NativeTensor;
+
+public sealed partial class Moments
+{
+    /// <summary>Float32 elements of the batch read to the host at a time (64 MB): larger batches stream through in chunks.</summary>
+    private const int ChunkElements = 1 << 24;
+
+    /// <summary>One batch's own moments, in the state's layout: rows kept, rows skipped, means, scatters.</summary>
+    private readonly record struct BatchMoments(long Count, long Skipped, double[] Mean, double[] M2);
+
+    /// <summary>
+    /// The batch's own centred moments, computed without touching the state (steps 1 to 4 of the class remarks). Two
+    /// passes over the rows, chunk by chunk: column sums in double; then, per group, centring in Float32 and the blocked
+    /// Syrk (or, diagonal-only, the squares in double).
+    /// </summary>
+    private BatchMoments Summarise(Tensor batch)
+    {
+        long n = batch.Shape[0];
+        int g = Groups, d = Features, rowElements = g * d;
+        using var rows = new BatchRows(batch, rowElements);
+        // Whole blocks per chunk where a chunk holds at least one block; at least one row per chunk whatever its size.
+        int chunkRows = Math.Max(1, ChunkElements / rowElements);
+        if (chunkRows >= ScatterBlockRows) chunkRows -= chunkRows % ScatterBlockRows;
+        chunkRows = (int)Math.Min(n, chunkRows);
+
+        // Pass 1: which rows count, and their column sums.
+        bool[]? kept = SkipsNonFiniteRows ? new bool[n] : null;
+        var sums = new double[rowElements];
+        long count = 0;
+        for (long first = 0; first < n; first += chunkRows)
+        {
+            int length = (int)Math.Min(chunkRows, n - first);
+            ReadOnlySpan<float> chunk = rows.Read(first, length);
+            for (int i = 0; i < length; i++)
+            {
+                ReadOnlySpan<float> row = chunk.Slice(i * rowElements, rowElements);
+                if (kept is not null && !(kept[first + i] = MomentsKernels.AllFinite(row))) continue;
+                MomentsKernels.AddTo(row, sums);
+                count++;
+            }
+        }
+        var mean = new double[rowElements];
+        var m2 = new double[_m2.Length];
+        if (count == 0) return new BatchMoments(0, n, mean, m2);
+        for (int e = 0; e < rowElements; e++) mean[e] = sums[e] / count;
+
+        if (DiagonalOnly) SquaresInDouble(rows, n, chunkRows, kept, mean, m2);
+        else ScatterInBlocks(batch.Device, rows, n, chunkRows, kept, count, mean, m2);
+        return new BatchMoments(count, n - count, mean, m2);
+    }
+
+    /// <summary>Full mode, steps 2 to 4: centre against the Float32 mean, Syrk blocks of rows, add each block into double, correct.</summary>
+    private void ScatterInBlocks(Device device, BatchRows rows, long n, int chunkRows, bool[]? kept, long count, double[] mean, double[] m2)
+    {
+        int g = Groups, d = Features, rowElements = g * d;
+        var pivot = new float[rowElements];
+        for (int e = 0; e < rowElements; e++) pivot[e] = (float)mean[e];
+        var centredSums = new double[rowElements];
+        bool onHost = device.Kind == DeviceKind.Cpu;
+        using Tensor scatter = Tensor.Allocate(DType.Float32, [d, d], device);
+        using Tensor full = Tensor.Allocate(DType.Float32, [ScatterBlockRows, d], device);
+        float[]? hostBlock = onHost ? null : new float[ScatterBlockRows * d];
+        float[]? hostScatter = onHost ? null : new float[d * d];
+        var picked = new int[ScatterBlockRows];
+
+        for (long first = 0; first < n; first += chunkRows)
+        {
+            int length = (int)Math.Min(chunkRows, n - first);
+            ReadOnlySpan<float> chunk = rows.Read(first, length);
+            for (int i = 0; i < length;)
+            {
+                // The next block: up to ScatterBlockRows kept rows of this chunk.
+                int taken = 0;
+                for (; i < length && taken < ScatterBlockRows; i++)
+                    if (kept is null || kept[first + i]) picked[taken++] = i;
+                if (taken == 0) continue;
+                Tensor block = taken == ScatterBlockRows ? full : Tensor.Allocate(DType.Float32, [taken, d], device);
+                try
+                {
+                    for (int group = 0; group < g; group++)
+                    {
+                        Span<float> centred = onHost ? block.AsSpan<float>() : hostBlock.AsSpan(0, taken * d);
+                        ReadOnlySpan<float> groupPivot = pivot.AsSpan(group * d, d);
+                        Span<double> groupSums = centredSums.AsSpan(group * d, d);
+                        for (int r = 0; r < taken; r++)
+                            MomentsKernels.Centre(chunk.Slice(picked[r] * rowElements + group * d, d), groupPivot, centred.Slice(r * d, d), groupSums);
+                        if (!onHost) block.CopyFrom<float>(centred);
+                        Linalg.Syrk(block, c: scatter);
+                        ReadOnlySpan<float> s = onHost ? scatter.AsSpan<float>() : Read(scatter, hostScatter!);
+                        MomentsKernels.AddUpperTriangle(s, m2.AsSpan((int)((long)group * d * d), d * d), d);
+                    }
+                }
+                finally
+                {
+                    if (block != full) block.Dispose();
+                }
+            }
+        }
+
+        // Step 4: the rows were centred on the rounded mean; c is their exact offset from their own mean.
+        for (int group = 0; group < g; group++)
+        {
+            int at = group * d;
+            long origin = (long)group * d * d;
+            for (int j = 0; j < d; j++)
+            {
+                double cj = centredSums[at + j] / count;
+                for (int k = j; k < d; k++)
+                {
+                    double value = m2[origin + (long)j * d + k] - count * cj * (centredSums[at + k] / count);
+                    // Rounding cannot make a sum of squares negative; a zero-variance feature could otherwise show -1e-20.
+                    if (k == j && value < 0) value = 0;
+                    m2[origin + (long)j * d + k] = value;
+                    m2[origin + (long)k * d + j] = value;
+                }
+            }
+        }
+    }
+
+    /// <summary>Diagonal-only mode: <c>M2[j] = Σ (x - μ)²</c> in double on the host, the reference's own two passes.</summary>
+    private void SquaresInDouble(BatchRows rows, long n, int chunkRows, bool[]? kept, double[] mean, double[] m2)
+    {
+        int rowElements = Groups * Features;
+        for (long first = 0; first < n; first += chunkRows)
+        {
+            int length = (int)Math.Min(chunkRows, n - first);
+            ReadOnlySpan<float> chunk = rows.Read(first, length);
+            for (int i = 0; i < length; i++)
+            {
+                if (kept is not null && !kept[first + i]) continue;
+                ReadOnlySpan<float> row = chunk.Slice(i * rowElements, rowElements);
+                for (int e = 0; e < rowElements; e++)
+                {
+                    double centred = row[e] - mean[e];
+                    m2[e] += centred * centred;
+                }
+            }
+        }
+    }
+
+    private static float[] Read(Tensor tensor, float[] destination)
+    {
+        tensor.CopyTo<float>(destination);
+        return destination;
+    }
+
+    /// <summary>
+    /// The batch's rows as Float32 on the host, a chunk at a time: a Float32 CPU tensor is read in place; anything else is
+    /// copied (and widened, exactly) into one reusable host buffer, and a chunk asked for twice in a row is read once.
+    /// </summary>
+    private sealed class BatchRows(Tensor batch, int rowElements) : IDisposable
+    {
+        private float[]? _buffer;
+        private byte[]? _raw;
+        private long _cachedFirst = -1;
+        private int _cachedLength;
+
+        public ReadOnlySpan<float> Read(long first, int length)
+        {
+            long elements = (long)length * rowElements, offset = first * rowElements * batch.DType.SizeOf();
+            int bytes = checked((int)(elements * batch.DType.SizeOf()));
+            if (batch.Device.Kind == DeviceKind.Cpu && batch.DType == DType.Float32)
+                return MemoryMarshal.Cast<byte, float>(Tensor.CpuBytes(batch.Buffer, offset, bytes));
+            _buffer ??= new float[elements];
+            Span<float> values = _buffer.AsSpan(0, (int)elements);
+            if (first == _cachedFirst && length == _cachedLength) return values;
+            if (batch.DType == DType.Float32)
+                batch.Device.Backend.Read(batch.Buffer, offset, MemoryMarshal.AsBytes(values));
+            else if (batch.Device.Kind == DeviceKind.Cpu)
+                Widen(Tensor.CpuBytes(batch.Buffer, offset, bytes), values);
+            else
+            {
+                _raw ??= new byte[bytes];
+                batch.Device.Backend.Read(batch.Buffer, offset, _raw.AsSpan(0, bytes));
+                Widen(_raw.AsSpan(0, bytes), values);
+            }
+            (_cachedFirst, _cachedLength) = (first, length);
+            return values;
+        }
+
+        /// <summary>Float16 or BFloat16 to Float32, exact on bits.</summary>
+        private unsafe void Widen(ReadOnlySpan<byte> source, Span<float> destination)
+        {
+            fixed (byte* from = source)
+            fixed (float* to = destination)
+                PrecisionKernels.ConvertSerial(from, batch.DType, (byte*)to, DType.Float32, destination.Length, SimdWidths.Best);
+        }
+
+        public void Dispose() => (_buffer, _raw) = (null, null);
+    }
+}

@@ -1,0 +1,341 @@
+using FsCheck;
+using FsCheck.Fluent;
+using NativeTensor.Reference;
+using NativeTensor.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace NativeTensor.Tests.Ops;
+
+/// <summary>
+/// What <see cref="Moments.Update"/> must do on every backend: whatever the batch sizes, the sharding and the merge order,
+/// stay within the derived bound (<see cref="MomentsErrorBound"/>) of the two-pass double reference; keep data with a large
+/// mean accurate where the naive formula fails; propagate or skip non-finite values as documented; refuse bad batches
+/// before the state changes.
+/// </summary>
+public abstract class MomentsParityTests(ITestOutputHelper output)
+{
+    protected abstract Device Device { get; }
+
+    protected virtual int PropertyRuns => 60;
+
+    private static readonly DType[] FloatTypes = [DType.Float32, DType.Float16, DType.BFloat16];
+
+    private sealed record Plan(int Groups, int Features, DType DType, int Rows, int Shards, bool Rank2, bool RoundTrip,
+        bool Diagonal, double Mean, double Scale, int Seed);
+
+    [SkippableFact]
+    public void Updates_merged_in_any_partition_and_order_match_the_two_pass_reference()
+    {
+        _ = Device;   // skips (or fails) here, not inside the property
+        var plans = from groups in Gen.Elements(1, 1, 2, 3)
+                    from features in Gen.OneOf(Gen.Choose(1, 9), Gen.Elements(16, 17, 31, 33))
+                    from dtype in Gen.Elements(FloatTypes)
+                    from rows in Gen.OneOf(Gen.Choose(1, 20), Gen.Choose(21, 300))
+                    from shards in Gen.Choose(1, 4)
+                    from rank2 in Gen.Elements(false, true)
+                    from roundTrip in Gen.Elements(false, true)
+                    from diagonal in Gen.Elements(false, false, false, true)
+                    from mean in Gen.Elements(0.0, 1.0, -3.5, 100.0, 1000.0)
+                    from scale in Gen.Elements(1e-3, 1.0, 10.0)
+                    from seed in Gen.Choose(0, int.MaxValue)
+                    select new Plan(groups, features, dtype, rows, shards, rank2 && groups == 1, roundTrip, diagonal, mean, scale, seed);
+        Prop.ForAll(plans.ToArbitrary(), plan =>
+        {
+            var data = MomentsData.Random(plan.Rows, plan.Groups, plan.Features, plan.DType, plan.Seed, plan.Mean, plan.Scale);
+            Moments merged = UpdateAndMerge(data, plan, new Random(plan.Seed));
+            MomentsAssert.MatchesReference(merged, data, null, Device.Kind, plan.ToString());
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
+    }
+
+    /// <summary>Random batch sizes (1, small, around a block, anything; now and then empty), shuffled, dealt to shards, merged in a random tree.</summary>
+    private Moments UpdateAndMerge(MomentsData data, Plan plan, Random random)
+    {
+        var batches = new List<(int First, int Count)>();
+        for (int first = 0; first < data.Rows;)
+        {
+            if (random.Next(10) == 0) batches.Add((first, 0));
+            int size = random.Next(4) switch
+            {
+                0 => 1,
+                1 => random.Next(1, 8),
+                2 => random.Next(Moments.ScatterBlockRows - 3, Moments.ScatterBlockRows + 4),
+                _ => random.Next(1, data.Rows + 1),
+            };
+            size = Math.Min(size, data.Rows - first);
+            batches.Add((first, size));
+            first += size;
+        }
+        random.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(batches));
+        var shards = Enumerable.Range(0, plan.Shards).Select(_ => new Moments(plan.Features, plan.Groups, Device, plan.Diagonal)).ToList();
+        foreach ((int first, int count) in batches)
+        {
+            using Tensor batch = data.Batch(first, count, Device, plan.Rank2);
+            shards[random.Next(plan.Shards)].Update(batch);
+        }
+        if (plan.RoundTrip) shards = [.. shards.Select(s => Moments.FromBytes(s.ToBytes(), Device))];
+        while (shards.Count > 1)
+        {
+            int into = random.Next(shards.Count), from = random.Next(shards.Count - 1);
+            if (from >= into) from++;
+            shards[into].Merge(shards[from]);
+            shards.RemoveAt(from);
+        }
+        return shards[0];
+    }
+
+    /// <summary>
+    /// The stability test: mean 1e4, unit variance. The pipeline is within 1e-5 (max-norm relative); the naive
+    /// <c>(Σ x x^T - N μ μ^T) / (N - 1)</c>, blocked and accumulated exactly as the pipeline is, is not (negative control).
+    /// </summary>
+    [SkippableFact]
+    public void A_mean_of_1e4_with_unit_variance_stays_within_1e_5_where_the_naive_formula_fails()
+    {
+        const int rows = 2048, features = 8, batchRows = 512;
+        var data = MomentsData.Random(rows, 1, features, DType.Float32, seed: 17, mean: 1e4, scale: 1);
+        var state = new Moments(features, device: Device);
+        for (int first = 0; first < rows; first += batchRows)
+        {
+            using Tensor batch = data.Batch(first, batchRows, Device, rank2: true);
+            state.Update(batch);
+        }
+        double[] x = data.Group(0);
+        double[,] expected = MomentsReference.Covariance(x, features), actual = state.Covariance();
+        double error = MomentsErrorBound.MaxNormRelative(actual, expected);
+        double[,] naive = NaiveFloat32(data), naiveDouble = NaiveDouble(x, features);
+        double naiveError = MomentsErrorBound.MaxNormRelative(naive, expected);
+        output.WriteLine($"{Device.Spec}: [{rows}, {features}] mean 1e4 unit variance, batches of {batchRows}: max-norm relative error " +
+            $"{error:E2} (Frobenius {MomentsErrorBound.FrobeniusRelative(actual, expected):E2}); naive Float32 {naiveError:E2}; " +
+            $"naive double {MomentsErrorBound.MaxNormRelative(naiveDouble, expected):E2}");
+        Assert.True(error < Tolerances.MomentsStability, $"max-norm relative error {error:E3} >= {Tolerances.MomentsStability}");
+        Assert.True(naiveError > Tolerances.MomentsStability,
+            $"the naive formula's error {naiveError:E3} is below {Tolerances.MomentsStability}: the stability test no longer tells the methods apart");
+        MomentsAssert.MatchesReference(state, data, null, Device.Kind, "mean 1e4");
+    }
+
+    /// <summary>Σ x x^T of the raw rows by the same Float32 Syrk blocks added into double, then the textbook subtraction.</summary>
+    private double[,] NaiveFloat32(MomentsData data)
+    {
+        int d = data.Features;
+        var sum = new double[d, d];
+        for (int first = 0; first < data.Rows; first += Moments.ScatterBlockRows)
+        {
+            using Tensor block = data.Batch(first, Math.Min(Moments.ScatterBlockRows, data.Rows - first), Device, rank2: true);
+            using Tensor product = Linalg.Syrk(block);
+            using Tensor host = product.To(NativeTensor.Device.Cpu);
+            float[] values = host.ToArray<float>();
+            for (int j = 0; j < d; j++)
+                for (int k = 0; k < d; k++) sum[j, k] += values[j * d + k];
+        }
+        return Subtract(sum, MomentsReference.Mean(data.Group(0), d), data.Rows);
+    }
+
+    private static double[,] NaiveDouble(double[] x, int d)
+    {
+        int n = x.Length / d;
+        var sum = new double[d, d];
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < d; j++)
+                for (int k = 0; k < d; k++) sum[j, k] += x[i * d + j] * x[i * d + k];
+        return Subtract(sum, MomentsReference.Mean(x, d), n);
+    }
+
+    private static double[,] Subtract(double[,] sum, double[] mean, int n)
+    {
+        int d = mean.Length;
+        var covariance = new double[d, d];
+        for (int j = 0; j < d; j++)
+            for (int k = 0; k < d; k++) covariance[j, k] = (sum[j, k] - n * mean[j] * mean[k]) / (n - 1);
+        return covariance;
+    }
+
+    [SkippableFact]
+    public void Correlation_matches_the_reference()
+    {
+        var data = MomentsData.Random(300, 2, 6, DType.Float32, seed: 3, mean: 5, scale: 2);
+        var state = new Moments(6, 2, Device);
+        using (Tensor batch = data.All(Device)) state.Update(batch);
+        for (int g = 0; g < 2; g++)
+        {
+            double[,] expected = MomentsReference.Correlation(data.Group(g), 6), actual = state.Correlation(g);
+            double[,] bound = MomentsErrorBound.Scatter(data.Group(g), 6, Device.Kind);
+            double[,] m2 = MomentsReference.Scatter(data.Group(g), 6);
+            for (int j = 0; j < 6; j++)
+                for (int k = 0; k < 6; k++)
+                {
+                    // r = M2_jk / sqrt(M2_jj M2_kk) with each M2 within its bound (relative e_jk, e_j, e_k):
+                    // |r~ - r| <= (|r| (1 - s) + e_jk) / s, s = sqrt((1 - e_j)(1 - e_k)); clamping to [-1, 1] only helps.
+                    double scale = Math.Sqrt(m2[j, j] * m2[k, k]), s = Math.Sqrt((1 - bound[j, j] / m2[j, j]) * (1 - bound[k, k] / m2[k, k]));
+                    double allowed = (Math.Abs(expected[j, k]) * (1 - s) + bound[j, k] / scale) / s;
+                    Assert.True(Math.Abs(actual[j, k] - expected[j, k]) <= allowed, $"R[{j}, {k}] = {actual[j, k]} vs {expected[j, k]} (allowed {allowed:E2})");
+                }
+            Assert.All(Enumerable.Range(0, 6), j => Assert.Equal(1.0, actual[j, j]));
+        }
+    }
+
+    /// <summary>A NaN (or ±Inf) in one feature of one row poisons that feature's mean, row and column, and nothing else; the row still counts.</summary>
+    [SkippableTheory]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    [InlineData(float.NegativeInfinity)]
+    public void A_non_finite_value_propagates_to_its_feature_only(float bad)
+    {
+        const int rows = 150, d = 5, poisoned = 2;
+        var data = MomentsData.Random(rows, 1, d, DType.Float32, seed: 8, mean: 3);
+        data.Values[7 * d + poisoned] = bad;
+        var state = new Moments(d, device: Device);
+        using (Tensor first = data.Batch(0, 100, Device)) state.Update(first);
+        using (Tensor second = data.Batch(100, 50, Device)) state.Update(second);
+        Assert.Equal(rows, state.Count);
+        double[] mean = state.Mean();
+        double[,] covariance = state.Covariance(), expected = MomentsReference.Covariance(data.Group(0), d);
+        double[,] bound = MomentsErrorBound.Scatter(data.Group(0), d, Device.Kind);
+        for (int j = 0; j < d; j++)
+        {
+            Assert.Equal(j == poisoned, !double.IsFinite(mean[j]));
+            for (int k = 0; k < d; k++)
+            {
+                if (j == poisoned || k == poisoned) Assert.False(double.IsFinite(covariance[j, k]), $"C[{j}, {k}] = {covariance[j, k]}");
+                else Assert.True(Math.Abs(covariance[j, k] - expected[j, k]) <= bound[j, k] / (rows - 1), $"C[{j}, {k}]");
+            }
+        }
+    }
+
+    /// <summary>skipNonFiniteRows: rows with NaN or ±Inf in any group are left out and counted; the rest match the reference.</summary>
+    [SkippableTheory]
+    [InlineData(DType.Float32)]
+    [InlineData(DType.BFloat16)]
+    public void Skipping_non_finite_rows_counts_them_and_matches_the_reference_on_the_rest(DType dtype)
+    {
+        const int rows = 260, groups = 2, d = 4;
+        var data = MomentsData.Random(rows, groups, d, dtype, seed: 21, mean: -2);
+        int[] bad = [0, 5, 6, 127, 128, 200, 259];
+        float[] specials = [float.NaN, float.PositiveInfinity, float.NegativeInfinity];
+        for (int b = 0; b < bad.Length; b++) data.Values[(bad[b] * groups + b % groups) * d + b % d] = specials[b % specials.Length];
+        var state = new Moments(d, groups, Device, skipNonFiniteRows: true);
+        using (Tensor first = data.Batch(0, 129, Device)) state.Update(first);
+        using (Tensor second = data.Batch(129, rows - 129, Device)) state.Update(second);
+        Assert.Equal(bad.Length, state.NonFiniteRows);
+        MomentsAssert.MatchesReference(state, data, [.. Enumerable.Range(0, rows).Except(bad)], Device.Kind, "skipping");
+    }
+
+    [SkippableFact]
+    public void A_batch_of_only_non_finite_rows_changes_only_the_skip_count()
+    {
+        var state = new Moments(3, device: Device, skipNonFiniteRows: true);
+        using (Tensor good = MomentsData.Random(10, 1, 3, DType.Float32, seed: 1).All(Device)) state.Update(good);
+        byte[] before = state.ToBytes();
+        using (Tensor bad = MomentsData.Of([float.NaN, 0, 0, 1, float.PositiveInfinity, 2], 2, 1, 3).All(Device)) state.Update(bad);
+        Assert.Equal(10, state.Count);
+        Assert.Equal(2, state.NonFiniteRows);
+        var expected = Moments.FromBytes(before);
+        Assert.Equal(expected.Covariance(), state.Covariance());
+    }
+
+    public static TheoryData<string, long[], DType> BadBatches() => new()
+    {
+        { "one feature too many", [4, 6], DType.Float32 },
+        { "one feature too few, rank 3", [4, 2, 4], DType.Float32 },
+        { "one group too many", [4, 3, 5], DType.Float16 },
+        { "rank 2 when there are 2 groups", [4, 10], DType.Float32 },
+        { "rank 1", [10], DType.Float32 },
+        { "rank 4", [4, 2, 5, 1], DType.Float32 },
+        { "Int32 values", [4, 2, 5], DType.Int32 },
+    };
+
+    /// <summary>Each bad batch is refused, naming the batch and the shapes, and the state keeps its bytes.</summary>
+    [SkippableTheory]
+    [MemberData(nameof(BadBatches))]
+    public void A_bad_batch_is_refused_before_the_state_changes(string rule, long[] shape, DType dtype)
+    {
+        var state = new Moments(5, 2, Device);
+        using (Tensor good = MomentsData.Random(7, 2, 5, DType.Float32, seed: 2).All(Device)) state.Update(good);
+        byte[] before = state.ToBytes();
+        using Tensor batch = Tensor.Zeros(dtype, shape, Device);
+        var e = Assert.Throws<ArgumentException>(() => state.Update(batch));
+        Assert.Equal("batch", e.ParamName);
+        Assert.Contains(dtype == DType.Int32 ? "Int32" : string.Join(", ", shape), e.Message);
+        Assert.Equal(before, state.ToBytes());
+        _ = rule;
+    }
+
+    [SkippableFact]
+    public void Null_disposed_and_foreign_batches_are_refused_before_the_state_changes()
+    {
+        var state = new Moments(3, device: Device);
+        using (Tensor good = MomentsData.Random(4, 1, 3, DType.Float32, seed: 2).All(Device)) state.Update(good);
+        byte[] before = state.ToBytes();
+        Assert.Throws<ArgumentNullException>(() => state.Update(null!));
+        Tensor disposed = MomentsData.Random(4, 1, 3, DType.Float32, seed: 2).All(Device);
+        disposed.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => state.Update(disposed));
+        using Tensor foreign = MomentsData.Random(4, 1, 3, DType.Float32, seed: 2).All(Backends.CpuScalar);
+        var e = Assert.Throws<ArgumentException>(() => state.Update(foreign));
+        Assert.Equal("batch", e.ParamName);
+        Assert.Equal(before, state.ToBytes());
+    }
+
+    [SkippableFact]
+    public void An_empty_batch_changes_nothing()
+    {
+        var state = new Moments(4, 2, Device);
+        using (Tensor good = MomentsData.Random(9, 2, 4, DType.Float32, seed: 2).All(Device)) state.Update(good);
+        byte[] before = state.ToBytes();
+        using Tensor empty = Tensor.Zeros(DType.BFloat16, [0, 2, 4], Device);
+        state.Update(empty);
+        Assert.Equal(before, state.ToBytes());
+    }
+}
+
+public sealed class CpuMomentsTests(ITestOutputHelper output) : MomentsParityTests(output)
+{
+    protected override Device Device => NativeTensor.Device.Cpu;
+}
+
+public sealed class OpenClMomentsTests(ITestOutputHelper output) : MomentsParityTests(output)
+{
+    protected override Device Device => Backends.Require(DeviceKind.OpenCl);
+
+    protected override int PropertyRuns => 20;
+}
+
+public sealed class CudaMomentsTests(ITestOutputHelper output) : MomentsParityTests(output)
+{
+    protected override Device Device => Backends.Require(DeviceKind.Cuda);
+}
+
+/// <summary>The comparison every Moments test ends with: count, means and scatters within the derived bounds.</summary>
+public static class MomentsAssert
+{
+    /// <summary>The state against the reference over <paramref name="rows"/> of <paramref name="data"/> (all rows when null).</summary>
+    public static void MatchesReference(Moments state, MomentsData data, IReadOnlyList<int>? rows, DeviceKind backend, string label)
+    {
+        int n = rows?.Count ?? data.Rows, d = data.Features;
+        Assert.Equal(n, state.Count);
+        int ddof = n >= 2 ? 1 : 0;
+        for (int g = 0; g < data.Groups; g++)
+        {
+            double[] x = data.Group(g, rows);
+            double[] mean = state.Mean(g), expectedMean = MomentsReference.Mean(x, d), meanBound = MomentsErrorBound.Mean(x, d);
+            for (int j = 0; j < d; j++)
+                Assert.True(Math.Abs(mean[j] - expectedMean[j]) <= meanBound[j],
+                    $"{label}: group {g} mean[{j}] = {mean[j]:R}, reference {expectedMean[j]:R}, allowed {meanBound[j]:E2}");
+            double[,] expected = MomentsReference.Covariance(x, d, ddof), bound = MomentsErrorBound.Scatter(x, d, backend);
+            if (state.DiagonalOnly)
+            {
+                double[] variance = state.Variance(g, ddof);
+                for (int j = 0; j < d; j++)
+                    Assert.True(Math.Abs(variance[j] - expected[j, j]) <= bound[j, j] / (n - ddof),
+                        $"{label}: group {g} var[{j}] = {variance[j]:R}, reference {expected[j, j]:R}, allowed {bound[j, j] / (n - ddof):E2}");
+                continue;
+            }
+            double[,] covariance = state.Covariance(g, ddof);
+            for (int j = 0; j < d; j++)
+                for (int k = 0; k < d; k++)
+                {
+                    Assert.Equal(covariance[j, k], covariance[k, j]);
+                    Assert.True(Math.Abs(covariance[j, k] - expected[j, k]) <= bound[j, k] / (n - ddof),
+                        $"{label}: group {g} C[{j}, {k}] = {covariance[j, k]:R}, reference {expected[j, k]:R}, allowed {bound[j, k] / (n - ddof):E2}");
+                }
+        }
+    }
+}

@@ -1,0 +1,328 @@
+using NativeTensor.Tests.Infrastructure;
+using NativeTensor.Tests.Ops;
+using NativeTensor.Training;
+
+namespace NativeTensor.Tests.Training;
+
+/// <summary>
+/// <see cref="StreamingPca"/> on matrices whose eigenpairs are known by construction (<c>Q Λ Q^T</c> with a random
+/// orthogonal Q), covariances planted exactly in data through <see cref="Moments"/>, contrastive differences, and bad input.
+/// </summary>
+public sealed class StreamingPcaTests
+{
+    /// <summary>A random orthogonal d×d matrix (Gram–Schmidt, twice, of a Gaussian one); its rows are the planted directions.</summary>
+    private static double[][] Orthogonal(int d, int seed)
+    {
+        var random = new Random(seed);
+        var q = new double[d][];
+        for (int i = 0; i < d; i++)
+        {
+            q[i] = [.. Enumerable.Range(0, d).Select(_ => MomentsData.Normal(random))];
+            for (int pass = 0; pass < 2; pass++)
+                for (int r = 0; r < i; r++)
+                {
+                    double dot = Dot(q[r], q[i]);
+                    for (int j = 0; j < d; j++) q[i][j] -= dot * q[r][j];
+                }
+            double norm = Math.Sqrt(Dot(q[i], q[i]));
+            for (int j = 0; j < d; j++) q[i][j] /= norm;
+        }
+        return q;
+    }
+
+    /// <summary>Σ_i λ_i q_i q_i^T.</summary>
+    private static double[,] Planted(double[][] q, double[] spectrum)
+    {
+        int d = q[0].Length;
+        var a = new double[d, d];
+        for (int i = 0; i < spectrum.Length; i++)
+            for (int r = 0; r < d; r++)
+                for (int c = 0; c < d; c++) a[r, c] += spectrum[i] * q[i][r] * q[i][c];
+        // Exactly symmetric, as a covariance from Moments is.
+        for (int r = 0; r < d; r++)
+            for (int c = 0; c < r; c++) a[r, c] = a[c, r];
+        return a;
+    }
+
+    /// <summary>10, 5, 2, then a small noise floor in [0, 1e-3).</summary>
+    private static double[] Spectrum(int d, int seed)
+    {
+        var random = new Random(seed);
+        return [10, 5, 2, .. Enumerable.Range(3, d - 3).Select(_ => 1e-3 * random.NextDouble())];
+    }
+
+    private static double Dot(double[] x, double[] y) => x.Select((v, i) => v * y[i]).Sum();
+
+    private static double[] Row(double[,] m, int i) => [.. Enumerable.Range(0, m.GetLength(1)).Select(j => m[i, j])];
+
+    /// <summary>The angle between two lines (sign ignored), from the sine, which is accurate at small angles.</summary>
+    private static double Angle(double[] v, double[] q)
+    {
+        double cos = Math.Abs(Dot(v, q)) / Math.Sqrt(Dot(v, v) * Dot(q, q));
+        double[] rejection = [.. v.Select((x, j) => x / Math.Sqrt(Dot(v, v)) - Math.Sign(Dot(v, q)) * cos * q[j] / Math.Sqrt(Dot(q, q)))];
+        return Math.Atan2(Math.Sqrt(Dot(rejection, rejection)), cos);
+    }
+
+    private static void AssertSigned(double[,] vectors)
+    {
+        for (int i = 0; i < vectors.GetLength(0); i++)
+        {
+            double[] v = Row(vectors, i);
+            int largest = Array.IndexOf(v, v.MaxBy(Math.Abs));
+            Assert.True(v[largest] > 0, $"vector {i}: its largest-magnitude component {v[largest]} is not positive");
+        }
+    }
+
+    private static void AssertRecovers(double[,] a, double[][] q, double[] spectrum, int k)
+    {
+        (double[] values, double[,] vectors) = StreamingPca.TopK(a, k);
+        int[] order = [.. Enumerable.Range(0, spectrum.Length).OrderByDescending(i => spectrum[i])];
+        Assert.Equal(k, values.Length);
+        Assert.Equal(k, vectors.GetLength(0));
+        for (int i = 0; i < k; i++)
+        {
+            double expected = spectrum[order[i]];
+            Assert.True(Math.Abs(values[i] - expected) <= Tolerances.PcaEigenvalueRelative * Math.Abs(expected),
+                $"value {i} = {values[i]:R}, planted {expected:R}");
+            if (i < 3)
+                Assert.True(Angle(Row(vectors, i), q[order[i]]) < Tolerances.PcaAngle, $"vector {i} is {Angle(Row(vectors, i), q[order[i]]):E2} rad from its planted direction");
+            Assert.True(Math.Abs(Dot(Row(vectors, i), Row(vectors, i)) - 1) <= Tolerances.PcaOrthonormality, $"vector {i} is not unit");
+        }
+        AssertSigned(vectors);
+    }
+
+    /// <summary>d = 12 takes the direct Jacobi path (p = d), the others the filtered subspace iteration.</summary>
+    [Theory]
+    [InlineData(12)]
+    [InlineData(24)]
+    [InlineData(120)]
+    public void Recovers_a_planted_spectrum_and_its_directions(int d)
+    {
+        double[][] q = Orthogonal(d, seed: d);
+        double[] spectrum = Spectrum(d, seed: d + 1);
+        AssertRecovers(Planted(q, spectrum), q, spectrum, k: 3);
+    }
+
+    /// <summary>
+    /// An indefinite matrix: top-k is the largest algebraic values, above negative ones larger in magnitude. The third value
+    /// sits in a dense noise floor (no gap after any small block), which exercises the block-doubling fallback.
+    /// </summary>
+    [Theory]
+    [InlineData(16)]
+    [InlineData(90)]
+    public void Recovers_the_largest_algebraic_eigenvalues_of_an_indefinite_matrix(int d)
+    {
+        double[][] q = Orthogonal(d, seed: 5);
+        var random = new Random(6);
+        double[] spectrum = [3, 1, -2, -8, -20, .. Enumerable.Range(5, d - 5).Select(_ => 1e-3 * (random.NextDouble() - 0.5))];
+        (double[] values, _) = StreamingPca.TopK(Planted(q, spectrum), 2);
+        Assert.True(Math.Abs(values[0] - 3) <= Tolerances.PcaEigenvalueRelative * 3);
+        Assert.True(Math.Abs(values[1] - 1) <= Tolerances.PcaEigenvalueRelative);
+        AssertRecovers(Planted(q, spectrum), q, spectrum, k: 3);
+    }
+
+    /// <summary>A flat spectrum (eigenvalues 1.3, 1.2, 1.1 over 0.95..1.0): plain subspace iteration would need thousands of steps.</summary>
+    [Fact]
+    public void Converges_on_a_nearly_flat_spectrum()
+    {
+        const int d = 200;
+        double[][] q = Orthogonal(d, seed: 11);
+        double[] spectrum = [1.3, 1.2, 1.1, .. Enumerable.Range(3, d - 3).Select(i => 1.0 - 0.05 * i / d)];
+        AssertRecovers(Planted(q, spectrum), q, spectrum, k: 3);
+    }
+
+    [Fact]
+    public void K_equal_to_d_gives_every_pair_descending_and_an_orthonormal_basis()
+    {
+        const int d = 20;
+        double[][] q = Orthogonal(d, seed: 2);
+        double[] spectrum = [.. Enumerable.Range(0, d).Select(i => 4.0 - i * 0.37)];   // positive and negative
+        double[,] a = Planted(q, spectrum);
+        (double[] values, double[,] vectors) = StreamingPca.TopK(a, d);
+        for (int i = 0; i < d; i++)
+        {
+            Assert.True(Math.Abs(values[i] - spectrum[i]) <= Tolerances.PcaEigenvalueRelative * Math.Abs(spectrum[i]), $"value {i}");
+            for (int j = 0; j < d; j++)
+                Assert.True(Math.Abs(Dot(Row(vectors, i), Row(vectors, j)) - (i == j ? 1 : 0)) <= Tolerances.PcaOrthonormality, $"V V^T [{i}, {j}]");
+        }
+        AssertRecovers(a, q, spectrum, k: d);
+    }
+
+    [Fact]
+    public void The_same_matrix_gives_the_same_bits()
+    {
+        double[][] q = Orthogonal(60, seed: 3);
+        double[,] a = Planted(q, Spectrum(60, seed: 4));
+        (double[] v1, double[,] w1) = StreamingPca.TopK(a, 4);
+        (double[] v2, double[,] w2) = StreamingPca.TopK(a, 4);
+        Assert.Equal(v1, v2);
+        Assert.Equal(w1, w2);
+    }
+
+    [Fact]
+    public void The_zero_matrix_gives_zeros_and_unit_vectors()
+    {
+        (double[] values, double[,] vectors) = StreamingPca.TopK(new double[5, 5], 2);
+        Assert.Equal([0.0, 0.0], values);
+        Assert.Equal(1.0, vectors[0, 0]);
+        Assert.Equal(1.0, vectors[1, 1]);
+    }
+
+    /// <summary>
+    /// Rows whose centred values are Walsh functions (±1 columns of a Hadamard matrix, mutually orthogonal, zero mean) scaled
+    /// by sqrt(λ) along planted directions, around a mean of 10: their sample covariance is Σ λ_i n/(n-1) q_i q_i^T exactly
+    /// before the rows are rounded to Float32. That rounding and the pipeline's bound (<see cref="Drift"/>), not sampling
+    /// noise, limit recovery. (A mean of 1e4 would round each value by up to 5e-4, and so move the planted covariance itself
+    /// by ~1e-4: the Moments tests cover large means against the reference of the rounded rows instead.)
+    /// </summary>
+    private static MomentsData PlantedRows(double[][] q, double[] spectrum, int n)
+    {
+        int d = q[0].Length;
+        var values = new float[n * d];
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < d; j++)
+            {
+                double x = 10;
+                for (int l = 0; l < spectrum.Length; l++)
+                    x += Math.Sqrt(spectrum[l]) * Walsh(i, l + 1) * q[l][j];
+                values[i * d + j] = (float)x;
+            }
+        return MomentsData.Of(values, n, 1, d);
+    }
+
+    /// <summary>Column <paramref name="column"/> of the Sylvester Hadamard matrix: (-1)^popcount(row &amp; column).</summary>
+    private static int Walsh(int row, int column) => int.PopCount(row & column) % 2 == 0 ? 1 : -1;
+
+    /// <summary>
+    /// How far the pipeline's covariance can be from the planted one, in 2-norm (‖ΔC‖_2 &lt;= ‖ΔC‖_F): the derived bound of
+    /// Moments against the reference of the rounded rows, plus what rounding the rows to Float32 (at most one ulp, 2^-23 |x|,
+    /// per value) can do to a covariance: with ỹ the centred rounded rows and F_j twice the largest rounding of feature j,
+    /// |ΔC_jk| &lt;= Σ_i (|ỹ_ij| F_k + F_j |ỹ_ik| + F_j F_k) / (n - 1). By Weyl eigenvalues move at most ‖ΔC‖_2, and by
+    /// Davis–Kahan directions at most ‖ΔC‖_2 over their gap.
+    /// </summary>
+    private static double Drift(MomentsData data)
+    {
+        int n = data.Rows, d = data.Features;
+        double[] x = data.Group(0), mean = Reference.MomentsReference.Mean(x, d);
+        double[,] bound = MomentsErrorBound.Scatter(x, d, DeviceKind.Cpu);
+        double[] rounding = [.. Enumerable.Range(0, d).Select(j => 2 * Math.ScaleB(1, -23) * Enumerable.Range(0, n).Max(i => Math.Abs(x[i * d + j])))];
+        double total = 0;
+        for (int j = 0; j < d; j++)
+            for (int k = 0; k < d; k++)
+            {
+                double moved = 0;
+                for (int i = 0; i < n; i++)
+                    moved += Math.Abs(x[i * d + j] - mean[j]) * rounding[k] + rounding[j] * Math.Abs(x[i * d + k] - mean[k]) + rounding[j] * rounding[k];
+                total += Math.Pow((bound[j, k] + moved) / (n - 1), 2);
+            }
+        return Math.Sqrt(total);
+    }
+
+    [Fact]
+    public void Recovers_directions_planted_in_data_through_moments()
+    {
+        const int d = 16, n = 1024;
+        double[][] q = Orthogonal(d, seed: 8);
+        double[] spectrum = [10, 5, 2, .. Enumerable.Repeat(1e-2, d - 3)];
+        MomentsData data = PlantedRows(q, spectrum, n);
+        var state = new Moments(d, device: Device.Cpu);
+        for (int first = 0; first < n; first += 300)
+        {
+            using Tensor batch = data.Batch(first, Math.Min(300, n - first), Device.Cpu, rank2: true);
+            state.Update(batch);
+        }
+        (double[] values, double[,] vectors) = StreamingPca.TopK(state, 0, 3);
+        double drift = Drift(data);
+        for (int i = 0; i < 3; i++)
+        {
+            double expected = spectrum[i] * n / (n - 1);
+            Assert.True(Math.Abs(values[i] - expected) <= drift + Tolerances.PcaEigenvalueRelative * expected, $"value {i} = {values[i]:R}, planted {expected:R}");
+            Assert.True(Angle(Row(vectors, i), q[i]) < Tolerances.PcaAngle, $"vector {i}: {Angle(Row(vectors, i), q[i]):E2} rad");
+        }
+        Assert.True(drift / 3 < Tolerances.PcaAngle, "the bound itself must leave the angle target meaningful (gap 3)");
+    }
+
+    /// <summary>cov(bad) - cov(good): the directions bad adds (positive) come first; those good has more of are negative, last.</summary>
+    [Fact]
+    public void Contrastive_finds_what_the_bad_population_adds()
+    {
+        const int d = 16, n = 512;
+        double[][] q = Orthogonal(d, seed: 12);
+        double[] common = [.. Enumerable.Repeat(1.0, d)];
+        double[] badSpectrum = (double[])common.Clone(), goodSpectrum = (double[])common.Clone();
+        badSpectrum[4] += 6;    // bad varies much more along q4
+        badSpectrum[9] += 2.5;  // and somewhat more along q9
+        goodSpectrum[1] += 4;   // good varies more along q1: a negative eigenvalue of the difference
+        MomentsData badRows = PlantedRows(q, badSpectrum, n), goodRows = PlantedRows(q, goodSpectrum, n);
+        var bad = new Moments(d, device: Device.Cpu);
+        var good = new Moments(d, device: Device.Cpu);
+        using (Tensor b = badRows.All(Device.Cpu)) bad.Update(b);
+        using (Tensor g = goodRows.All(Device.Cpu)) good.Update(g);
+        double drift = Drift(badRows) + Drift(goodRows), scale = (double)n / (n - 1);
+        (double[] values, double[,] vectors) = StreamingPca.Contrastive(bad, good, 0, 2);
+        (double[] all, double[,] allVectors) = StreamingPca.Contrastive(bad, good, 0, d);
+        foreach ((double value, double[] vector, double planted, int direction) in new[]
+                 { (values[0], Row(vectors, 0), 6.0, 4), (values[1], Row(vectors, 1), 2.5, 9), (all[^1], Row(allVectors, d - 1), -4.0, 1) })
+        {
+            Assert.True(Math.Abs(value - planted * scale) <= drift + Tolerances.PcaEigenvalueRelative * Math.Abs(planted), $"{value:R} vs {planted * scale:R}");
+            Assert.True(Angle(vector, q[direction]) < Tolerances.PcaAngle, $"q{direction}: {Angle(vector, q[direction]):E2} rad");
+        }
+        Assert.True(drift / 2.5 < Tolerances.PcaAngle, "the bound itself must leave the angle target meaningful (gap 2.5)");
+        AssertSigned(allVectors);
+    }
+
+    public static TheoryData<string, Type, string> BadInputs() => new()
+    {
+        { "null", typeof(ArgumentNullException), "symmetric" },
+        { "not square", typeof(ArgumentException), "symmetric" },
+        { "empty", typeof(ArgumentException), "symmetric" },
+        { "not symmetric", typeof(ArgumentException), "symmetric" },
+        { "NaN", typeof(ArgumentException), "symmetric" },
+        { "Inf", typeof(ArgumentException), "symmetric" },
+        { "k 0", typeof(ArgumentOutOfRangeException), "k" },
+        { "k past d", typeof(ArgumentOutOfRangeException), "k" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadInputs))]
+    public void Bad_input_is_refused_naming_the_argument(string rule, Type exception, string argument)
+    {
+        double[,] a = Planted(Orthogonal(6, seed: 1), [3, 2, 1]);
+        int k = 2;
+        double[,]? matrix = a;
+        switch (rule)
+        {
+            case "null": matrix = null; break;
+            case "not square": matrix = new double[3, 4]; break;
+            case "empty": matrix = new double[0, 0]; break;
+            case "not symmetric": a[1, 4] += 10 * StreamingPca.SymmetryTolerance * 3; break;
+            case "NaN": a[2, 2] = double.NaN; break;
+            case "Inf": a[0, 5] = double.NegativeInfinity; break;
+            case "k 0": k = 0; break;
+            case "k past d": k = 7; break;
+        }
+        Exception e = Assert.Throws(exception, () => StreamingPca.TopK(matrix!, k));
+        Assert.Equal(argument, ((ArgumentException)e).ParamName);
+        if (rule is "NaN") Assert.Contains("symmetric[2, 2] = NaN", e.Message);
+        if (rule is "not symmetric") Assert.Contains("symmetric[1, 4]", e.Message);
+    }
+
+    [Fact]
+    public void Asymmetry_within_the_tolerance_is_accepted_and_averaged()
+    {
+        double[][] q = Orthogonal(6, seed: 1);
+        double[,] a = Planted(q, [3, 2, 1]);
+        double largest = a.Cast<double>().Max(Math.Abs);
+        a[1, 4] += StreamingPca.SymmetryTolerance * largest / 2;
+        (double[] values, _) = StreamingPca.TopK(a, 1);
+        Assert.True(Math.Abs(values[0] - 3) <= StreamingPca.SymmetryTolerance * largest, $"{values[0]}");
+    }
+
+    [Fact]
+    public void Contrastive_refuses_states_of_different_sizes()
+    {
+        var e = Assert.Throws<ArgumentException>(() => StreamingPca.Contrastive(new Moments(3, device: Device.Cpu), new Moments(4, device: Device.Cpu), 0, 1));
+        Assert.Equal("good", e.ParamName);
+        Assert.Throws<ArgumentNullException>(() => StreamingPca.Contrastive(null!, new Moments(4, device: Device.Cpu), 0, 1));
+    }
+}
