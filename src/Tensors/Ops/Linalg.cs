@@ -69,7 +69,8 @@ public static class Linalg
     /// </summary>
     /// <param name="a">Rank 2 [n, d]; Float32, Float16 or BFloat16.</param>
     /// <param name="alpha">Multiplies A^T A; finite.</param>
-    /// <param name="beta">Multiplies the old C; finite; with 0 C is only written.</param>
+    /// <param name="beta">Multiplies the old C; finite; with 0 C is only written. Otherwise only the old C's lower triangle
+    /// (i &gt;= j) is read and taken as symmetric, as BLAS <c>ssyrk</c> with uplo = 'L' does.</param>
     /// <param name="c">Float32 [d, d] on a's device, or null to allocate (beta must then be 0).</param>
     /// <returns><paramref name="c"/> when given, else a new tensor.</returns>
     /// <exception cref="ArgumentNullException">a is null.</exception>

@@ -118,7 +118,8 @@ internal abstract class Backend : IDisposable
     /// <summary>
     /// The symmetric rank-k update <c>C = alpha * A^T * A + beta * C</c>: A is [<paramref name="rows"/>,
     /// <paramref name="columns"/>] row-major of <paramref name="aType"/> (any float dtype), C is Float32
-    /// [columns, columns], written in full (both triangles, bit-identical mirror images). beta 0 only writes C.
+    /// [columns, columns], written in full (both triangles, bit-identical mirror images). beta 0 only writes C; otherwise
+    /// only the lower triangle of the old C is read (it is taken as symmetric, as BLAS ssyrk with uplo = 'L').
     /// </summary>
     public abstract void Syrk(DeviceBuffer a, DType aType, int rows, int columns, DeviceBuffer c, float alpha, float beta);
 
