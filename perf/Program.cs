@@ -11,9 +11,10 @@ namespace NativeTensor.Perf;
 internal static partial class Program
 {
     private const string Usage = """
-        usage: perf [all | validate | memory | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16]] [--quick] [--device SPEC] [--out PATH]
+        usage: perf [all | validate | linalg | memory | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16]] [--quick] [--device SPEC] [--out PATH]
           all (default)  validate every op on every device, time the gathers, run the peers and the memory scenario
           validate       only the validation
+          linalg         only the matrix products: validate, time, FMA peak, numpy/torch peers, targets
           memory         only the memory scenario (CPU)
           bdn            the CPU gather and copy under BenchmarkDotNet's default config
           memory-child   one lazy epoch, printing JSON (run by the memory scenario)
@@ -52,7 +53,7 @@ internal static partial class Program
         int i = 0;
         if (args.Length > 0 && !args[0].StartsWith('-')) command = args[i++];
         if (command is "bdn" or "memory-child") return new Options(command, false, null, null, args[i..]);
-        if (command is not ("all" or "validate" or "memory")) throw new ArgumentException($"unknown command '{command}'");
+        if (command is not ("all" or "validate" or "linalg" or "memory")) throw new ArgumentException($"unknown command '{command}'");
         for (; i < args.Length; i++)
         {
             switch (args[i])
@@ -87,6 +88,7 @@ internal static partial class Program
         var conversions = new List<ConversionRow>();
         var unscales = new List<ConversionRow>();
         var steps = new List<ConversionRow>();
+        var linalg = new List<LinalgRow>();
         MemoryResult? memory = null;
         if (options.Command is "all" or "validate")
         {
@@ -102,8 +104,11 @@ internal static partial class Program
                 failed |= unscaleFailed;
                 (steps, bool stepFailed) = OptimizerSteps.Run(passed, plan, report);
                 failed |= stepFailed;
+                (linalg, bool linalgFailed) = Linalg.Run(passed, plan, report);
+                failed |= linalgFailed;
             }
         }
+        if (options.Command == "linalg") (linalg, failed) = Linalg.Run(devices, plan, report);
         if (options.Command is "all" or "memory")
         {
             report.Section("Memory scenario: sequence embedding, lazy vs eager windows (cpu)");
@@ -119,7 +124,7 @@ internal static partial class Program
                 }
             }
         }
-        if (options.Command == "all")
+        if (options.Command is "all" or "linalg")
         {
             report.Section("Targets");
             Targets.Print(rows, memory, report);
@@ -127,6 +132,7 @@ internal static partial class Program
             Targets.PrintUnscale(unscales, report);
             Targets.PrintOptimizerSteps(steps, report);
             Targets.PrintTorch([.. unscales, .. steps], report);
+            Targets.PrintLinalg(linalg, report);
         }
 
         string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices, options.Quick) : null);

@@ -9,6 +9,8 @@ internal static class Targets
     private const double ConvertOverCopy = 0.85;
     /// <summary>Unscale and optimizer steps: the share of a copy of the same bytes they must reach.</summary>
     private const double UnscaleOverCopy = 0.80;
+    /// <summary>Float32 MatMul at 1024^3 on the CPU: the share of NumPy's (OpenBLAS) GFLOP/s it must reach.</summary>
+    private const double MatMulOverNumpy = 0.7;
 
     public static void Print(IReadOnlyList<Row> rows, MemoryResult? memory, Report report)
     {
@@ -68,6 +70,21 @@ internal static class Targets
             foreach (ConversionRow row in rows.Where(r => r.Op == ours && r.Backend.StartsWith("cuda", StringComparison.Ordinal)))
                 if (rows.FirstOrDefault(r => r.Op == torch && r.Backend.StartsWith(row.Backend + " torch", StringComparison.Ordinal)) is { } peer)
                     report.Line($"info   {row.Backend} {ours} vs {peer.Op[6..]}: {row.Gbps:F0} / {peer.Gbps:F0} GB/s = {row.Gbps / peer.Gbps:F2}x");
+    }
+
+    /// <summary>Issue 4's CPU target: Float32 MatMul at 1024^3 at least 0.7x NumPy (OpenBLAS) on the same machine; the other shapes as figures.</summary>
+    public static void PrintLinalg(IReadOnlyList<LinalgRow> rows, Report report)
+    {
+        foreach (LinalgRow row in rows.Where(r => !r.IsPeer))
+        {
+            LinalgRow? peer = Linalg.PeerOf(row, rows);
+            bool target = row.Backend == Device.Cpu.Spec && row.Op == Linalg.MatMulOp && row is { M: 1024, K: 1024, N: 1024 };
+            if (target && peer is null) report.Line($"cpu {row.Op} {row.Shape} >= {MatMulOverNumpy}x numpy: no numpy figure this run");
+            else if (target) Say(report, $"cpu {row.Op} {row.Shape} >= {MatMulOverNumpy}x numpy", row.Gflops / peer!.Gflops, MatMulOverNumpy,
+                $"{row.Gflops:F1} / {peer.Gflops:F1} GFLOP/s = {row.Gflops / peer.Gflops:F2}x");
+            else if (peer is not null)
+                report.Line($"info   {row.Backend} {row.Op} {row.Shape} vs {peer.Backend.Split(' ')[1]}: {row.Gflops:F1} / {peer.Gflops:F1} GFLOP/s = {row.Gflops / peer.Gflops:F2}x");
+        }
     }
 
     private static void PrintOverCopy(IEnumerable<ConversionRow> rows, Func<ConversionRow, ConversionRow?> copyOf, Report report)
