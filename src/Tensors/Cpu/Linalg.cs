@@ -9,7 +9,8 @@ namespace NativeTensor.Cpu;
 /// <code>
 /// for jc in n by NC                      a block of C's columns
 ///   for pc in k by KC                    a depth block
-///     pack op(B)[pc.., jc..]             KC x NC, in NR-wide micro-panels, shared by all cores (stays in each L2)
+///     pack op(B)[pc.., jc..]             KC x NC, in NR-wide micro-panels, shared by all cores (stays in each L2),
+///                                        16 depth rows per work item, read along B's rows
 ///     for each MR-row panel of C         claimed by the cores one at a time
 ///       pack op(A)[i.., pc..]            MR x KC, private to the core (stays in L1)
 ///       for jr in NC by NR               micro-kernel: an MR x NR tile of C in registers for KC steps
@@ -97,39 +98,59 @@ internal static unsafe class LinalgKernels
         }
     }
 
-    /// <summary>The loop nest of one product for one micro-kernel, with its packing buffers.</summary>
-    private sealed class Gemm<TKernel>(Product p) where TKernel : IMicroKernel
+    /// <summary>
+    /// The loop nest of one product for one micro-kernel, run by all workers in one parallel region. The work is one
+    /// numbered sequence of items, claimed in order by whichever worker is free: for each block step (jc, pc), the
+    /// depth chunks of the B block to pack, then the row panels to multiply. An item waits only for items numbered
+    /// before it, so no claim order can deadlock, one worker alone runs everything, and the waits are short: a
+    /// worker done with its last row panel packs the next B block (the two alternate between two buffers) while the
+    /// other finishes, where a barrier per step would leave it idle.
+    /// </summary>
+    private sealed class Gemm<TKernel> where TKernel : IMicroKernel
     {
-        private static readonly int MR = TKernel.Rows, NR = TKernel.Columns;
-        private readonly int _aFloats = Math.Min(TKernel.Depth, p.K) * MR + LinalgPacking.Slack;
+        private static readonly int MR = TKernel.Rows, NR = TKernel.Columns, KC = TKernel.Depth, NC = TKernel.Width;
+        /// <summary>Depth steps of the B block per packing item: the copy reads 16 rows of B at a time, row by row.</summary>
+        private const int DepthChunk = 16;
+        private readonly Product p;
+        private readonly int _aFloats, _bFloats, _rowPanels, _depthSteps, _steps;
+        /// <summary>The number of the first item of each step; and per step, the packing and row-panel items finished.</summary>
+        private readonly int[] _firstItem, _packed, _computed;
         private float* _packedB, _scratch;
-        // The current block: columns [_jc, _jc + _nc) of C, depth [_pc, _pc + _kc).
-        private int _jc, _nc, _pc, _kc;
+        private int _next = -1;
 
-        private int TileFloats => MR * NR;
+        public Gemm(Product product)
+        {
+            p = product;
+            _aFloats = Math.Min(KC, p.K) * MR + LinalgPacking.Slack;
+            _bFloats = Math.Min(KC, p.K) * Math.Min(NC, (p.N + NR - 1) / NR * NR) + LinalgPacking.Slack;
+            _rowPanels = (p.M + MR - 1) / MR;
+            _depthSteps = (p.K + KC - 1) / KC;
+            _steps = _depthSteps * ((p.N + NC - 1) / NC);
+            _firstItem = new int[_steps + 1];
+            for (int s = 0; s < _steps; s++) _firstItem[s + 1] = _firstItem[s] + PackItems(s) + PanelItems(s);
+            _packed = new int[_steps];
+            _computed = new int[_steps];
+        }
+
+        // Step s covers columns [Jc, Jc + NC) of C and depth [Pc, Pc + Kc): depth blocks inside column blocks.
+        private int Jc(int step) => step / _depthSteps * NC;
+        private int Pc(int step) => step % _depthSteps * KC;
+        private int Kc(int step) => Math.Min(KC, p.K - Pc(step));
+        private int PackItems(int step) => (Kc(step) + DepthChunk - 1) / DepthChunk;
+        /// <summary>Syrk: row panels that end above the step's column block hold no element on or below the diagonal.</summary>
+        private int FirstPanel(int step) => p.Lower ? Jc(step) / MR : 0;
+        private int PanelItems(int step) => _rowPanels - FirstPanel(step);
+        private float* PackedB(int step) => _packedB + (long)(step & 1) * _bFloats;
 
         public void Run()
         {
-            int rowPanels = (p.M + MR - 1) / MR;
-            int workers = p.Workers(rowPanels);
-            int blockWidth = Math.Min(TKernel.Width, (p.N + NR - 1) / NR * NR);
-            _packedB = Allocate((long)Math.Min(TKernel.Depth, p.K) * blockWidth + LinalgPacking.Slack);
+            int workers = p.Workers(_rowPanels);
+            _packedB = Allocate(2L * _bFloats);
             try
             {
-                _scratch = Allocate((long)workers * (_aFloats + TileFloats));
-                for (_jc = 0; _jc < p.N; _jc += TKernel.Width)
-                {
-                    _nc = Math.Min(TKernel.Width, p.N - _jc);
-                    int columnPanels = (_nc + NR - 1) / NR;
-                    for (_pc = 0; _pc < p.K; _pc += TKernel.Depth)
-                    {
-                        _kc = Math.Min(TKernel.Depth, p.K - _pc);
-                        Shared.For(workers, columnPanels, PackB);
-                        // Syrk: row panels that end above this column block hold no element on or below the diagonal.
-                        int first = p.Lower ? _jc / MR : 0;
-                        Shared.For(workers, rowPanels - first, (worker, panel) => RowPanel(worker, first + panel));
-                    }
-                }
+                _scratch = Allocate((long)workers * (_aFloats + MR * NR));
+                if (workers == 1) Work(0);
+                else Parallel.For(0, workers, Work);
             }
             finally
             {
@@ -139,25 +160,61 @@ internal static unsafe class LinalgKernels
             }
         }
 
-        private void PackB(int worker, int panel)
+        private void Work(int worker)
         {
-            int j = panel * NR;
-            LinalgPacking.Panel(p.B, _jc + j, Math.Min(NR, _nc - j), _pc, _kc, _packedB + (long)j * _kc, NR, TKernel.Simd);
+            int total = _firstItem[_steps], step = 0;
+            for (int item; (item = Interlocked.Increment(ref _next)) < total;)
+            {
+                while (item >= _firstItem[step + 1]) step++;
+                int index = item - _firstItem[step];
+                if (index < PackItems(step))
+                {
+                    // The buffer this step packs into was last read by the step two before.
+                    if (step >= 2) WaitFor(ref _computed[step - 2], PanelItems(step - 2));
+                    PackB(step, index);
+                    Interlocked.Increment(ref _packed[step]);
+                }
+                else
+                {
+                    // The whole B block, and the previous step's merge into the same rows of C (the order of the sum).
+                    WaitFor(ref _packed[step], PackItems(step));
+                    if (step >= 1) WaitFor(ref _computed[step - 1], PanelItems(step - 1));
+                    RowPanel(worker, step, FirstPanel(step) + index - PackItems(step));
+                    Interlocked.Increment(ref _computed[step]);
+                }
+            }
+        }
+
+        /// <summary>Spins (yielding, never sleeping a whole millisecond) until <paramref name="count"/> items are done.</summary>
+        private static void WaitFor(ref int done, int count)
+        {
+            var spin = new SpinWait();
+            while (Volatile.Read(ref done) < count) spin.SpinOnce(sleep1Threshold: -1);
+        }
+
+        /// <summary>Depth rows [16 c, 16 c + 16) of the step's B block, into every NR-wide micro-panel.</summary>
+        private void PackB(int step, int chunk)
+        {
+            int jc = Jc(step), nc = Math.Min(NC, p.N - jc), kc = Kc(step), q = chunk * DepthChunk, depth = Math.Min(DepthChunk, kc - q);
+            float* packed = PackedB(step);
+            for (int j = 0; j < nc; j += NR)
+                LinalgPacking.Panel(p.B, jc + j, Math.Min(NR, nc - j), Pc(step) + q, depth, packed + (long)j * kc + q * NR, NR, TKernel.Simd);
         }
 
         /// <summary>Rows [i, i + MR) of C across the column block: pack the A micro-panel once, then one tile per B micro-panel.</summary>
-        private void RowPanel(int worker, int panel)
+        private void RowPanel(int worker, int step, int panel)
         {
-            float* a = _scratch + worker * (long)(_aFloats + TileFloats), tile = a + _aFloats;
+            float* a = _scratch + worker * (long)(_aFloats + MR * NR), tile = a + _aFloats, packed = PackedB(step);
+            int jc = Jc(step), nc = Math.Min(NC, p.N - jc), pc = Pc(step), kc = Kc(step);
             int i = panel * MR, rows = Math.Min(MR, p.M - i);
-            LinalgPacking.Panel(p.A, i, rows, _pc, _kc, a, MR, TKernel.Simd);
-            int end = p.Lower ? Math.Min(_nc, i + rows - _jc) : _nc;
-            float beta = _pc == 0 ? p.Beta : 1;
-            float* c = p.C + (long)i * p.N + _jc;
+            LinalgPacking.Panel(p.A, i, rows, pc, kc, a, MR, TKernel.Simd);
+            int end = p.Lower ? Math.Min(nc, i + rows - jc) : nc;
+            float beta = pc == 0 ? p.Beta : 1;
+            float* c = p.C + (long)i * p.N + jc;
             for (int j = 0; j < end; j += NR)
             {
-                TKernel.Multiply(a, _packedB + (long)j * _kc, _kc, tile);
-                TKernel.WriteBack(tile, c + j, p.N, rows, Math.Min(NR, _nc - j), p.Alpha, beta);
+                TKernel.Multiply(a, packed + (long)j * kc, kc, tile);
+                TKernel.WriteBack(tile, c + j, p.N, rows, Math.Min(NR, nc - j), p.Alpha, beta);
             }
         }
 
