@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace NativeTensor.Cpu;
 
@@ -51,7 +52,7 @@ internal static unsafe class LinalgKernels
         var x = new Operand(a, aType, columns, 1, columns);
         var product = new Product(x, x, c, columns, columns, rows, alpha, beta, lower: true);
         Run(product, width);
-        product.MirrorLower();
+        product.MirrorLower(width);
     }
 
     private static void Run(Product product, SimdWidth width)
@@ -78,21 +79,29 @@ internal static unsafe class LinalgKernels
         public int Workers(int panels) =>
             (long)M * N * K < ParallelThreshold ? 1 : Math.Min(Environment.ProcessorCount, panels);
 
-        /// <summary>C[i, j] = C[j, i] for every j &gt; i, in 32 x 32 blocks so both sides stay in L1.</summary>
-        public void MirrorLower()
+        /// <summary>
+        /// C[i, j] = C[j, i] for every j &gt; i, by 16 x 16 blocks: with AVX-512 each block strictly below the diagonal is
+        /// transposed in registers into its mirror; diagonal and ragged blocks go element by element.
+        /// </summary>
+        public void MirrorLower(SimdWidth width)
         {
-            const int block = 32;
+            const int block = 16;
             int n = N, blocks = (n + block - 1) / block;
             float* c = C;
+            bool vectors = width == SimdWidth.V512 && Avx512F.IsSupported;
             Shared.For(Workers(blocks), blocks, (_, bi) =>
             {
+                // Block row bi of the upper triangle: rows [i0, i1), columns from i0 on.
                 int i0 = bi * block, i1 = Math.Min(n, i0 + block);
                 for (int j0 = i0; j0 < n; j0 += block)
                 {
                     int j1 = Math.Min(n, j0 + block);
-                    for (int i = i0; i < i1; i++)
-                        for (int j = Math.Max(j0, i + 1); j < j1; j++)
-                            c[(long)i * n + j] = c[(long)j * n + i];
+                    if (vectors && j0 > i0 && i1 - i0 == block && j1 - j0 == block)
+                        LinalgPacking.Transpose16(c + (long)j0 * n + i0, n, c + (long)i0 * n + j0, n);
+                    else
+                        for (int i = i0; i < i1; i++)
+                            for (int j = Math.Max(j0, i + 1); j < j1; j++)
+                                c[(long)i * n + j] = c[(long)j * n + i];
                 }
             });
         }
@@ -122,7 +131,7 @@ internal static unsafe class LinalgKernels
         {
             p = product;
             _aFloats = Math.Min(KC, p.K) * MR + LinalgPacking.Slack;
-            _bFloats = Math.Min(KC, p.K) * Math.Min(NC, (p.N + NR - 1) / NR * NR) + LinalgPacking.Slack;
+            _bFloats = Math.Min(KC, p.K) * ((Math.Min(NC, p.N) + NR - 1) / NR * NR) + LinalgPacking.Slack;
             _rowPanels = (p.M + MR - 1) / MR;
             _depthSteps = (p.K + KC - 1) / KC;
             _steps = _depthSteps * ((p.N + NC - 1) / NC);

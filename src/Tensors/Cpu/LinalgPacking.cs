@@ -163,6 +163,36 @@ internal static unsafe class LinalgPacking
         }
     }
 
+    /// <summary>
+    /// <c>destination[t * destinationStride + r] = source[r * sourceStride + t]</c> for r, t &lt; 16, with the register
+    /// transpose of <see cref="Across16{TElement}"/> (AVX-512; the two blocks must not overlap).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Transpose16(float* source, long sourceStride, float* destination, long destinationStride)
+    {
+        Quad(Vector512.Load(source), Vector512.Load(source + sourceStride), Vector512.Load(source + 2 * sourceStride),
+            Vector512.Load(source + 3 * sourceStride), out var u00, out var u01, out var u02, out var u03);
+        source += 4 * sourceStride;
+        Quad(Vector512.Load(source), Vector512.Load(source + sourceStride), Vector512.Load(source + 2 * sourceStride),
+            Vector512.Load(source + 3 * sourceStride), out var u04, out var u05, out var u06, out var u07);
+        source += 4 * sourceStride;
+        Quad(Vector512.Load(source), Vector512.Load(source + sourceStride), Vector512.Load(source + 2 * sourceStride),
+            Vector512.Load(source + 3 * sourceStride), out var u08, out var u09, out var u10, out var u11);
+        source += 4 * sourceStride;
+        Quad(Vector512.Load(source), Vector512.Load(source + sourceStride), Vector512.Load(source + 2 * sourceStride),
+            Vector512.Load(source + 3 * sourceStride), out var u12, out var u13, out var u14, out var u15);
+        Steps(u00, u04, u08, u12, out var s00, out var s04, out var s08, out var s12);
+        Steps(u01, u05, u09, u13, out var s01, out var s05, out var s09, out var s13);
+        Steps(u02, u06, u10, u14, out var s02, out var s06, out var s10, out var s14);
+        Steps(u03, u07, u11, u15, out var s03, out var s07, out var s11, out var s15);
+        float* d = destination;
+        long s = destinationStride;
+        s00.Store(d); s01.Store(d + s); s02.Store(d + 2 * s); s03.Store(d + 3 * s);
+        s04.Store(d + 4 * s); s05.Store(d + 5 * s); s06.Store(d + 6 * s); s07.Store(d + 7 * s);
+        s08.Store(d + 8 * s); s09.Store(d + 9 * s); s10.Store(d + 10 * s); s11.Store(d + 11 * s);
+        s12.Store(d + 12 * s); s13.Store(d + 13 * s); s14.Store(d + 14 * s); s15.Store(d + 15 * s);
+    }
+
     /// <summary>Depth steps q .. q + 15 of row r, or zeros past the panel's rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Row<TElement>(byte* first, long rowBytes, int r, int rows, int q) where TElement : IElement =>
