@@ -12,7 +12,7 @@ public sealed class LinalgBadInputTests
     private sealed class Set : IDisposable
     {
         /// <summary>A [3, 4] and B [4, 5] (Float32), C [3, 5]; Square [4, 4] for aliasing, the rest one rule each.</summary>
-        public readonly Tensor A, B, C, Square, SquareC, HalfC, WrongC, Vector, Cube, Ints, Longs, Elsewhere, CElsewhere, BHalf;
+        public readonly Tensor A, B, C, Square, SquareC, HalfC, WrongC, Vector, Cube, Ints, Longs, Elsewhere, CElsewhere, BHalf, Huge;
 
         public Set()
         {
@@ -34,9 +34,10 @@ public sealed class LinalgBadInputTests
             Elsewhere = Floats([4, 5], Backends.CpuScalar);
             CElsewhere = Floats([3, 5], Backends.CpuScalar);
             BHalf = FromBytes(DType.Float16, [4, 5], cpu, LinalgData.Matrix(random, DType.Float16, 20));
+            Huge = Tensor.Empty(DType.Float32, [1L << 31, 0], cpu);   // no elements, so nothing to allocate
         }
 
-        public Tensor[] All => [A, B, C, Square, SquareC, HalfC, WrongC, Vector, Cube, Ints, Longs, Elsewhere, CElsewhere, BHalf];
+        public Tensor[] All => [A, B, C, Square, SquareC, HalfC, WrongC, Vector, Cube, Ints, Longs, Elsewhere, CElsewhere, BHalf, Huge];
 
         public void Dispose()
         {
@@ -55,6 +56,8 @@ public sealed class LinalgBadInputTests
         { "matmul: b rank 3", typeof(ArgumentException), "b" },
         { "matmul: a Int64", typeof(ArgumentException), "a" },
         { "matmul: b Int32", typeof(ArgumentException), "b" },
+        { "matmul: a dimension of 2^31", typeof(ArgumentException), "a" },
+        { "matmul: b dimension of 2^31", typeof(ArgumentException), "b" },
         { "matmul: b on another device", typeof(ArgumentException), "b" },
         { "matmul: inner dimensions differ", typeof(ArgumentException), "b" },
         { "matmul: inner dimensions differ once transposed", typeof(ArgumentException), "b" },
@@ -73,6 +76,7 @@ public sealed class LinalgBadInputTests
         { "syrk: disposed c", typeof(ObjectDisposedException), "" },
         { "syrk: a rank 1", typeof(ArgumentException), "a" },
         { "syrk: a Int32", typeof(ArgumentException), "a" },
+        { "syrk: a dimension of 2^31", typeof(ArgumentException), "a" },
         { "syrk: c shape", typeof(ArgumentException), "c" },
         { "syrk: c not square", typeof(ArgumentException), "c" },
         { "syrk: c Float16", typeof(ArgumentException), "c" },
@@ -100,6 +104,8 @@ public sealed class LinalgBadInputTests
             "matmul: b rank 3" => () => Linalg.MatMul(s.A, s.Cube, c: s.C),
             "matmul: a Int64" => () => Linalg.MatMul(s.Longs, s.B, c: s.C),
             "matmul: b Int32" => () => Linalg.MatMul(s.A, s.Ints, c: s.C),
+            "matmul: a dimension of 2^31" => () => Linalg.MatMul(s.Huge, s.Huge, transposeB: true),
+            "matmul: b dimension of 2^31" => () => Linalg.MatMul(s.A, s.Huge, transposeB: true),
             "matmul: b on another device" => () => Linalg.MatMul(s.A, s.Elsewhere, c: s.C),
             "matmul: inner dimensions differ" => () => Linalg.MatMul(s.A, s.C),
             "matmul: inner dimensions differ once transposed" => () => Linalg.MatMul(s.A, s.B, transposeA: true),
@@ -118,6 +124,7 @@ public sealed class LinalgBadInputTests
             "syrk: disposed c" => () => { s.SquareC.Dispose(); Linalg.Syrk(s.A, c: s.SquareC); },
             "syrk: a rank 1" => () => Linalg.Syrk(s.Vector),
             "syrk: a Int32" => () => Linalg.Syrk(s.Ints),
+            "syrk: a dimension of 2^31" => () => Linalg.Syrk(s.Huge),
             "syrk: c shape" => () => Linalg.Syrk(s.A, c: s.C),
             "syrk: c not square" => () => Linalg.Syrk(s.B, c: s.WrongC),
             "syrk: c Float16" => () => Linalg.Syrk(s.C, c: s.HalfC),
