@@ -50,7 +50,9 @@ internal static unsafe class LinalgPacking
     {
         if (x.RowStride != 1)
         {
-            if (simd == SimdWidth.V512 && width <= 16 && Avx512F.IsSupported) Across16<TElement>(x, r0, rows, q0, kc, panel, width);
+            if (simd == SimdWidth.V512 && Avx512F.IsSupported && (width <= 16 || width % 16 == 0))
+                for (int strip = 0; strip < width; strip += 16)
+                    Across16<TElement>(x, r0 + strip, Math.Clamp(rows - strip, 0, 16), q0, kc, panel + strip, width);
             else Across<TElement>(x, r0, rows, q0, kc, panel, width);
             return;
         }
@@ -119,11 +121,12 @@ internal static unsafe class LinalgPacking
     }
 
     /// <summary>
-    /// <see cref="Across"/> for panels up to 16 wide with AVX-512: sixteen depth steps at a time, one 16-element load from
-    /// each row (all issued together, so their cache misses overlap), a 16 x 16 transpose in registers (unpacks inside
-    /// 128-bit lanes, then 128-bit lane shuffles: 64 shuffles for 256 elements), and one 16-float store per depth step.
-    /// A step's store spills 16 - width floats into the next step's slot, so the stores go in depth order and the next
-    /// rewrites it (the last one lands in the tail's slot, rewritten below, or in the buffer's <see cref="Slack"/>). Rows past
+    /// <see cref="Across"/> for one strip of up to 16 lanes of a panel (the panel is at most 16 wide, or a whole number of
+    /// strips) with AVX-512: sixteen depth steps at a time, one 16-element load from each row (all issued together, so
+    /// their cache misses overlap), a 16 x 16 transpose in registers (unpacks inside 128-bit lanes, then 128-bit lane
+    /// shuffles: 64 shuffles for 256 elements), and one 16-float store per depth step. In a panel narrower than 16 a step's
+    /// store spills 16 - width floats into the next step's slot, so the stores go in depth order and the next rewrites it
+    /// (the last one lands in the tail's slot, rewritten below, or in the buffer's <see cref="Slack"/>). Rows past
     /// <paramref name="rows"/> are zero vectors, so the padding comes out of the transpose.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -154,12 +157,12 @@ internal static unsafe class LinalgPacking
             s08.Store(step += width); s09.Store(step += width); s10.Store(step += width); s11.Store(step += width);
             s12.Store(step += width); s13.Store(step += width); s14.Store(step += width); s15.Store(step + width);
         }
-        for (; q < kc; q++)
+        for (int lanes = Math.Min(width, 16); q < kc; q++)
         {
             float* step = panel + q * width;
             int r = 0;
             for (; r < rows; r++) step[r] = TElement.Load(first + r * rowBytes, q);
-            for (; r < width; r++) step[r] = 0;
+            for (; r < lanes; r++) step[r] = 0;
         }
     }
 
