@@ -111,6 +111,52 @@ internal static class Peers
         }
     }
 
+    /// <summary>
+    /// NumPy's <c>a @ b</c> and <c>x.T @ x</c> on <see cref="Linalg.Shapes"/> (<c>peers/matmul_numpy.py</c>), backend
+    /// "<c>cpu numpy V</c>"; the report says which BLAS NumPy actually loaded.
+    /// </summary>
+    public static List<LinalgRow> NumpyMatMul(RunPlan plan, Report report) =>
+        File.Exists(NumpyPython) ? MatMulScript(NumpyPython, "matmul_numpy.py", [], Device.Cpu.Spec, "numpy", plan, report)
+            : Refused(report, "numpy", $"{NumpyPython} not found");
+
+    /// <summary>PyTorch's <c>torch.matmul</c> on the same shapes, on <paramref name="cuda"/> (<c>peers/matmul_torch.py</c>, TF32 off).</summary>
+    public static List<LinalgRow> TorchMatMul(Device cuda, RunPlan plan, Report report) =>
+        TorchPython(report) is { } python
+            ? MatMulScript(python, "matmul_torch.py", ["--device", $"cuda:{cuda.Index}"], cuda.Spec, "torch", plan, report)
+            : [];
+
+    private static List<LinalgRow> MatMulScript(string python, string script, string[] extra, string device, string peer, RunPlan plan, Report report)
+    {
+        string path = Path.Combine(AppContext.BaseDirectory, "peers", script);
+        string[] shapes = [.. Linalg.Shapes.SelectMany(s => s.Op == Linalg.SyrkOp ? new[] { "--syrk", $"{s.M},{s.K}" } : ["--matmul", $"{s.M},{s.K},{s.N}"])];
+        (int exit, string output, string error) = RunProcess(python,
+            [path, .. shapes, "--warmup", $"{plan.WarmupReps}", "--reps", $"{Math.Min(plan.Reps, 30)}", .. extra], PeerTimeout);
+        if (exit != 0) return Refused(report, peer, $"{script} exited {exit}: {LastLine(error)}");
+        try
+        {
+            using JsonDocument document = JsonDocument.Parse(output);
+            JsonElement root = document.RootElement;
+            string backend = $"{device} {peer} {root.GetProperty("version").GetString()}";
+            if (root.TryGetProperty("blas", out JsonElement blas))
+                report.Line($"peer {peer}: BLAS {string.Join(", ", blas.EnumerateArray().Select(b => b.GetString()))}; threads {root.GetProperty("threads").GetString()}");
+            return [.. root.GetProperty("rows").EnumerateArray().Select(r => new LinalgRow(
+                r.GetProperty("op").GetString() == "syrk" ? Linalg.SyrkOp : Linalg.MatMulOp,
+                r.GetProperty("m").GetInt32(), r.GetProperty("k").GetInt32(), r.GetProperty("n").GetInt32(), backend,
+                new Timing(r.GetProperty("median_s").GetDouble() * 1e3, r.GetProperty("min_s").GetDouble() * 1e3,
+                    r.GetProperty("max_s").GetDouble() * 1e3, r.GetProperty("reps").GetInt32()), IsPeer: true))];
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            return Refused(report, peer, $"{script} printed no readable result: {e.Message}");
+        }
+    }
+
+    private static List<LinalgRow> Refused(Report report, string peer, string why)
+    {
+        report.Line($"peer {peer}: not available ({why})");
+        return [];
+    }
+
     /// <summary>The first of python3 on PATH and Debian's interpreter that imports torch; null (and a line saying why) if none does.</summary>
     private static string? TorchPython(Report report)
     {

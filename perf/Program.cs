@@ -11,9 +11,10 @@ namespace NativeTensor.Perf;
 internal static partial class Program
 {
     private const string Usage = """
-        usage: perf [all | validate | memory | moments | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16]] [--quick] [--device SPEC] [--out PATH]
+        usage: perf [all | validate | linalg | moments | memory | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16]] [--quick] [--device SPEC] [--out PATH]
           all (default)  validate every op on every device, time the gathers, run the peers and the memory scenario
           validate       only the validation
+          linalg         only the matrix products: validate, time, FMA peak, numpy/torch peers, targets
           memory         only the memory scenario (CPU)
           moments        only Moments: validate on every device, time Update [4096, 1024] beside np.cov (and torch.cov)
           bdn            the CPU gather and copy under BenchmarkDotNet's default config
@@ -53,7 +54,7 @@ internal static partial class Program
         int i = 0;
         if (args.Length > 0 && !args[0].StartsWith('-')) command = args[i++];
         if (command is "bdn" or "memory-child") return new Options(command, false, null, null, args[i..]);
-        if (command is not ("all" or "validate" or "memory" or "moments")) throw new ArgumentException($"unknown command '{command}'");
+        if (command is not ("all" or "validate" or "linalg" or "moments" or "memory")) throw new ArgumentException($"unknown command '{command}'");
         for (; i < args.Length; i++)
         {
             switch (args[i])
@@ -89,6 +90,7 @@ internal static partial class Program
         var unscales = new List<ConversionRow>();
         var steps = new List<ConversionRow>();
         var moments = new List<MomentsRow>();
+        var linalg = new List<LinalgRow>();
         MemoryResult? memory = null;
         if (options.Command is "all" or "validate")
         {
@@ -104,10 +106,13 @@ internal static partial class Program
                 failed |= unscaleFailed;
                 (steps, bool stepFailed) = Optimizers.Run(passed, plan, report);
                 failed |= stepFailed;
+                (linalg, bool linalgFailed) = Linalg.Run(passed, plan, report);
+                failed |= linalgFailed;
                 (moments, bool momentsFailed) = Moments.Run(passed, plan, report, options.Quick);
                 failed |= momentsFailed;
             }
         }
+        if (options.Command == "linalg") (linalg, failed) = Linalg.Run(devices, plan, report);
         if (options.Command == "moments") (moments, failed) = Moments.Run(devices, plan, report, options.Quick);
         if (options.Command is "all" or "memory")
         {
@@ -124,7 +129,7 @@ internal static partial class Program
                 }
             }
         }
-        if (options.Command == "all")
+        if (options.Command is "all" or "linalg" or "moments")
         {
             report.Section("Targets");
             Targets.Print(rows, memory, report);
@@ -132,8 +137,9 @@ internal static partial class Program
             Targets.PrintUnscale(unscales, report);
             Targets.PrintOptimizerSteps(steps, report);
             Targets.PrintTorch([.. unscales, .. steps], report);
+            Targets.PrintLinalg(linalg, report);
+            Targets.PrintMoments(moments, report);
         }
-        if (options.Command is "all" or "moments") Targets.PrintMoments(moments, report);
 
         string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices, options.Quick) : null);
         if (path is not null)

@@ -9,6 +9,8 @@ internal static class Targets
     private const double ConvertOverCopy = 0.85;
     /// <summary>Unscale and optimizer steps: the share of a copy of the same bytes they must reach.</summary>
     private const double UnscaleOverCopy = 0.80;
+    /// <summary>Float32 MatMul at 1024^3 on the CPU: the share of NumPy's (OpenBLAS) GFLOP/s it must reach.</summary>
+    private const double MatMulOverNumpy = 0.7;
 
     public static void Print(IReadOnlyList<Row> rows, MemoryResult? memory, Report report)
     {
@@ -77,6 +79,21 @@ internal static class Targets
             foreach (MomentsRow peer in rows.Where(r => r.Op.StartsWith("peer", StringComparison.Ordinal) && r.Backend.StartsWith(ours.Backend + " ", StringComparison.Ordinal)))
                 report.Line($"info   {ours.Backend} moments update [{Moments.Rows}, {Moments.Features}] vs {peer.Op[6..]} ({peer.Backend}): " +
                     $"{ours.Time.MedianMs:F1} / {peer.Time.MedianMs:F1} ms = {peer.Time.MedianMs / ours.Time.MedianMs:F2}x the peer's speed");
+    }
+
+    /// <summary>Issue 4's CPU target: Float32 MatMul at 1024^3 at least 0.7x NumPy (OpenBLAS) on the same machine; the other shapes as figures.</summary>
+    public static void PrintLinalg(IReadOnlyList<LinalgRow> rows, Report report)
+    {
+        foreach (LinalgRow row in rows.Where(r => !r.IsPeer))
+        {
+            LinalgRow? peer = Linalg.PeerOf(row, rows);
+            bool target = row.Backend == Device.Cpu.Spec && row.Op == Linalg.MatMulOp && row is { M: 1024, K: 1024, N: 1024 };
+            if (target && peer is null) report.Line($"cpu {row.Op} {row.Shape} >= {MatMulOverNumpy}x numpy: no numpy figure this run");
+            else if (target) Say(report, $"cpu {row.Op} {row.Shape} >= {MatMulOverNumpy}x numpy", row.Gflops / peer!.Gflops, MatMulOverNumpy,
+                $"{row.Gflops:F1} / {peer.Gflops:F1} GFLOP/s = {row.Gflops / peer.Gflops:F2}x");
+            else if (peer is not null)
+                report.Line($"info   {row.Backend} {row.Op} {row.Shape} vs {peer.Backend.Split(' ')[1]}: {row.Gflops:F1} / {peer.Gflops:F1} GFLOP/s = {row.Gflops / peer.Gflops:F2}x");
+        }
     }
 
     private static void PrintOverCopy(IEnumerable<ConversionRow> rows, Func<ConversionRow, ConversionRow?> copyOf, Report report)

@@ -83,4 +83,34 @@ public static class Tolerances
     public const double PcaOrthonormality = 1e-12;
 
     private static double Gamma(int n, double u) => n * u / (1 - n * u);
+    /// <summary>The unit roundoff of binary32 (round to nearest): half an ulp of 1.</summary>
+    public const double SingleUnitRoundoff = 1.0 / (1 << 24);
+
+    /// <summary>The unit roundoff of binary64, which the double reference rounds with.</summary>
+    public const double DoubleUnitRoundoff = 1.0 / (1L << 53);
+
+    /// <summary>Higham's γ_n = n u / (1 - n u): the relative error n roundings of unit roundoff u can build up (n u &lt; 1).</summary>
+    public static double Gamma(long n, double u) => n * u / (1 - n * u);
+
+    /// <summary>
+    /// The largest |computed - reference| allowed for one element of a Float32 matrix product,
+    /// <c>alpha * Σ_p a_ip b_pj + beta * c</c> over <paramref name="k"/> terms (MatMul and Syrk, on every backend):
+    /// <c>γ_{k+2} (|alpha| Σ_p |a_ip b_pj| + |beta c|)</c> in binary32, plus the same in binary64 for the reference's own
+    /// rounding, plus <c>(k + 2) 2^-149</c> for underflow.
+    /// </summary>
+    /// <remarks>
+    /// Source: Higham, <i>Accuracy and Stability of Numerical Algorithms</i>, 2nd ed. (SIAM, 2002), §3.1: an inner product
+    /// evaluated in any order, with any parenthesisation and with or without fused multiply-adds, satisfies <c>|fl(x^T y) -
+    /// x^T y| &lt;= γ_k |x|^T |y|</c>, because each term passes through at most k roundings and Lemma 3.1 bounds a product
+    /// of k factors (1 + δ), |δ| &lt;= u, by 1 + θ_k with |θ_k| &lt;= γ_k. Scaling by alpha and adding beta * c are at most
+    /// two more roundings on every term, hence γ_{k+2}; a kernel that splits k into blocks and merges them into C one block
+    /// at a time (the CPU GEMM) still rounds each term at most k + 2 times. The model assumes no underflow; with gradual
+    /// underflow each of those roundings may add at most half the smallest subnormal, 2^-150, absolutely (Higham §2.1),
+    /// which the later relative roundings can at most double. With beta 0 the old C does not enter (it may be NaN).
+    /// </remarks>
+    public static double MatMulError(long k, double alpha, double absoluteProducts, double beta, double oldC)
+    {
+        double magnitude = Math.Abs(alpha) * absoluteProducts + (beta == 0 ? 0 : Math.Abs(beta * oldC));
+        return (Gamma(k + 2, SingleUnitRoundoff) + Gamma(k + 2, DoubleUnitRoundoff)) * magnitude + (k + 2) * Math.ScaleB(1.0, -149);
+    }
 }

@@ -65,7 +65,9 @@ public static class Linalg
     /// <summary>
     /// The symmetric rank-k update <c>C = alpha * A^T * A + beta * C</c>: A is [n, d] (n rows of d features), C is Float32
     /// [d, d] and written in full, both triangles (the mirror images are bit-identical). The scatter matrix of centred
-    /// rows, for covariance.
+    /// rows, for covariance. With beta not 0 only the lower triangle of the old C is read (<c>C[max(i, j), min(i, j)]</c>
+    /// scales into both C[i, j] and C[j, i], as BLAS <c>ssyrk</c> with uplo 'L'), so the result is symmetric even when
+    /// the old C was not.
     /// </summary>
     /// <param name="a">Rank 2 [n, d]; Float32, Float16 or BFloat16.</param>
     /// <param name="alpha">Multiplies A^T A; finite.</param>

@@ -170,7 +170,7 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
         using var c = new Lease(shape.C);
         long aBytes = (long)shape.M * shape.K * shape.AType.SizeOf(), bBytes = (long)shape.K * shape.N * shape.BType.SizeOf();
         LinalgKernels.MatMul(At(shape.A, 0, aBytes), shape.AType, shape.TransposeA, At(shape.B, 0, bBytes), shape.BType, shape.TransposeB,
-            (float*)At(shape.C, 0, (long)shape.M * shape.N * 4), shape.M, shape.N, shape.K, alpha, beta);
+            (float*)At(shape.C, 0, (long)shape.M * shape.N * 4), shape.M, shape.N, shape.K, alpha, beta, Simd);
     }
 
     public override void Syrk(DeviceBuffer a, DType aType, int rows, int columns, DeviceBuffer c, float alpha, float beta)
@@ -178,7 +178,7 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
         using var input = new Lease(a);
         using var output = new Lease(c);
         LinalgKernels.Syrk(At(a, 0, (long)rows * columns * aType.SizeOf()), aType, rows, columns,
-            (float*)At(c, 0, (long)columns * columns * 4), alpha, beta);
+            (float*)At(c, 0, (long)columns * columns * 4), alpha, beta, Simd);
     }
 
     /// <summary>The address of <paramref name="offset"/> in a buffer the caller holds a <see cref="Lease"/> on, after checking that <paramref name="length"/> bytes fit there.</summary>
