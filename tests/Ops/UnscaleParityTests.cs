@@ -47,11 +47,11 @@ public abstract class UnscaleParityTests
     private static readonly DType[] Gradients = [DType.Float32, DType.BFloat16];
 
     /// <summary>
-    /// Loss-scale reciprocals: 1; 2^-16 both as a power of two and as 1/65536 computed in double; two that make every
-    /// product round; a subnormal one (products underflow); and two above 1 (products overflow).
+    /// Loss-scale reciprocals: 1; 2^-16 (the default scale's, which 1/65536 computed in double also gives, bit for bit);
+    /// two that make every product round; a subnormal one (products underflow); and two above 1 (products overflow).
     /// </summary>
     public static readonly float[] Scales =
-        [1f, MathF.ScaleB(1, -16), (float)(1 / 65536.0), (float)(1 / 3.0), (float)(1 / 1000.0), MathF.ScaleB(1, -140), 4f, 65504f];
+        [1f, MathF.ScaleB(1, -16), (float)(1 / 3.0), (float)(1 / 1000.0), MathF.ScaleB(1, -140), 4f, 65504f];
 
     public static TheoryData<DType, float> DTypesAndScales()
     {
