@@ -138,26 +138,9 @@ internal static class Optimizers
         return typed.To(device);
     }
 
-    /// <summary>The copy row on the same device that moves as many bytes as <paramref name="row"/>.</summary>
-    /// <remarks>A peer's row ("cuda:0 torch 2.x") is measured against the copy of the device it ran on.</remarks>
-    public static ConversionRow? CopyOf(ConversionRow row, IReadOnlyList<ConversionRow> rows) =>
-        rows.FirstOrDefault(r => r.Backend == row.Backend.Split(' ')[0] && r.MovedBytes == row.MovedBytes && r.Op.StartsWith("copy", StringComparison.Ordinal));
-
     private static void Print(IReadOnlyList<ConversionRow> rows, Report report)
     {
-        var cells = new List<string[]> { new[] { "op", "elements", "backend", "median ms (min–max)", "GB/s", "% of copy" } };
-        foreach (ConversionRow row in rows)
-        {
-            ConversionRow? copy = CopyOf(row, rows);
-            cells.Add(
-            [
-                row.Op, $"{Elements:N0}", row.Backend,
-                $"{row.Time.MedianMs:F2} ({row.Time.MinMs:F2}–{row.Time.MaxMs:F2})",
-                $"{row.Gbps:F1}",
-                copy is null || copy == row ? "—" : $"{100 * row.Gbps / copy.Gbps:F0}%",
-            ]);
-        }
-        report.Table(cells, [false, true, false, true, true, true]);
+        CopyTable.Print(rows, Elements, report);
         report.Line("GB/s = bytes read + written by the step (weights, gradient, state, working copy); each step's copy row moves the same total.");
         report.Line("The optimizer-step row is MixedPrecisionOptimizer.Step: the read-only non-finite check of the gradient, then the fused AdamW pass.");
     }

@@ -55,11 +55,11 @@ internal static class Targets
 
     /// <summary>The unscale target on the CPU and CUDA: at least 80% of the bandwidth its bytes imply, i.e. of a copy of the same bytes.</summary>
     public static void PrintUnscale(IReadOnlyList<ConversionRow> rows, Report report) =>
-        PrintOverCopy(rows.Where(r => r.Op.StartsWith("unscale", StringComparison.Ordinal)), row => Unscale.CopyOf(row, rows), report);
+        PrintOverCopy(rows.Where(r => r.Op.StartsWith("unscale", StringComparison.Ordinal)), rows, report);
 
     /// <summary>The AdamW and SGD step targets, the same rule: at least 80% of a copy of the bytes the step reads and writes.</summary>
     public static void PrintOptimizerSteps(IReadOnlyList<ConversionRow> rows, Report report) =>
-        PrintOverCopy(rows.Where(r => !r.Op.StartsWith("copy", StringComparison.Ordinal) && !r.Op.StartsWith("peer", StringComparison.Ordinal)), row => Optimizers.CopyOf(row, rows), report);
+        PrintOverCopy(rows.Where(r => !r.Op.StartsWith("copy", StringComparison.Ordinal) && !r.Op.StartsWith("peer", StringComparison.Ordinal)), rows, report);
 
     /// <summary>Our CUDA unscale and AdamW rows beside PyTorch's on the same GPU (no fixed target: the issue asks for the figures).</summary>
     public static void PrintTorch(IReadOnlyList<ConversionRow> rows, Report report)
@@ -96,11 +96,11 @@ internal static class Targets
         }
     }
 
-    private static void PrintOverCopy(IEnumerable<ConversionRow> rows, Func<ConversionRow, ConversionRow?> copyOf, Report report)
+    private static void PrintOverCopy(IEnumerable<ConversionRow> judged, IReadOnlyList<ConversionRow> rows, Report report)
     {
-        foreach (ConversionRow row in rows.Where(r => r.Backend == Device.Cpu.Spec || r.Backend.StartsWith("cuda", StringComparison.Ordinal)))
+        foreach (ConversionRow row in judged.Where(r => r.Backend == Device.Cpu.Spec || r.Backend.StartsWith("cuda", StringComparison.Ordinal)))
         {
-            if (copyOf(row) is not { } copy) continue;
+            if (CopyTable.CopyOf(row, rows) is not { } copy) continue;
             Say(report, $"{row.Backend} {row.Op} >= {UnscaleOverCopy * 100:F0}% of the bandwidth its bytes imply (copy of the same bytes)",
                 row.Gbps / copy.Gbps, UnscaleOverCopy, $"{row.Gbps:F1} / {copy.Gbps:F1} GB/s = {row.Gbps / copy.Gbps * 100:F0}%");
         }

@@ -95,25 +95,9 @@ internal static class Unscale
         return typed.To(device);
     }
 
-    /// <summary>The copy row that moves the same bytes as <paramref name="row"/> on the same device.</summary>
-    public static ConversionRow? CopyOf(ConversionRow row, IReadOnlyList<ConversionRow> rows) =>
-        rows.FirstOrDefault(r => r.Backend == row.Backend && r.MovedBytes == row.MovedBytes && r.Op.StartsWith("copy", StringComparison.Ordinal));
-
     private static void Print(IReadOnlyList<ConversionRow> rows, Report report)
     {
-        var cells = new List<string[]> { new[] { "op", "elements", "backend", "median ms (min–max)", "GB/s", "% of copy" } };
-        foreach (ConversionRow row in rows)
-        {
-            ConversionRow? copy = CopyOf(row, rows);
-            cells.Add(
-            [
-                row.Op, $"{Elements:N0}", row.Backend,
-                $"{row.Time.MedianMs:F2} ({row.Time.MinMs:F2}–{row.Time.MaxMs:F2})",
-                $"{row.Gbps:F1}",
-                copy is null ? "—" : $"{100 * row.Gbps / copy.Gbps:F0}%",
-            ]);
-        }
-        report.Table(cells, [false, true, false, true, true, true]);
+        CopyTable.Print(rows, Elements, report);
         report.Line("GB/s = bytes read + written; each unscale row's copy moves the gradient's own bytes (read once, written once). In place, an unscale");
         report.Line("writes lines it has just read, while a copy also reads each destination line before writing it, so an unscale can pass 100%.");
     }

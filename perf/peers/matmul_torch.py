@@ -14,11 +14,11 @@ version, device, rows [{op, m, k, n, median_s, min_s, max_s, reps}]. --device cp
 """
 import argparse
 import json
-import statistics
 import sys
-import time
 
 import torch
+
+from torch_timing import timed
 
 
 def parse_args():
@@ -29,25 +29,6 @@ def parse_args():
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--device", default="cuda:0")
     return p.parse_args()
-
-
-def timed(device, body, warmup, reps):
-    for _ in range(warmup):
-        body()
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            body()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter_ns()
-            body()
-            times.append((time.perf_counter_ns() - t0) / 1e9)
-    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times), "reps": reps}
 
 
 def main():

@@ -13,10 +13,10 @@ the CPU) is reported. Prints one JSON object on stdout. --device cpu smoke-tests
 """
 import argparse
 import json
-import statistics
-import time
 
 import torch
+
+from torch_timing import timed
 
 
 def parse_args():
@@ -30,25 +30,6 @@ def parse_args():
     return p.parse_args()
 
 
-def timed(device, body, warmup, reps):
-    for _ in range(warmup):
-        body()
-    times = []
-    for _ in range(reps):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            body()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            began = time.perf_counter_ns()
-            body()
-            times.append((time.perf_counter_ns() - began) / 1e9)
-    return times
-
-
 def main():
     args = parse_args()
     device = torch.device(args.device)
@@ -60,11 +41,9 @@ def main():
     flops = args.rows * args.features * (args.features + 1)
     rows = []
     for name, body in variants.items():
-        times = timed(device, body, args.warmup, args.reps)
+        row = timed(device, body, args.warmup, args.reps)
         error = float((body().double().cpu() - reference).abs().max() / reference.abs().max())
-        median = statistics.median(times)
-        rows.append({"op": name, "median_s": median, "min_s": min(times), "max_s": max(times), "reps": args.reps,
-                     "gflops": flops / median / 1e9, "max_rel_error": error})
+        rows.append({"op": name, **row, "gflops": flops / row["median_s"] / 1e9, "max_rel_error": error})
     print(json.dumps({"peer": "torch", "version": torch.__version__, "device": str(device), "rows": rows}))
 
 
