@@ -234,7 +234,7 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
     /// <summary>
     /// On a device, full mode keeps the batch there: what comes back is each chunk's column-sum pairs (at most 64 chunks),
     /// the row flags when skipping, and each group's (hi, lo) scatter pair once — the same bytes for 8192 rows as for
-    /// 16384, a few percent of either batch.
+    /// 16384, a few percent of either batch. Every scratch buffer is released again.
     /// </summary>
     [SkippableTheory]
     [InlineData(false)]
@@ -249,7 +249,12 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
             var data = MomentsData.Random(rows, groups, d, DType.Float32, seed: rows, mean: 50);
             if (skip) data.Values[3 * rowElements + 5] = float.NaN;
             var state = new Moments(d, groups, Device, skipNonFiniteRows: skip);
-            using (Tensor batch = data.All(Device)) state.Update(batch);
+            using (Tensor batch = data.All(Device))
+            {
+                long live = Device.Backend.LiveBuffers;
+                state.Update(batch);
+                Assert.Equal(live, Device.Backend.LiveBuffers);   // every scratch buffer of the device path was released
+            }
             long kept = rows - (skip ? 1 : 0), chunks = (kept + Moments.ColumnSumRows(kept) - 1) / Moments.ColumnSumRows(kept);
             long expected = chunks * rowElements * 2 * sizeof(float) + groups * 2L * d * d * sizeof(float) + (skip ? rows * sizeof(uint) : 0);
             Assert.Equal(expected, state.BytesReadBack);

@@ -48,7 +48,11 @@ public sealed partial class Moments
                 {
                     long[] kept = KeptRows(backend, flags, n, ref readBack);
                     count = kept.Length;
-                    if (count == 0) return new BatchMoments(0, n, new double[rowElements], new double[_m2.Length]);
+                    if (count == 0)
+                    {
+                        BytesReadBack = readBack;
+                        return new BatchMoments(0, n, new double[rowElements], new double[_m2.Length]);
+                    }
                     if (count < n)
                     {
                         // The sums included the skipped rows: sum again over the kept ones only (fewer rows, never more chunks).
