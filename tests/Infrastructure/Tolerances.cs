@@ -32,32 +32,58 @@ public static class Tolerances
     };
 
     /// <summary>
-    /// The relative error factor of <see cref="Moments"/>' scatter on <paramref name="backend"/>: each entry's error is at
-    /// most this times <c>sqrt(D_j D_k)</c> (D the sums of squares of the centred features; see <see cref="MomentsErrorBound"/>).
+    /// The relative error factor of <see cref="Moments"/>' scatter on <paramref name="backend"/>, for data of at most
+    /// <paramref name="rows"/> rows in all: each entry's error is at most this times <c>sqrt(D_j D_k)</c> (D the sums of
+    /// squares of the centred features; see <see cref="MomentsErrorBound"/>).
     /// </summary>
     /// <remarks>
-    /// Source: the only Float32 step is the Syrk of a block of at most <see cref="Moments.ScatterBlockRows"/> rows. A sum of
-    /// b products in binary32, in any order, with or without FMA, is within γ_b = b u / (1 - b u) (u = 2^-24) of the exact
-    /// sum of |products| (Higham, Accuracy and Stability of Numerical Algorithms, §3.1); Cauchy–Schwarz turns Σ|y_j y_k| into
-    /// sqrt(D_j D_k) and carries the bound across blocks and batches. Two more roundings cover the centring subtraction of
-    /// each factor. Every backend's Syrk accumulates in Float32 with correctly rounded add and multiply (OpenCL 1.2 §7.4,
-    /// CUDA without fast math), so the factor is the same everywhere; 64 u_double covers the double-precision steps.
+    /// Source: the Float32 steps are the Syrk of a block of at most <see cref="Moments.ScatterBlockRows"/> rows and, on a
+    /// device, the accumulation of a batch's blocks. A sum of b products in binary32, in any order, with or without FMA,
+    /// is within γ_b = b u / (1 - b u) (u = 2^-24) of the exact sum of |products| (Higham, Accuracy and Stability of
+    /// Numerical Algorithms, §3.1); Cauchy–Schwarz turns Σ|y_j y_k| into sqrt(D_j D_k) and carries the bound across blocks
+    /// and batches. Two more roundings cover the centring subtraction of each factor: γ_130 in all. Every backend's Syrk
+    /// accumulates in Float32 with correctly rounded add and multiply (OpenCL 1.2 §7.4, CUDA without fast math).
+    /// On the CPU each block is added into double (64 u_double covers the double-precision steps). On OpenCL and CUDA the
+    /// B = ceil(n / 128) blocks of a batch are added on the device into a (hi, lo) pair by TwoSum, the cascade of Ogita,
+    /// Rump and Oishi's Sum2 ("Accurate sum and dot product", SIAM J. Sci. Comput. 26(6), 2005, Algorithm 4.4) without its
+    /// final rounding, since hi + lo is formed in double: by their Proposition 4.5 (less the u |s| of that rounding) the
+    /// pair is within γ_(B-1)² Σ_b |S_b| of the exact sum of the block results S_b, and Σ_b |S_b| &lt;= (1 + γ_130)
+    /// sqrt(D_j D_k) by the same Cauchy–Schwarz. No batch has more than ceil(rows / 128) blocks, so
+    /// f = γ_130 + (1 + γ_130) γ_B² + 64 u_double with B from <paramref name="rows"/>; at B = 16 the new term is 1e-12.
     /// </remarks>
-    public static double MomentsScatterRelative(DeviceKind backend) => backend switch
+    public static double MomentsScatterRelative(DeviceKind backend, long rows = Moments.ScatterBlockRows)
     {
-        DeviceKind.Cpu or DeviceKind.OpenCl or DeviceKind.Cuda => Gamma(Moments.ScatterBlockRows + 2, Math.ScaleB(1, -24)) + 64 * Math.ScaleB(1, -53),
-        _ => throw new ArgumentException($"no moments tolerance for {backend}: add one with its source"),
-    };
+        double u = SingleUnitRoundoff, block = Gamma(Moments.ScatterBlockRows + 2, u);
+        return backend switch
+        {
+            DeviceKind.Cpu => block + 64 * DoubleUnitRoundoff,
+            DeviceKind.OpenCl or DeviceKind.Cuda =>
+                block + (1 + block) * Math.Pow(Gamma(Math.Max(1, (rows + Moments.ScatterBlockRows - 1) / Moments.ScatterBlockRows), u), 2)
+                + 64 * DoubleUnitRoundoff,
+            _ => throw new ArgumentException($"no moments tolerance for {backend}: add one with its source"),
+        };
+    }
 
     /// <summary>
-    /// The error of <see cref="Moments.Mean"/> relative to the largest |x| of the feature, for <paramref name="rows"/> rows.
+    /// The error of <see cref="Moments.Mean"/> relative to the largest |x| of the feature, for <paramref name="rows"/> rows
+    /// on <paramref name="backend"/>.
     /// </summary>
     /// <remarks>
-    /// Source: the batch mean is a double sum of floats, within (n - 1) u_double of Σ|x| (Higham §4.2), i.e. (n - 1) u max|x|
-    /// after the division; each of at most n Chan merges adds about 9 u max|x| (δ is at most 2 max|x|); the two-pass
-    /// reference makes its own (N - 1) u max|x|. (12 N + 16) u_double, u_double = 2^-53, covers all of them.
+    /// Source: on the CPU the batch mean is a double sum of floats, within (n - 1) u_double of Σ|x| (Higham §4.2), i.e.
+    /// (n - 1) u max|x| after the division; each of at most n Chan merges adds about 9 u max|x| (δ is at most 2 max|x|);
+    /// the two-pass reference makes its own (N - 1) u max|x|. (12 N + 16) u_double, u_double = 2^-53, covers all of them.
+    /// On OpenCL and CUDA the batch's column sums are Float32 TwoSum cascades over chunks of m rows (Sum2 as in
+    /// <see cref="MomentsScatterRelative"/>: within γ_(m-1)² Σ|x| of the exact chunk sum), whose (hi, lo) pairs, at most
+    /// n of them, the host adds in double (2 n u_double more): (14 N + 16) u_double + γ_m², with m the longest chunk
+    /// any batch of at most N rows gets (<see cref="Moments.ColumnSumRows"/>: 128 rows up to 8192 rows a batch).
     /// </remarks>
-    public static double MomentsMeanRelative(long rows) => (12.0 * rows + 16) * Math.ScaleB(1, -53);
+    public static double MomentsMeanRelative(long rows, DeviceKind backend = DeviceKind.Cpu) => backend switch
+    {
+        DeviceKind.Cpu => (12.0 * rows + 16) * DoubleUnitRoundoff,
+        DeviceKind.OpenCl or DeviceKind.Cuda =>
+            (14.0 * rows + 16) * DoubleUnitRoundoff + Math.Pow(Gamma(Math.Min(rows, Moments.ColumnSumRows(rows)), SingleUnitRoundoff), 2),
+        _ => throw new ArgumentException($"no moments mean tolerance for {backend}: add one with its source"),
+    };
 
     /// <summary>
     /// The stability target: data with mean 1e4 and unit variance must give a covariance within this max-norm relative

@@ -10,6 +10,7 @@ public sealed class KernelSourcesTests
     [InlineData("windows.cl")]
     [InlineData("precision.cl")]
     [InlineData("linalg.cl")]
+    [InlineData("moments.cl")]
     public void Every_header_is_pasted_once_and_no_include_line_is_left(string file)
     {
         string source = KernelSources.Get(file);

@@ -7,9 +7,11 @@ namespace NativeTensor.Cpu;
 /// The host-side passes of <see cref="NativeTensor.Moments"/>'s batch pipeline: column sums in double, centring in
 /// Float32 against a Float32 mean, and the widening accumulation of each Float32 block scatter into double. Each is a
 /// single pass over its data with <see cref="Vector{T}"/> lanes and a scalar tail; the order of additions into any one
-/// double is fixed (row by row), so results do not depend on the vector width or the core count.
+/// double is fixed (row by row), so results do not depend on the vector width or the core count. Below them, the CPU
+/// backend's versions of the device pipeline's kernels (<c>kernels/moments.cl</c>): plain scalar loops in the kernels'
+/// operation order, so the CPU gives the devices' bits and the backend tests can compare them exactly.
 /// </summary>
-internal static class MomentsKernels
+internal static unsafe class MomentsKernels
 {
     /// <summary><c>sums[j] += (double)row[j]</c>.</summary>
     public static void AddTo(ReadOnlySpan<float> row, Span<double> sums)
@@ -99,4 +101,84 @@ internal static class MomentsKernels
             }
         }
     }
+
+    /// <summary>Knuth's TwoSum: returns fl(a + b) and sets <paramref name="error"/> so that a + b = result + error exactly (no overflow).</summary>
+    public static float TwoSum(float a, float b, out float error)
+    {
+        // .NET evaluates float arithmetic in binary32 and never contracts or reassociates it, as ADD_RN promises on devices.
+        float t = a + b;
+        float z = t - a;
+        error = (a - (t - z)) + (b - z);
+        return t;
+    }
+
+    /// <summary>
+    /// <c>moments_column_sums_*</c> of <c>kernels/moments.cl</c> on the host: per chunk of <paramref name="chunkRows"/>
+    /// rows and per column, the TwoSum cascade into (hi, lo) pairs; flags set for rows with NaN or ±Inf when asked
+    /// (<paramref name="rowFlags"/> already zeroed). A listed row outside the batch counts as NaN and is not read.
+    /// </summary>
+    public static void ColumnSums(byte* batch, DType dtype, long batchRows, long columns, long* rowIndex, long count, long chunkRows,
+        float* sums, uint* rowFlags)
+    {
+        long chunks = count / chunkRows + (count % chunkRows == 0 ? 0 : 1);
+        for (long c = 0; c < chunks; c++)
+        {
+            long end = Math.Min(count, (c + 1) * chunkRows);
+            for (long e = 0; e < columns; e++)
+            {
+                float hi = 0, lo = 0;
+                for (long r = c * chunkRows; r < end; r++)
+                {
+                    long row = rowIndex is null ? r : rowIndex[r];
+                    float value = float.NaN;
+                    if (row >= 0 && row < batchRows)
+                    {
+                        value = Widen(batch, dtype, row * columns + e);
+                        if (rowFlags is not null && !float.IsFinite(value)) rowFlags[row] = 1;
+                    }
+                    hi = TwoSum(hi, value, out float error);
+                    lo += error;
+                }
+                sums[2 * (c * columns + e)] = hi;
+                sums[2 * (c * columns + e) + 1] = lo;
+            }
+        }
+    }
+
+    /// <summary><c>moments_centre_*</c> on the host: <c>output[r, j] = x[row(r), column + j] - pivot[column + j]</c> in Float32.</summary>
+    public static void CentreRows(byte* batch, DType dtype, long batchRows, int rowElements, long* rowIndex, long first, int taken,
+        int column, int width, float* pivot, float* output)
+    {
+        for (long r = 0; r < taken; r++)
+        {
+            long row = rowIndex is null ? first + r : rowIndex[first + r];
+            bool inRange = row >= 0 && row < batchRows;
+            for (long j = 0; j < width; j++)
+                output[r * width + j] = inRange ? Widen(batch, dtype, row * rowElements + column + j) - pivot[column + j] : float.NaN;
+        }
+    }
+
+    /// <summary><c>moments_compensated_add</c> on the host: <c>(hi, lo) += addend</c> by TwoSum, element by element.</summary>
+    public static void CompensatedAdd(float* hi, float* lo, float* addend, long count, bool start)
+    {
+        for (long i = 0; i < count; i++)
+        {
+            if (start)
+            {
+                hi[i] = addend[i];
+                lo[i] = 0;
+                continue;
+            }
+            hi[i] = TwoSum(hi[i], addend[i], out float error);
+            lo[i] += error;
+        }
+    }
+
+    /// <summary>Element <paramref name="index"/> of a float array of <paramref name="dtype"/>, widened exactly to Float32.</summary>
+    private static float Widen(byte* data, DType dtype, long index) => dtype switch
+    {
+        DType.Float32 => ((float*)data)[index],
+        DType.Float16 => BitConverter.UInt32BitsToSingle(PrecisionKernels.HalfToSingle(((ushort*)data)[index])),
+        _ => BitConverter.UInt32BitsToSingle((uint)((ushort*)data)[index] << 16),
+    };
 }

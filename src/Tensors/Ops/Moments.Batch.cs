@@ -12,12 +12,14 @@ public sealed partial class Moments
     private readonly record struct BatchMoments(long Count, long Skipped, double[] Mean, double[] M2);
 
     /// <summary>
-    /// The batch's own centred moments, computed without touching the state (steps 1 to 4 of the class remarks). Two
-    /// passes over the rows, chunk by chunk: column sums in double; then, per group, centring in Float32 and the blocked
-    /// Syrk (or, diagonal-only, the squares in double).
+    /// The batch's own centred moments, computed without touching the state (steps 1 to 4 of the class remarks). In full
+    /// mode on an OpenCL or CUDA device, on that device (<see cref="SummariseOnDevice"/>); otherwise two passes over the
+    /// rows on the host, chunk by chunk: column sums in double; then, per group, centring in Float32 and the blocked Syrk
+    /// (or, diagonal-only, the squares in double).
     /// </summary>
     private BatchMoments Summarise(Tensor batch)
     {
+        if (!DiagonalOnly && batch.Device.Kind != DeviceKind.Cpu) return SummariseOnDevice(batch);
         long n = batch.Shape[0];
         int g = Groups, d = Features, rowElements = g * d;
         using var rows = new BatchRows(batch, rowElements);
@@ -52,18 +54,18 @@ public sealed partial class Moments
         return new BatchMoments(count, n - count, mean, m2);
     }
 
-    /// <summary>Full mode, steps 2 to 4: centre against the Float32 mean, Syrk blocks of rows, add each block into double, correct.</summary>
+    /// <summary>
+    /// Full mode on the CPU, steps 2 to 4: centre against the Float32 mean, Syrk blocks of rows, add each block into
+    /// double, correct. The blocks and the scatter are CPU tensors, so the Syrk reads and writes host memory in place.
+    /// </summary>
     private void ScatterInBlocks(Device device, BatchRows rows, long n, int chunkRows, bool[]? kept, long count, double[] mean, double[] m2)
     {
         int g = Groups, d = Features, rowElements = g * d;
         var pivot = new float[rowElements];
         for (int e = 0; e < rowElements; e++) pivot[e] = (float)mean[e];
         var centredSums = new double[rowElements];
-        bool onHost = device.Kind == DeviceKind.Cpu;
         using Tensor scatter = Tensor.Allocate(DType.Float32, [d, d], device);
         using Tensor full = Tensor.Allocate(DType.Float32, [ScatterBlockRows, d], device);
-        float[]? hostBlock = onHost ? null : new float[ScatterBlockRows * d];
-        float[]? hostScatter = onHost ? null : new float[d * d];
         var picked = new int[ScatterBlockRows];
 
         for (long first = 0; first < n; first += chunkRows)
@@ -82,15 +84,13 @@ public sealed partial class Moments
                 {
                     for (int group = 0; group < g; group++)
                     {
-                        Span<float> centred = onHost ? block.AsSpan<float>() : hostBlock.AsSpan(0, taken * d);
+                        Span<float> centred = block.AsSpan<float>();
                         ReadOnlySpan<float> groupPivot = pivot.AsSpan(group * d, d);
                         Span<double> groupSums = centredSums.AsSpan(group * d, d);
                         for (int r = 0; r < taken; r++)
                             MomentsKernels.Centre(chunk.Slice(picked[r] * rowElements + group * d, d), groupPivot, centred.Slice(r * d, d), groupSums);
-                        if (!onHost) block.CopyFrom<float>(centred);
                         Linalg.Syrk(block, c: scatter);
-                        ReadOnlySpan<float> s = onHost ? scatter.AsSpan<float>() : Read(scatter, hostScatter!);
-                        MomentsKernels.AddUpperTriangle(s, m2.AsSpan((int)((long)group * d * d), d * d), d);
+                        MomentsKernels.AddUpperTriangle(scatter.AsSpan<float>(), m2.AsSpan((int)((long)group * d * d), d * d), d);
                     }
                 }
                 finally
@@ -139,12 +139,6 @@ public sealed partial class Moments
                 }
             }
         }
-    }
-
-    private static float[] Read(Tensor tensor, float[] destination)
-    {
-        tensor.CopyTo<float>(destination);
-        return destination;
     }
 
     /// <summary>

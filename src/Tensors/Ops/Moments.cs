@@ -10,32 +10,50 @@ namespace NativeTensor;
 /// <remarks>
 /// <para><b>Where the numbers live.</b> The state is Float64 on the host, whatever <see cref="Device"/> the batches are on:
 /// a merge is O(d²) per group while a batch's scatter is O(n d²), so the state is never the bottleneck, and double makes
-/// merging many shards add nothing measurable to the error. The alternative the issue offers, a Float32 state with a
-/// compensated merge on the device, would keep the d×d readback off the bus but give up that margin; it was not taken.</para>
-/// <para><b>How a batch is folded in</b> (full mode, per group): (1) column means in double on the host; (2) each row
-/// centred in Float32 against that mean rounded to Float32 (subtracting nearby values is exact, Sterbenz); (3) the scatter
-/// <c>S = Y^T Y</c> of the centred rows by <see cref="Linalg.Syrk"/> on <see cref="Device"/>, in blocks of at most
-/// <see cref="ScatterBlockRows"/> rows, each block's Float32 result added into a double accumulator; (4) the exact
-/// correction for the rounded mean, <c>M2 = S - n c c^T</c> with c the double mean of the centred rows; (5) Chan's merge
-/// into the state: <c>δ = μ_b - μ_a</c>, <c>μ = μ_a + δ n_b / n</c>, <c>M2 = M2_a + M2_b + δ δ^T n_a n_b / n</c>.</para>
-/// <para><b>Error.</b> Only step (3) rounds to Float32 accumulation: every block sums at most 128 products, so each entry's
-/// error is at most <c>γ_130 · sqrt(D_j D_k)</c> with <c>γ_m = m u / (1 - m u)</c>, u = 2^-24 (≈ 7.7e-6) and D_j the sum of
-/// squares of centred feature j (the variance times the count, plus a negligible term from the rounded mean). That bound
-/// holds for any data, whatever its mean; the mean itself is exact to double rounding. Measured on data with mean 1e4 and
-/// unit variance ([2048, 8] Float32 in batches of 512, CPU) against <see cref="Reference.MomentsReference"/>: max-norm
-/// relative error (max |C - C_ref| / max |C_ref|) 1.7e-7, Frobenius 1.3e-7. The naive <c>(Σ x x^T - n μ μ^T) / (n - 1)</c>
-/// through the same Float32 Syrk blocks gives 7.8 (no correct digit); in double it would give 3.5e-7, because double has
-/// eight more digits to lose, which a Float32 device does not. At [4096, 1024] (<c>perf moments</c>): 5.3e-7; NumPy's
-/// centred float32 GEMM on the same batch: 7.0e-4.</para>
+/// merging many shards add nothing measurable to the error. Of the issue's two options (Float64 on the host, or Float32
+/// with a compensated merge on devices) the state takes the first and a batch on a device the second: within one
+/// <see cref="Update"/> on an OpenCL or CUDA device the batch never leaves the device, its scatter blocks accumulate there
+/// in Float32 (hi, lo) pairs by TwoSum, and only the column sums and each group's pair come back, once per batch
+/// (<c>kernels/moments.cl</c>). For a [4096, 1024] batch that is 8.7 MB instead of the batch (16.8 MB) plus 32 block
+/// results of 4.2 MB.</para>
+/// <para><b>How a batch is folded in</b> (full mode, per group): (1) column means in double; (2) each row centred in
+/// Float32 against that mean rounded to Float32 (subtracting nearby values is exact, Sterbenz); (3) the scatter
+/// <c>S = Y^T Y</c> of the centred rows by <see cref="Linalg.Syrk"/>'s kernel on <see cref="Device"/>, in blocks of at most
+/// <see cref="ScatterBlockRows"/> rows; (4) the exact correction for the rounded mean, <c>M2 = S - n c c^T</c> with c the
+/// mean of the centred rows; (5) Chan's merge into the state: <c>δ = μ_b - μ_a</c>, <c>μ = μ_a + δ n_b / n</c>,
+/// <c>M2 = M2_a + M2_b + δ δ^T n_a n_b / n</c>. On the CPU, steps 1, 2 and 4 run on the host in double (c summed from the
+/// centred rows) and each block's Float32 S is added into double. On a device, (1) is a compensated Float32 sum per column
+/// over chunks of at least 128 rows (TwoSum cascades, at most 64 chunks, their (hi, lo) pairs added in double on the
+/// host), (2) and (3) run block by block on the device and each block's S is added into the group's (hi, lo) pair there,
+/// and (4) takes c = μ - pivot in double (exact, Sterbenz) after reading hi and lo once.</para>
+/// <para><b>Error.</b> On the CPU only step (3) rounds to Float32 accumulation: every block sums at most 128 products, so
+/// each entry's error is at most <c>γ_130 · sqrt(D_j D_k)</c> with <c>γ_m = m u / (1 - m u)</c>, u = 2^-24 (≈ 7.7e-6)
+/// and D_j the sum of squares of centred feature j (the variance times the count, plus a negligible term from the rounded
+/// mean). That bound holds for any data, whatever its mean; the mean itself is exact to double rounding. On a device, the
+/// pair's accumulation of a batch's B blocks is Ogita, Rump and Oishi's Sum2 without its final rounding ("Accurate sum and
+/// dot product", SIAM J. Sci. Comput. 26(6), 2005, Prop. 4.5): it adds at most <c>γ_(B-1)² (1 + γ_130) sqrt(D_j D_k)</c>
+/// (3.4e-12 relative at B = 32, a 4096-row batch); the column sums leave each mean within <c>γ_(m-1)² max|x|</c> (m =
+/// max(128, n / 64) rows per chunk: 5.7e-11 relative up to 8192 rows a batch); and deriving c from that mean instead of
+/// summing the centred rows adds at most <c>n e (4u + 3e) X_j X_k</c>, e that mean error relative to X = max|x|
+/// (1.4e-17 n X_j X_k at 128-row chunks). The device bound is the CPU's plus these worst-case terms, which only batches
+/// far past 8192 rows or data whose mean exceeds its spread 10^5-fold make visible (tests/Infrastructure/MomentsErrorBound.cs).
+/// Measured on data with mean 1e4 and unit variance ([2048, 8] Float32 in batches of 512) against
+/// <see cref="Reference.MomentsReference"/>: max-norm relative error (max |C - C_ref| / max |C_ref|) 1.7e-7, Frobenius
+/// 1.3e-7, on the CPU and on OpenCL (PoCL) alike. The naive
+/// <c>(Σ x x^T - n μ μ^T) / (n - 1)</c> through the same Float32 Syrk blocks gives 8.6 (no correct digit); in double it
+/// would give 3.5e-7, because double has eight more digits to lose, which a Float32 device does not. At [4096, 1024]
+/// (<c>perf moments</c>): 5.3e-7 on the CPU and on OpenCL; NumPy's centred float32 GEMM on the same batch: 7.0e-4.</para>
 /// <para><b>Diagonal-only mode</b> (<c>diagonalOnly: true</c>) keeps only the variances: no Syrk, the two passes run in
-/// double on the host, O(G d) state; <see cref="Covariance"/> and <see cref="Correlation"/> then throw.</para>
+/// double on the host, O(G d) state; <see cref="Covariance"/> and <see cref="Correlation"/> then throw. A batch on a
+/// device is read to the host in chunks for it: there is no d×d work to keep on the device.</para>
 /// <para><b>Non-finite values.</b> By default NaN and ±Inf propagate as IEEE arithmetic makes them: a non-finite value
 /// in feature j of any row makes that group's mean j and every covariance entry in row and column j non-finite, from then
 /// on (later batches cannot wash it out), and leaves every other entry as it would be without that feature; the row
-/// still counts. With <c>skipNonFiniteRows: true</c>, a row (one sample, all its groups) holding any NaN or ±Inf is left
+/// still counts. (On a device an Inf becomes NaN in the compensated sums: t - z is Inf - Inf.) With <c>skipNonFiniteRows: true</c>, a row (one sample, all its groups) holding any NaN or ±Inf is left
 /// out and counted in <see cref="NonFiniteRows"/> instead of <see cref="Count"/>.</para>
 /// <para>Instances are not thread-safe. Every method validates all of its arguments before changing anything, and an
-/// <see cref="Update"/> that fails on the device leaves the state as it was.</para>
+/// <see cref="Update"/> that fails on the device leaves the state as it was (the device path builds the batch's moments
+/// in scratch buffers and merges only once every read-back has succeeded).</para>
 /// </remarks>
 public sealed partial class Moments
 {

@@ -123,6 +123,98 @@ internal abstract class Backend : IDisposable
     /// </summary>
     public abstract void Syrk(DeviceBuffer a, DType aType, int rows, int columns, DeviceBuffer c, float alpha, float beta);
 
+    /// <summary>
+    /// Compensated column sums of a [<paramref name="batchRows"/>, <paramref name="columns"/>] batch of
+    /// <paramref name="dtype"/> (any float dtype) over <paramref name="count"/> of its rows, in chunks of
+    /// <paramref name="chunkRows"/> rows (see <c>kernels/moments.cl</c>): for chunk c and column e, the TwoSum cascade
+    /// over the chunk's rows in order leaves <c>sums[2 (c columns + e)] = hi</c> and <c>sums[2 (c columns + e) + 1] = lo</c>
+    /// (Float32), with <c>|hi + lo - Σ x| &lt;= γ_(m-1)² Σ |x|</c> for a chunk of m rows. Row r of the sum is
+    /// <c>rowIndex[r]</c> (Int64 on this device) when <paramref name="rowIndex"/> is given, else r; a listed row outside
+    /// the batch is not read and counts as NaN. When <paramref name="rowFlags"/> is given (<paramref name="batchRows"/>
+    /// uint32s) it is zeroed, then <c>rowFlags[row] = 1</c> for every summed row holding a NaN or ±Inf. sums holds
+    /// <c>2 columns ceil(count / chunkRows)</c> floats; at most <see cref="MaxMomentGridRows"/> chunks.
+    /// </summary>
+    public abstract void MomentColumnSums(DeviceBuffer batch, DType dtype, long batchRows, long columns, DeviceBuffer? rowIndex, long count,
+        long chunkRows, DeviceBuffer sums, DeviceBuffer? rowFlags);
+
+    /// <summary>
+    /// Centres one block of rows in Float32: <c>output[r, j] = x[row(r), column + j] - pivot[column + j]</c> for r &lt;
+    /// <paramref name="taken"/> (at most <see cref="MaxMomentGridRows"/>) and j &lt; <paramref name="width"/>, x the [<paramref name="batchRows"/>,
+    /// <paramref name="rowElements"/>] batch of <paramref name="dtype"/> (16-bit values widen exactly, so the subtraction
+    /// is the one rounding), pivot <paramref name="rowElements"/> floats, output [taken, width] floats. row(r) is
+    /// <c>rowIndex[first + r]</c> (Int64 on this device) when <paramref name="rowIndex"/> is given, else first + r; a
+    /// listed row outside the batch is not read and gives a NaN output row. Bit-exact across backends.
+    /// </summary>
+    public abstract void MomentCentre(DeviceBuffer batch, DType dtype, long batchRows, int rowElements, DeviceBuffer? rowIndex, long first,
+        int taken, int column, int width, DeviceBuffer pivot, DeviceBuffer output);
+
+    /// <summary>
+    /// <c>(hi[i], lo[i]) += addend[i]</c> for i &lt; <paramref name="count"/>, Float32, by TwoSum: <c>t = hi + s</c>,
+    /// <c>z = t - hi</c>, <c>lo += (hi - (t - z)) + (s - z)</c>, <c>hi = t</c>, each rounded to nearest and none fused,
+    /// so hi + lo keeps what the rounding of hi drops. With <paramref name="start"/>, <c>hi = addend</c> and
+    /// <c>lo = +0</c> without reading them. Bit-exact across backends (barring NaN payloads and subnormal flushing).
+    /// </summary>
+    public abstract void CompensatedAdd(DeviceBuffer hi, DeviceBuffer lo, DeviceBuffer addend, long count, bool start);
+
+    /// <summary>
+    /// The most chunks <see cref="MomentColumnSums"/> takes and the most rows <see cref="MomentCentre"/> centres in one
+    /// call: CUDA's gridDim.y, which both run along.
+    /// </summary>
+    public const int MaxMomentGridRows = 65535;
+
+    /// <summary>
+    /// The checks every backend's <see cref="MomentColumnSums"/> makes before touching a buffer: non-negative sizes,
+    /// chunkRows at least 1, at most <see cref="MaxMomentGridRows"/> chunks; returns the chunk count.
+    /// </summary>
+    internal static long ColumnSumChunks(long batchRows, long columns, long count, long chunkRows, bool indexed)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(batchRows);
+        ArgumentOutOfRangeException.ThrowIfNegative(columns);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(chunkRows);
+        if (!indexed && count > batchRows)
+            throw new ArgumentOutOfRangeException(nameof(count), count, $"count = {count}: without a row index at most batchRows = {batchRows} rows are summed");
+        long chunks = count / chunkRows + (count % chunkRows == 0 ? 0 : 1);
+        if (chunks > MaxMomentGridRows)
+            throw new ArgumentOutOfRangeException(nameof(chunkRows), chunkRows,
+                $"{count} rows in chunks of {chunkRows} make {chunks} chunks: at most {MaxMomentGridRows}");
+        return chunks;
+    }
+
+    /// <summary>The checks every backend's <see cref="MomentCentre"/> makes before touching a buffer.</summary>
+    internal static void CheckCentre(long batchRows, int rowElements, bool indexed, long first, int taken, int column, int width)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(batchRows);
+        ArgumentOutOfRangeException.ThrowIfNegative(rowElements);
+        ArgumentOutOfRangeException.ThrowIfNegative(first);
+        ArgumentOutOfRangeException.ThrowIfNegative(taken);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(taken, MaxMomentGridRows);
+        ArgumentOutOfRangeException.ThrowIfNegative(column);
+        ArgumentOutOfRangeException.ThrowIfNegative(width);
+        if ((long)column + width > rowElements)
+            throw new ArgumentOutOfRangeException(nameof(width), width, $"columns [{column}, {column} + {width}) run past a row of {rowElements} elements");
+        if (!indexed && first + taken > batchRows)
+            throw new ArgumentOutOfRangeException(nameof(taken), taken, $"rows [{first}, {first} + {taken}) run past the batch's {batchRows} rows");
+    }
+
+    /// <summary>The entry point of <c>kernels/moments.cl</c> that sums the columns of a <paramref name="dtype"/> batch.</summary>
+    internal static string MomentColumnSumsKernel(DType dtype) => dtype switch
+    {
+        DType.Float32 => "moments_column_sums_f32",
+        DType.Float16 => "moments_column_sums_f16",
+        DType.BFloat16 => "moments_column_sums_bf16",
+        _ => throw new ArgumentException($"no column sums for {dtype}: Float32, Float16 or BFloat16", nameof(dtype)),
+    };
+
+    /// <summary>The entry point of <c>kernels/moments.cl</c> that centres rows of a <paramref name="dtype"/> batch.</summary>
+    internal static string MomentCentreKernel(DType dtype) => dtype switch
+    {
+        DType.Float32 => "moments_centre_f32",
+        DType.Float16 => "moments_centre_f16",
+        DType.BFloat16 => "moments_centre_bf16",
+        _ => throw new ArgumentException($"no centring for {dtype}: Float32, Float16 or BFloat16", nameof(dtype)),
+    };
+
     /// <summary>Called by a buffer when it comes to life, to keep the leak counters.</summary>
     internal void Track(long bytes)
     {

@@ -181,6 +181,48 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
             (float*)At(c, 0, (long)columns * columns * 4), alpha, beta, Simd);
     }
 
+    public override void MomentColumnSums(DeviceBuffer batch, DType dtype, long batchRows, long columns, DeviceBuffer? rowIndex, long count,
+        long chunkRows, DeviceBuffer sums, DeviceBuffer? rowFlags)
+    {
+        _ = MomentColumnSumsKernel(dtype);  // refuses a dtype the devices have no kernel for
+        long chunks = ColumnSumChunks(batchRows, columns, count, chunkRows, rowIndex is not null);
+        using var input = new Lease(batch);
+        using var index = rowIndex is null ? default : new Lease(rowIndex);
+        using var output = new Lease(sums);
+        using var flags = rowFlags is null ? default : new Lease(rowFlags);
+        byte* x = At(batch, 0, checked(batchRows * columns * dtype.SizeOf()));
+        long* rows = rowIndex is null ? null : (long*)At(rowIndex, 0, checked(count * sizeof(long)));
+        float* pairs = (float*)At(sums, 0, checked(chunks * columns * 2 * sizeof(float)));
+        uint* bad = rowFlags is null ? null : (uint*)At(rowFlags, 0, checked(batchRows * sizeof(uint)));
+        if (bad is not null) NativeMemory.Clear(bad, (nuint)(batchRows * sizeof(uint)));
+        MomentsKernels.ColumnSums(x, dtype, batchRows, columns, rows, count, chunkRows, pairs, bad);
+    }
+
+    public override void MomentCentre(DeviceBuffer batch, DType dtype, long batchRows, int rowElements, DeviceBuffer? rowIndex, long first,
+        int taken, int column, int width, DeviceBuffer pivot, DeviceBuffer output)
+    {
+        _ = MomentCentreKernel(dtype);
+        CheckCentre(batchRows, rowElements, rowIndex is not null, first, taken, column, width);
+        using var input = new Lease(batch);
+        using var index = rowIndex is null ? default : new Lease(rowIndex);
+        using var centre = new Lease(pivot);
+        using var target = new Lease(output);
+        byte* x = At(batch, 0, checked(batchRows * rowElements * dtype.SizeOf()));
+        long* rows = rowIndex is null ? null : (long*)At(rowIndex, 0, checked((first + taken) * sizeof(long)));
+        MomentsKernels.CentreRows(x, dtype, batchRows, rowElements, rows, first, taken, column, width,
+            (float*)At(pivot, 0, (long)rowElements * sizeof(float)), (float*)At(output, 0, (long)taken * width * sizeof(float)));
+    }
+
+    public override void CompensatedAdd(DeviceBuffer hi, DeviceBuffer lo, DeviceBuffer addend, long count, bool start)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        using var high = new Lease(hi);
+        using var low = new Lease(lo);
+        using var term = new Lease(addend);
+        long bytes = checked(count * sizeof(float));
+        MomentsKernels.CompensatedAdd((float*)At(hi, 0, bytes), (float*)At(lo, 0, bytes), (float*)At(addend, 0, bytes), count, start);
+    }
+
     /// <summary>The address of <paramref name="offset"/> in a buffer the caller holds a <see cref="Lease"/> on, after checking that <paramref name="length"/> bytes fit there.</summary>
     private static byte* At(DeviceBuffer buffer, long offset, long length)
     {

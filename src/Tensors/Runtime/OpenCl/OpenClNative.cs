@@ -76,6 +76,10 @@ internal static unsafe partial class OpenClNative
         nuint size, uint waitCount, IntPtr* waitList, IntPtr* completion);
 
     [LibraryImport(NativeLibraries.OpenCl)]
+    public static partial int clEnqueueFillBuffer(QueueHandle queue, IntPtr buffer, void* pattern, nuint patternSize, nuint offset, nuint size,
+        uint waitCount, IntPtr* waitList, IntPtr* completion);
+
+    [LibraryImport(NativeLibraries.OpenCl)]
     public static partial ProgramHandle clCreateProgramWithSource(ContextHandle context, uint count, byte** strings, nuint* lengths, int* status);
 
     [LibraryImport(NativeLibraries.OpenCl)]
