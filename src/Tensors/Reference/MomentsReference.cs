@@ -79,6 +79,19 @@ public static class MomentsReference
         return rows;
     }
 
+    /// <summary>max |actual - expected| / max |expected|: the max-norm relative error the stability target is stated in.</summary>
+    public static double MaxNormRelative(double[,] actual, double[,] expected)
+    {
+        double difference = 0, scale = 0;
+        for (int j = 0; j < expected.GetLength(0); j++)
+            for (int k = 0; k < expected.GetLength(1); k++)
+            {
+                difference = Math.Max(difference, Math.Abs(actual[j, k] - expected[j, k]));
+                scale = Math.Max(scale, Math.Abs(expected[j, k]));
+            }
+        return difference / scale;
+    }
+
     private static int RowCount(ReadOnlySpan<double> rows, int features)
     {
         if (features < 1)
