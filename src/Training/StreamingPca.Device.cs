@@ -36,12 +36,12 @@ public static partial class StreamingPca
     /// <c>τ = 64 sqrt(d) u ‖A‖_F</c> (<see cref="SingleResidualFactor"/>, u = 2^-24), and goes on while an iteration still
     /// halves the worst one, so that where convergence is fast it ends where Float32 rounding stops it. With S = (A + A^T)/2,
     /// the matrix whose pairs are returned, and γ_n = n u / (1 - n u), each returned pair satisfies
-    /// <code>‖S v - λ v‖ ≤ ρ = [ (9/8) · 64 sqrt(d) u + sqrt(p) (u + γ_(d+2) (1 + u)) + 2^-40 ] ‖A‖_F</code>
+    /// <code>‖S v - λ v‖ ≤ ρ = [ (9/8) · 64 sqrt(d) u + sqrt(p) (u + γ_(d+2) (1 + u)) + (p + 1) γ'_(p+2) ] ‖A‖_F</code>
     /// (plus sqrt(p d) (d + 2) 2^-149 for underflow), p the block size at convergence: the computed residual is below τ; the
     /// true one differs from it by A (Q - fl(Q)) w (the block rounded to Float32 on upload, at most u ‖A‖_2 ‖Q‖_F), by the
     /// rounding of the Float32 product, entrywise at most γ_(d+2) |A| |fl(Q)| in any summation order (Higham, Accuracy and
     /// Stability of Numerical Algorithms, §3.1), by the asymmetric part (at most τ / 8, see <see cref="SingleSymmetryFactor"/>),
-    /// and by the double arithmetic on the host (2^-40). Hence each λ lies within ρ of an eigenvalue of S (within about
+    /// and by the double arithmetic on the host (sums of p vectors and a subtraction; γ' is γ with u = 2^-53). Hence each λ lies within ρ of an eigenvalue of S (within about
     /// ρ² / gap when a gap separates it from the rest of the spectrum), and each v is within asin(ρ / (gap - ρ)) of its
     /// eigenvector (Davis–Kahan), the gap being the distance from λ to the nearest other eigenvalue; in a cluster, v is that
     /// close to the cluster's span, the gap then measured to the rest. Rounding errors seldom align, and measured errors
