@@ -59,12 +59,13 @@ public static partial class StreamingPca
     /// The <see cref="Moments"/> overloads run the bulk of their products in Float32 on <see cref="Moments.Device"/> from
     /// this many features on (and when the block is smaller than d); below it, on the host in double throughout.
     /// </summary>
-    /// <remarks>Measured on a shared 2-core EPYC with the cpu device (k = 16, median of 3, covariances of 4d rows with a
-    /// power-law and with a flat spectrum; device path against the host path with the same interval): at 128 features both
-    /// take under 15 ms and the order flips from run to run; from 256 on the device path is as fast or faster, 1.7 and 2.7
-    /// times at 2048 (234 against 389 ms, 867 against 2377 ms). On an OpenCL device emulated on the CPU (PoCL, whose Float32
-    /// products run at ~10 GFLOP/s, below the host's double ones) it is slower; on a GPU the Float32 products cost next to
-    /// nothing and the few double products of the refinement are what remains.</remarks>
+    /// <remarks>Measured on a shared 2-core EPYC (AVX-512) with the cpu device, k = 16, covariances of 4d rows, device path
+    /// against the host path with the same interval: at 128 features both take under 15 ms and their order flips from run
+    /// to run; from 256 on the device path is as fast or faster: <c>perf moments</c> at 1024 (power-law spectrum) 69 against
+    /// 120 ms (339 ms for <see cref="TopK(double[,], int)"/>'s Gershgorin interval); at 2048, 234 against 389 ms, and 867
+    /// against 2377 ms for a flat spectrum. On an OpenCL device emulated on the CPU (PoCL, whose Float32 products run at
+    /// ~10 GFLOP/s, below the host's double ones) the device path is slower (654 ms at 1024); on a GPU the Float32 products
+    /// cost next to nothing and the two or three double products of the refinement are what remains.</remarks>
     public const int DeviceMinimumFeatures = 256;
 
     private const int FilterDegree = 8;
@@ -100,8 +101,14 @@ public static partial class StreamingPca
     public static (double[] Values, double[,] Vectors) TopK(Moments moments, int group, int k)
     {
         ArgumentNullException.ThrowIfNull(moments);
+        return TopK(moments, group, k, moments.Device);
+    }
+
+    /// <summary><see cref="TopK(Moments, int, int)"/> with the bulk on <paramref name="device"/>, or all on the host when it is null (perf compares the two).</summary>
+    internal static (double[] Values, double[,] Vectors) TopK(Moments moments, int group, int k, Device? device)
+    {
         double[] a = Checked(moments.Covariance(group), k, out int d);
-        return Solve(a, d, k, moments.Device, semidefinite: true);
+        return Solve(a, d, k, device, semidefinite: true);
     }
 
     /// <summary>
