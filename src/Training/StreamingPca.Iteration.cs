@@ -55,7 +55,7 @@ public static partial class StreamingPca
             best = Math.Min(best, worst);
             if (iteration % IterationsPerBlock == 0)
             {
-                if (seed) return new(theta, ritz, worst <= tolerance);
+                if (seed || worst <= tolerance) return new(theta, ritz, worst <= tolerance);
                 // No gap after the block to converge against (a dense cluster around the k-th value): more vectors, keeping
                 // the Ritz vectors found so far; at p = d the projection is A itself and Jacobi finishes the job.
                 p = Math.Min(d, 2 * p);

@@ -38,8 +38,9 @@ namespace NativeTensor.Training;
 /// improving the block; then they refine against the exact double matrix: each refining iteration takes its Rayleigh–Ritz
 /// product and residuals in double on the host (one product of d²p) while the filter's correction, which only has to be
 /// as accurate relative to itself as Float32 allows, still comes from the device. Each such iteration gains what the
-/// filter gains, down to about u = 2^-24 per iteration, so two or three reach the convergence test above, and the result
-/// has the double path's accuracy.</para>
+/// filter gains, down to about u = 2^-24 per iteration, so a few reach the convergence test above (three for a 1024-feature
+/// power-law covariance, six for a flat one, where each filter gains less), and the result has the double path's
+/// accuracy.</para>
 /// <para><b>Determinism and signs.</b> The start block comes from a fixed-seed SplitMix64 stream and every loop has a
 /// fixed order, so the same matrix gives the same bits (on the device, as far as the device's MatMul is deterministic).
 /// Each eigenvector is returned with its largest-magnitude component positive (the first such component on an exact
@@ -65,7 +66,7 @@ public static partial class StreamingPca
     /// 120 ms (339 ms for <see cref="TopK(double[,], int)"/>'s Gershgorin interval); at 2048, 234 against 389 ms, and 867
     /// against 2377 ms for a flat spectrum. On an OpenCL device emulated on the CPU (PoCL, whose Float32 products run at
     /// ~10 GFLOP/s, below the host's double ones) the device path is slower (654 ms at 1024); on a GPU the Float32 products
-    /// cost next to nothing and the two or three double products of the refinement are what remains.</remarks>
+    /// cost next to nothing and the few double products of the refinement are what remains.</remarks>
     public const int DeviceMinimumFeatures = 256;
 
     private const int FilterDegree = 8;
