@@ -16,7 +16,7 @@ internal static partial class Program
           validate       only the validation
           linalg         only the matrix products: validate, time, FMA peak, numpy/torch peers, targets
           memory         only the memory scenario (CPU)
-          moments        only Moments: validate on every device, time Update [4096, 1024] beside np.cov (and torch.cov)
+          moments        only Moments: validate on every device, time Update [4096, 1024] beside np.cov (and torch.cov), then StreamingPca
           bdn            the CPU gather and copy under BenchmarkDotNet's default config
           memory-child   one lazy epoch, printing JSON (run by the memory scenario)
           --quick        few reps, for smoke runs (results go to a .tmp file)
@@ -109,11 +109,12 @@ internal static partial class Program
                 (linalg, bool linalgFailed) = Linalg.Run(passed, plan, report);
                 failed |= linalgFailed;
                 (moments, bool momentsFailed) = Moments.Run(passed, plan, report, options.Quick);
-                failed |= momentsFailed;
+                failed |= momentsFailed | Pca.Run(passed, plan, report, options.Quick);
             }
         }
         if (options.Command == "linalg") (linalg, failed) = Linalg.Run(devices, plan, report);
         if (options.Command == "moments") (moments, failed) = Moments.Run(devices, plan, report, options.Quick);
+        if (options.Command == "moments") failed |= Pca.Run(devices, plan, report, options.Quick);
         if (options.Command is "all" or "memory")
         {
             report.Section("Memory scenario: sequence embedding, lazy vs eager windows (cpu)");

@@ -1,6 +1,3 @@
-using System.Numerics;
-using System.Runtime.InteropServices;
-
 namespace NativeTensor.Training;
 
 /// <summary>
@@ -14,32 +11,68 @@ namespace NativeTensor.Training;
 /// <para><b>Method.</b> Blocked subspace iteration with Rayleigh–Ritz: a block of p = min(d, max(2k, k + 8)) orthonormal
 /// vectors is multiplied by a polynomial in A, re-orthonormalised, and A is projected onto it; the small p×p projection is
 /// diagonalised by cyclic Jacobi rotations. Plain subspace iteration converges to the eigenvalues largest in
-/// <em>magnitude</em>; the polynomial used here is the Chebyshev polynomial of degree 8 that is bounded by 1 on
-/// [lo, θ_p] and grows fast above it (Zhou and Saad's filtered subspace iteration), where lo is a proven lower bound on
-/// the smallest eigenvalue (the larger of the Gershgorin bound and -‖A‖_F) and θ_p the block's smallest Ritz value. So the
-/// largest algebraic eigenvalues are the ones amplified, whatever the sign of the rest, and flat spectra converge in
-/// tens of iterations rather than thousands. When p = d the projection is A itself and Jacobi solves it directly.</para>
+/// <em>magnitude</em>; the polynomial used here is the Chebyshev polynomial of degree at most 8 that is bounded by 1 on
+/// [lo, θ_p] and grows fast above it (Zhou and Saad's filtered subspace iteration), where lo is a lower bound on the
+/// smallest eigenvalue and θ_p the block's smallest Ritz value. So the largest algebraic eigenvalues are the ones
+/// amplified, whatever the sign of the rest, and flat spectra converge in tens of iterations rather than thousands. Each
+/// Ritz vector v is filtered as v plus a correction built from its residual A v - θ v alone, which saves one product per
+/// iteration and lets Float32 products build the correction without limiting the accuracy (see below). The degree is 8
+/// unless a lower one is predicted to reach the tolerance with a factor of 100 to spare (the last iteration, typically).
+/// When p = d the projection is A itself and Jacobi solves it directly.</para>
+/// <para><b>The interval's lower end</b> is a proven bound, the larger of Gershgorin's and -‖A‖_F, except for
+/// <see cref="TopK(Moments, int, int)"/>: a covariance is positive semidefinite up to Moments' rounding (its 2-norm is
+/// below γ_130 trace(C) ≈ 7.7e-6 trace(C), each scatter entry being within γ_130 sqrt(D_j D_k)), so lo is -2^-10 trace(C),
+/// 127 times lower. Far tighter than -‖A‖_F, it makes the filter converge several times faster (17 iterations become 4 on
+/// a 1024-feature power-law covariance). A lo above the smallest eigenvalue by δ would only amplify that direction by
+/// about 1 + 2 m² δ / (θ_p - lo), harmless unless δ rivals the gap the iteration converges across.</para>
 /// <para><b>Convergence</b> is declared when every one of the k pairs has a residual ‖A v - λ v‖ ≤ 64 sqrt(d) ε ‖A‖_F
 /// (ε = 2^-52), which bounds each eigenvalue's error by that residual squared over its gap and each vector's angle by the
 /// residual over its gap. When <see cref="IterationsPerBlock"/> iterations are not enough (the k-th eigenvalue sits in a
 /// dense cluster, so no gap follows the block), the block doubles, keeping its Ritz vectors; once it would reach d, Jacobi
 /// on A itself finishes. So TopK always returns converged pairs; that worst case costs O(d³).</para>
+/// <para><b>On a device.</b> <see cref="TopK(Tensor, int)"/> runs the same iteration with every product by A (d²p
+/// multiply-adds, the whole cost) as a Float32 <see cref="Linalg.MatMul"/> on the matrix's device, and only the d×p
+/// block's orthonormalisation, the filter's vector recurrences and the p×p Jacobi in double on the host; its accuracy is
+/// Float32's, stated there. The <see cref="Moments"/> overloads, from <see cref="DeviceMinimumFeatures"/> features on,
+/// upload the covariance (or difference) once as Float32 to the state's device and iterate there until Float32 stops
+/// improving the block; then they refine against the exact double matrix: each refining iteration takes its Rayleigh–Ritz
+/// product and residuals in double on the host (one product of d²p) while the filter's correction, which only has to be
+/// as accurate relative to itself as Float32 allows, still comes from the device. Each such iteration gains what the
+/// filter gains, down to about u = 2^-24 per iteration, so a few reach the convergence test above (three for a 1024-feature
+/// power-law covariance, six for a flat one, where each filter gains less), and the result has the double path's
+/// accuracy.</para>
 /// <para><b>Determinism and signs.</b> The start block comes from a fixed-seed SplitMix64 stream and every loop has a
-/// fixed order, so the same matrix gives the same bits. Each eigenvector is returned with its largest-magnitude component
-/// positive (the first such component on an exact tie). Eigenvectors of a repeated eigenvalue are any orthonormal basis of
-/// its space.</para>
+/// fixed order, so the same matrix gives the same bits (on the device, as far as the device's MatMul is deterministic).
+/// Each eigenvector is returned with its largest-magnitude component positive (the first such component on an exact
+/// tie). Eigenvectors of a repeated eigenvalue are any orthonormal basis of its space.</para>
 /// </remarks>
-public static class StreamingPca
+public static partial class StreamingPca
 {
     /// <summary>The largest <c>|A[i, j] - A[j, i]|</c> accepted, relative to the largest <c>|A[i, j]|</c>; the matrix used is <c>(A + A^T) / 2</c>.</summary>
     /// <remarks>Covariances from <see cref="Moments"/> and their differences are exactly symmetric; 1e-9 leaves room for a
     /// matrix assembled with rounding elsewhere while still refusing one that is not symmetric at all (a wrong layout).</remarks>
     public const double SymmetryTolerance = 1e-9;
 
-    /// <summary>Filtered iterations (each a degree-8 polynomial: 9 products with the block) before the block doubles.</summary>
+    /// <summary>Filtered iterations (each a Chebyshev polynomial of degree at most 8, plus one product for Rayleigh–Ritz) before the block doubles.</summary>
     public const int IterationsPerBlock = 50;
 
+    /// <summary>
+    /// The <see cref="Moments"/> overloads run the bulk of their products in Float32 on <see cref="Moments.Device"/> from
+    /// this many features on (and when the block is smaller than d); below it, on the host in double throughout.
+    /// </summary>
+    /// <remarks>Measured on a shared 2-core EPYC (AVX-512) with the cpu device, k = 16, covariances of 4d rows, device path
+    /// against the host path with the same interval: at 128 features both take under 15 ms and their order flips from run
+    /// to run; from 256 on the device path is as fast or faster: <c>perf moments</c> at 1024 (power-law spectrum) 69 against
+    /// 120 ms (339 ms for <see cref="TopK(double[,], int)"/>'s Gershgorin interval); at 2048, 234 against 389 ms, and 867
+    /// against 2377 ms for a flat spectrum. On an OpenCL device emulated on the CPU (PoCL, whose Float32 products run at
+    /// ~10 GFLOP/s, below the host's double ones) the device path is slower (654 ms at 1024); on a GPU the Float32 products
+    /// cost next to nothing and the few double products of the refinement are what remains.</remarks>
+    public const int DeviceMinimumFeatures = 256;
+
     private const int FilterDegree = 8;
+
+    /// <summary>The lower end of a covariance's filter interval, relative to its trace (see the class remarks).</summary>
+    private static readonly double SemidefiniteMargin = Math.ScaleB(1, -10);
 
     /// <summary>
     /// The <paramref name="k"/> largest eigenvalues of <paramref name="symmetric"/>, descending, and their unit eigenvectors
@@ -53,22 +86,37 @@ public static class StreamingPca
     public static (double[] Values, double[,] Vectors) TopK(double[,] symmetric, int k)
     {
         double[] a = Checked(symmetric, k, out int d);
-        double frobenius = Math.Sqrt(a.Sum(v => v * v));
-        if (frobenius == 0) return Result(new double[d], Identity(d), d, k);
-        int p = Math.Min(d, Math.Max(2 * k, k + 8));
-        return p == d ? DirectlyFull(a, d, k) : Iterate(a, d, k, p, frobenius);
+        return Solve(a, d, k, device: null, semidefinite: false);
     }
 
-    /// <summary>The top-k principal components of one group of <paramref name="moments"/>: <c>TopK(moments.Covariance(group), k)</c>.</summary>
+    /// <summary>
+    /// The top-k principal components of one group of <paramref name="moments"/>: the eigenpairs
+    /// <c>TopK(moments.Covariance(group), k)</c> returns, to the same accuracy. From <see cref="DeviceMinimumFeatures"/>
+    /// features on, the covariance is uploaded once as Float32 to <see cref="Moments.Device"/>, iterated there until
+    /// Float32 stops improving it, and refined on the host in double (see the class remarks).
+    /// </summary>
+    /// <exception cref="ArgumentNullException">moments is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">group or k is out of range, or the state holds fewer than 2 rows.</exception>
+    /// <exception cref="ArgumentException">The covariance holds NaN or ±Inf (non-finite rows were propagated).</exception>
+    /// <exception cref="InvalidOperationException">The state is diagonal-only.</exception>
     public static (double[] Values, double[,] Vectors) TopK(Moments moments, int group, int k)
     {
         ArgumentNullException.ThrowIfNull(moments);
-        return TopK(moments.Covariance(group), k);
+        return TopK(moments, group, k, moments.Device);
+    }
+
+    /// <summary><see cref="TopK(Moments, int, int)"/> with the bulk on <paramref name="device"/>, or all on the host when it is null (perf compares the two).</summary>
+    internal static (double[] Values, double[,] Vectors) TopK(Moments moments, int group, int k, Device? device)
+    {
+        double[] a = Checked(moments.Covariance(group), k, out int d);
+        return Solve(a, d, k, device, semidefinite: true);
     }
 
     /// <summary>
     /// The top-k eigenpairs of <c>cov(bad) - cov(good)</c> (both with ddof 1) for one group: the directions along which
-    /// <paramref name="bad"/> varies most beyond <paramref name="good"/>. Values can be negative.
+    /// <paramref name="bad"/> varies most beyond <paramref name="good"/>. Values can be negative. Like
+    /// <see cref="TopK(Moments, int, int)"/>, the bulk runs on <paramref name="bad"/>'s device from
+    /// <see cref="DeviceMinimumFeatures"/> features on and is refined on the host in double.
     /// </summary>
     /// <exception cref="ArgumentNullException">bad or good is null.</exception>
     /// <exception cref="ArgumentException">The two states have different groups or features.</exception>
@@ -82,8 +130,43 @@ public static class StreamingPca
         double[,] difference = bad.Covariance(group), subtracted = good.Covariance(group);
         for (int i = 0; i < bad.Features; i++)
             for (int j = 0; j < bad.Features; j++) difference[i, j] -= subtracted[i, j];
-        return TopK(difference, k);
+        double[] a = Checked(difference, k, out int d);
+        return Solve(a, d, k, bad.Device, semidefinite: false);
     }
+
+    /// <summary>
+    /// The top-k pairs of the exactly symmetric row-major <paramref name="a"/>, to the double path's accuracy. With a
+    /// <paramref name="device"/> (and d large enough), a Float32 run there first brings the block as close as Float32 can,
+    /// and the host iteration in double starts from its Ritz vectors instead of a random block.
+    /// </summary>
+    private static (double[] Values, double[,] Vectors) Solve(double[] a, int d, int k, Device? device, bool semidefinite)
+    {
+        double frobenius = Frobenius(a);
+        if (frobenius == 0) return Result(new double[d], Identity(d), d, k);
+        int p = BlockSize(d, k);
+        if (p == d) return DirectlyFull(a, d, k);
+        var random = new SplitMix64(0x5EED_0F_7C_A0UL + (ulong)d);
+        double lower = LowerBound(a, d, frobenius);
+        if (semidefinite) lower = Math.Max(lower, -SemidefiniteMargin * Trace(a, d));
+        var host = new HostProducts(a, d);
+        double tolerance = 64 * Math.Sqrt(d) * DoubleEpsilon * frobenius;
+        RitzPairs pairs;
+        if (device is not null && d >= DeviceMinimumFeatures)
+        {
+            // The covariance goes to the device once, as Float32 A / s (s a power of two near its largest entry: exact, and
+            // mid-range for Float32). Float32 products there bring a random block to Float32's accuracy; the refinement then
+            // takes its residuals from double products on the host while its filter still runs on the device.
+            using var onDevice = new DeviceProducts(a, d, device);
+            double[][] seed = Iterate(onDevice, onDevice, k, RandomBlock(d, p, random), lower,
+                SingleResidualFactor * Math.Sqrt(d) * SingleUnitRoundoff * frobenius, random, toFloor: true, seed: true).Vectors;
+            pairs = Iterate(host, onDevice, k, seed, lower, tolerance, random, toFloor: false);
+        }
+        else pairs = Iterate(host, host, k, RandomBlock(d, p, random), lower, tolerance, random, toFloor: false);
+        return pairs.Converged ? Result(pairs.Values, pairs.Vectors, d, k) : DirectlyFull(a, d, k);
+    }
+
+    /// <summary>The block: twice k, and at least 8 more than k, so a gap after the k-th value usually lies inside it.</summary>
+    private static int BlockSize(int d, int k) => Math.Min(d, Math.Max(2 * k, k + 8));
 
     /// <summary>Validates and returns <c>(A + A^T) / 2</c> flattened row-major.</summary>
     private static double[] Checked(double[,] symmetric, int k, out int d)
@@ -92,8 +175,7 @@ public static class StreamingPca
         d = symmetric.GetLength(0);
         if (symmetric.GetLength(1) != d || d == 0)
             throw new ArgumentException($"symmetric is [{d}, {symmetric.GetLength(1)}]: must be square with at least one row", nameof(symmetric));
-        if (k < 1 || k > d)
-            throw new ArgumentOutOfRangeException(nameof(k), k, $"k = {k}: must be in [1, {d}] for a {d}x{d} matrix");
+        CheckK(k, d);
         double largest = 0;
         for (int i = 0; i < d; i++)
             for (int j = 0; j < d; j++)
@@ -117,264 +199,9 @@ public static class StreamingPca
         return a;
     }
 
-    private static (double[] Values, double[,] Vectors) Iterate(double[] a, int d, int k, int p, double frobenius)
+    private static void CheckK(int k, long d)
     {
-        // Two proven lower bounds on the smallest eigenvalue, the larger kept: |λ| <= ‖A‖_2 <= ‖A‖_F, and Gershgorin's
-        // discs, min_i (a_ii - Σ_j≠i |a_ij|).
-        double gershgorin = double.PositiveInfinity;
-        for (int i = 0; i < d; i++)
-        {
-            double radius = 0;
-            for (int j = 0; j < d; j++)
-                if (j != i) radius += Math.Abs(a[i * d + j]);
-            gershgorin = Math.Min(gershgorin, a[i * d + i] - radius);
-        }
-        double lower = Math.Max(gershgorin, -frobenius);
-        double tolerance = 64 * Math.Sqrt(d) * MachineEpsilon * frobenius;
-        var random = new SplitMix64(0x5EED_0F_7C_A0UL + (ulong)d);
-        double[][] block = [.. Enumerable.Range(0, p).Select(_ => Random(d, random))];
-        Orthonormalise(block, random);
-        for (int iteration = 1; ; iteration++)
-        {
-            // Rayleigh–Ritz: H = Q^T A Q, H = W Θ W^T, Ritz vectors Q W with A Q W = Z W.
-            double[][] products = Multiply(a, d, block);
-            var projected = new double[p * p];
-            for (int r = 0; r < p; r++)
-                for (int c = r; c < p; c++)
-                    projected[r * p + c] = projected[c * p + r] = (Dot(block[r], products[c]) + Dot(block[c], products[r])) / 2;
-            (double[] theta, double[][] w) = Jacobi(projected, p);
-            double[][] ritz = Combine(block, w, d), images = Combine(products, w, d);
-            double worst = 0;
-            for (int i = 0; i < k; i++)
-            {
-                double residual = 0;
-                for (int j = 0; j < d; j++) residual += Square(images[i][j] - theta[i] * ritz[i][j]);
-                worst = Math.Max(worst, Math.Sqrt(residual));
-            }
-            if (worst <= tolerance) return Result(theta, ritz, d, k);
-            if (iteration % IterationsPerBlock == 0)
-            {
-                // No gap after the block to converge against (a dense cluster around the k-th value): more vectors, keeping
-                // the Ritz vectors found so far; at p = d the projection is A itself and Jacobi finishes the job.
-                p = Math.Min(d, 2 * p);
-                if (p == d) return DirectlyFull(a, d, k);
-                block = [.. ritz, .. Enumerable.Range(0, p - ritz.Length).Select(_ => Random(d, random))];
-            }
-            else block = Filter(a, d, ritz, lower, theta[^1], theta[0]);
-            Orthonormalise(block, random);
-        }
-    }
-
-    private static (double[] Values, double[,] Vectors) DirectlyFull(double[] a, int d, int k)
-    {
-        (double[] values, double[][] vectors) = Jacobi((double[])a.Clone(), d);
-        return Result(values, vectors, d, k);
-    }
-
-    private static double[] Random(int d, SplitMix64 random)
-    {
-        var vector = new double[d];
-        for (int i = 0; i < d; i++) vector[i] = random.NextSigned();
-        return vector;
-    }
-
-    /// <summary>
-    /// <c>T_m(L) X / T_m(L(top))</c> with <c>L = (A - c I) / e</c> mapping [lo, hi] onto [-1, 1]: the scaled three-term
-    /// recurrence of Zhou and Saad (2007), Algorithm 3.2. When the interval is empty, one product with <c>A - lo I</c>.
-    /// </summary>
-    private static double[][] Filter(double[] a, int d, double[][] x, double lo, double hi, double top)
-    {
-        if (!(hi > lo) || !(top > hi))
-        {
-            double[][] shifted = Multiply(a, d, x);
-            for (int c = 0; c < x.Length; c++)
-                for (int i = 0; i < d; i++) shifted[c][i] -= lo * x[c][i];
-            return shifted;
-        }
-        double e = (hi - lo) / 2, centre = (hi + lo) / 2, sigma1 = e / (top - centre), sigma = sigma1;
-        double[][] previous = x, current = Multiply(a, d, x);
-        for (int c = 0; c < x.Length; c++)
-            for (int i = 0; i < d; i++) current[c][i] = (current[c][i] - centre * x[c][i]) * (sigma1 / e);
-        for (int degree = 2; degree <= FilterDegree; degree++)
-        {
-            double next = 1 / (2 / sigma1 - sigma);
-            double[][] following = Multiply(a, d, current);
-            for (int c = 0; c < x.Length; c++)
-                for (int i = 0; i < d; i++)
-                    following[c][i] = (following[c][i] - centre * current[c][i]) * (2 * next / e) - sigma * next * previous[c][i];
-            (previous, current, sigma) = (current, following, next);
-        }
-        return current;
-    }
-
-    /// <summary>Modified Gram–Schmidt, twice (enough for orthogonality to rounding); a column that vanishes is replaced by a fresh random one.</summary>
-    private static void Orthonormalise(double[][] block, SplitMix64 random)
-    {
-        for (int c = 0; c < block.Length; c++)
-        {
-            for (int attempt = 0; ; attempt++)
-            {
-                double before = Math.Sqrt(Dot(block[c], block[c]));
-                for (int pass = 0; pass < 2; pass++)
-                    for (int r = 0; r < c; r++) Axpy(-Dot(block[r], block[c]), block[r], block[c]);
-                double after = Math.Sqrt(Dot(block[c], block[c]));
-                if (after > 1e-10 * before && after > 0)
-                {
-                    for (int i = 0; i < block[c].Length; i++) block[c][i] /= after;
-                    break;
-                }
-                if (attempt == 8) throw new InvalidOperationException("could not extend the block to an orthonormal basis");
-                for (int i = 0; i < block[c].Length; i++) block[c][i] = random.NextSigned();
-            }
-        }
-    }
-
-    /// <summary>
-    /// Cyclic Jacobi on a symmetric n×n matrix (row-major, destroyed): eigenvalues descending and unit eigenvectors, each
-    /// pair sorted together (Rutishauser's rotation, as in Numerical Recipes' <c>jacobi</c>): the first three sweeps skip
-    /// entries below a threshold, later ones zero an entry too small to change either diagonal value it sits between.
-    /// </summary>
-    private static (double[] Values, double[][] Vectors) Jacobi(double[] h, int n)
-    {
-        var v = new double[n][];
-        for (int i = 0; i < n; i++) { v[i] = new double[n]; v[i][i] = 1; }   // v[c] is eigenvector c
-        for (int sweep = 0; sweep < 100; sweep++)
-        {
-            double off = 0;
-            for (int p = 0; p < n - 1; p++)
-                for (int q = p + 1; q < n; q++) off += Math.Abs(h[p * n + q]);
-            if (off == 0) break;
-            double threshold = sweep < 3 ? 0.2 * off / ((double)n * n) : 0;
-            for (int p = 0; p < n - 1; p++)
-                for (int q = p + 1; q < n; q++)
-                {
-                    double apq = h[p * n + q], app = h[p * n + p], aqq = h[q * n + q], g = 100 * Math.Abs(apq);
-                    if (sweep > 3 && Math.Abs(app) + g == Math.Abs(app) && Math.Abs(aqq) + g == Math.Abs(aqq))
-                    {
-                        h[p * n + q] = h[q * n + p] = 0;
-                        continue;
-                    }
-                    if (Math.Abs(apq) <= threshold) continue;
-                    double theta = (aqq - app) / (2 * apq);
-                    double t = theta == 0 ? 1
-                        : Math.Abs(theta) > 1e150 ? 1 / (2 * theta)
-                        : Math.Sign(theta) / (Math.Abs(theta) + Math.Sqrt(theta * theta + 1));
-                    double cos = 1 / Math.Sqrt(t * t + 1), sin = t * cos;
-                    for (int r = 0; r < n; r++)
-                    {
-                        double hrp = h[r * n + p], hrq = h[r * n + q];
-                        h[r * n + p] = cos * hrp - sin * hrq;
-                        h[r * n + q] = sin * hrp + cos * hrq;
-                    }
-                    for (int c = 0; c < n; c++)
-                    {
-                        double hpc = h[p * n + c], hqc = h[q * n + c];
-                        h[p * n + c] = cos * hpc - sin * hqc;
-                        h[q * n + c] = sin * hpc + cos * hqc;
-                    }
-                    h[p * n + q] = h[q * n + p] = 0;
-                    for (int r = 0; r < n; r++)
-                    {
-                        double vp = v[p][r], vq = v[q][r];
-                        v[p][r] = cos * vp - sin * vq;
-                        v[q][r] = sin * vp + cos * vq;
-                    }
-                }
-        }
-        int[] order = [.. Enumerable.Range(0, n).OrderByDescending(i => h[i * n + i]).ThenBy(i => i)];
-        return ([.. order.Select(i => h[i * n + i])], [.. order.Select(i => v[i])]);
-    }
-
-    /// <summary>The first k pairs, vectors normalised and signed (largest-magnitude component positive), as [k, d] rows.</summary>
-    private static (double[] Values, double[,] Vectors) Result(double[] values, double[][] vectors, int d, int k)
-    {
-        var rows = new double[k, d];
-        for (int i = 0; i < k; i++)
-        {
-            double[] vector = vectors[i];
-            int largest = 0;
-            for (int j = 1; j < d; j++)
-                if (Math.Abs(vector[j]) > Math.Abs(vector[largest])) largest = j;
-            double scale = Math.Sign(vector[largest]) / Math.Sqrt(Dot(vector, vector));
-            for (int j = 0; j < d; j++) rows[i, j] = vector[j] * scale;
-        }
-        return (values[..k], rows);
-    }
-
-    private static double[][] Identity(int d)
-    {
-        var vectors = new double[d][];
-        for (int i = 0; i < d; i++) { vectors[i] = new double[d]; vectors[i][i] = 1; }
-        return vectors;
-    }
-
-    /// <summary>A times each column of the block (A row-major d×d), rows over the cores when large.</summary>
-    private static double[][] Multiply(double[] a, int d, double[][] block)
-    {
-        var result = new double[block.Length][];
-        for (int c = 0; c < block.Length; c++) result[c] = new double[d];
-        void Row(int i)
-        {
-            ReadOnlySpan<double> row = a.AsSpan(i * d, d);
-            for (int c = 0; c < block.Length; c++) result[c][i] = Dot(row, block[c]);
-        }
-        if ((long)d * d * block.Length < 1 << 20)
-            for (int i = 0; i < d; i++) Row(i);
-        else Parallel.For(0, d, Row);
-        return result;
-    }
-
-    /// <summary><c>out[c] = Σ_r block[r] w[c][r]</c>: the block times the matrix whose columns are w's vectors.</summary>
-    private static double[][] Combine(double[][] block, double[][] w, int d)
-    {
-        var result = new double[w.Length][];
-        for (int c = 0; c < w.Length; c++)
-        {
-            result[c] = new double[d];
-            for (int r = 0; r < block.Length; r++) Axpy(w[c][r], block[r], result[c]);
-        }
-        return result;
-    }
-
-    private static double Dot(ReadOnlySpan<double> x, ReadOnlySpan<double> y)
-    {
-        double sum = 0;
-        int i = 0;
-        if (Vector.IsHardwareAccelerated && x.Length >= Vector<double>.Count)
-        {
-            ReadOnlySpan<Vector<double>> xs = MemoryMarshal.Cast<double, Vector<double>>(x), ys = MemoryMarshal.Cast<double, Vector<double>>(y);
-            Vector<double> total = Vector<double>.Zero;
-            for (int v = 0; v < xs.Length; v++) total += xs[v] * ys[v];
-            sum = Vector.Sum(total);
-            i = xs.Length * Vector<double>.Count;
-        }
-        for (; i < x.Length; i++) sum += x[i] * y[i];
-        return sum;
-    }
-
-    private static void Axpy(double alpha, double[] x, double[] y)
-    {
-        for (int i = 0; i < y.Length; i++) y[i] += alpha * x[i];
-    }
-
-    private static double Square(double x) => x * x;
-
-    /// <summary>2^-52, the spacing of doubles at 1.</summary>
-    private static readonly double MachineEpsilon = Math.ScaleB(1, -52);
-
-    /// <summary>SplitMix64 (Steele, Lea and Flood): a fixed, portable stream, so start blocks are the same everywhere.</summary>
-    private sealed class SplitMix64(ulong seed)
-    {
-        private ulong _state = seed;
-
-        /// <summary>Uniform in [-1, 1).</summary>
-        public double NextSigned()
-        {
-            ulong z = _state += 0x9E37_79B9_7F4A_7C15UL;
-            z = (z ^ (z >> 30)) * 0xBF58_476D_1CE4_E5B9UL;
-            z = (z ^ (z >> 27)) * 0x94D0_49BB_1331_11EBUL;
-            z ^= z >> 31;
-            return (z >> 11) * Math.ScaleB(1, -52) - 1;
-        }
+        if (k < 1 || k > d)
+            throw new ArgumentOutOfRangeException(nameof(k), k, $"k = {k}: must be in [1, {d}] for a {d}x{d} matrix");
     }
 }

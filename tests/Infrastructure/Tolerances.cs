@@ -108,6 +108,61 @@ public static class Tolerances
     /// </summary>
     public const double PcaOrthonormality = 1e-12;
 
+    /// <summary>
+    /// The residual bound ρ that <see cref="Training.StreamingPca.TopK(Tensor, int)"/> (Float32 products) guarantees for every
+    /// returned pair of a Float32 matrix A with symmetric part S: <c>‖S v - λ v‖ ≤ ρ</c>, for a d×d matrix, a block of p
+    /// vectors and <paramref name="frobenius"/> = ‖A‖_F.
+    /// </summary>
+    /// <remarks>
+    /// Source: the solver stops when its computed residuals are below τ = 64 sqrt(d) u ‖A‖_F (u = 2^-24, its
+    /// SingleResidualFactor). The true residual differs from the computed one by (1) A (Q - fl(Q)) w: the orthonormal block
+    /// Q is rounded to Float32 on upload (each entry within u, exactly scaled by powers of two), ‖Q - fl(Q)‖_2 ≤ u ‖Q‖_F =
+    /// u sqrt(p), and ‖w‖ = 1, so at most u sqrt(p) ‖A‖_2; (2) (fl(fl(Q) A) - fl(Q) A) w: the Float32 product over d terms,
+    /// entrywise within γ_(d+2) |fl(Q)| |A| (<see cref="MatMulError"/>'s model, Higham §3.1), whose 2-norm is at most
+    /// γ_(d+2) ‖|fl(Q)|‖_F ‖|A|‖_2 ≤ γ_(d+2) (1 + u) sqrt(p) ‖A‖_F; (3) the asymmetric part (A - A^T)/2, whose 2-norm the
+    /// solver's symmetry rule keeps below τ / 8; (4) the host's double arithmetic: the Ritz vector and image are sums of p
+    /// scaled vectors and the residual one subtraction further, within (p + 1) γ_(p+2) ‖A‖_F in double; and (5) this test's
+    /// own evaluation of ‖S v - λ v‖ in double, within γ_(d+2) ‖A‖_F. Underflow (see <see cref="MatMulError"/>) adds at most
+    /// (d + 2) 2^-149 per entry of the d×p product, sqrt(p d) (d + 2) 2^-149 in norm.
+    /// </remarks>
+    public static double PcaSingleResidual(int d, int p, double frobenius)
+    {
+        double u = SingleUnitRoundoff, ud = DoubleUnitRoundoff;
+        double relative = 9.0 / 8 * NativeTensor.Training.StreamingPca.SingleResidualFactor * Math.Sqrt(d) * u
+            + Math.Sqrt(p) * (u + Gamma((long)d + 2, u) * (1 + u))
+            + (p + 1) * Gamma((long)p + 2, ud) + Gamma((long)d + 2, ud);
+        return relative * frobenius + Math.Sqrt((double)p * d) * (d + 2) * Math.ScaleB(1.0, -149);
+    }
+
+    /// <summary>
+    /// The residual bound of StreamingPca's double path (the <see cref="Moments"/> overloads included, refined or not):
+    /// <c>‖A v - λ v‖ ≤ ρ</c> for every returned pair of the exactly symmetric double matrix A, ‖A‖_F = <paramref name="frobenius"/>.
+    /// </summary>
+    /// <remarks>
+    /// Source: the convergence test, computed residuals below 64 sqrt(d) ε ‖A‖_F (ε = 2^-52), plus what separates a computed
+    /// residual from the true one: the double product A Q over d terms (γ_(d+2) sqrt(p) ‖A‖_F, as in
+    /// <see cref="PcaSingleResidual"/>), the host's sums of p vectors ((p + 1) γ_(p+2) ‖A‖_F), and this test's own evaluation
+    /// (γ_(d+2) ‖A‖_F), all with u = 2^-53.
+    /// </remarks>
+    public static double PcaDoubleResidual(int d, int p, double frobenius)
+    {
+        double ud = DoubleUnitRoundoff;
+        return (64 * Math.Sqrt(d) * 2 * ud + Math.Sqrt(p) * Gamma((long)d + 2, ud) + (p + 1) * Gamma((long)p + 2, ud) + Gamma((long)d + 2, ud)) * frobenius;
+    }
+
+    /// <summary>
+    /// The largest angle, in radians, between a unit vector v with <c>‖A v - λ v‖ ≤ <paramref name="residual"/></c> and the
+    /// eigenvector (or the span of a cluster of eigenvectors) it approximates, when every other eigenvalue is at least
+    /// <paramref name="gap"/> from the one (or the cluster's) it belongs to.
+    /// </summary>
+    /// <remarks>
+    /// Source: the Davis–Kahan sin θ theorem in its residual form (Parlett, The Symmetric Eigenvalue Problem, Theorem 11.7.1;
+    /// Davis and Kahan 1970): sin θ ≤ ‖r‖ / δ, δ the distance from λ to the eigenvalues outside the wanted ones. λ itself is
+    /// within ‖r‖ of a wanted eigenvalue, so δ ≥ gap - ‖r‖. With no gap left (‖r‖ ≥ gap / 2) nothing is promised: π / 2.
+    /// </remarks>
+    public static double PcaAngleBound(double residual, double gap) =>
+        residual >= gap / 2 ? Math.PI / 2 : Math.Asin(residual / (gap - residual));
+
     private static double Gamma(int n, double u) => n * u / (1 - n * u);
     /// <summary>The unit roundoff of binary32 (round to nearest): half an ulp of 1.</summary>
     public const double SingleUnitRoundoff = 1.0 / (1 << 24);

@@ -1,6 +1,7 @@
 using NativeTensor.Tests.Infrastructure;
 using NativeTensor.Tests.Ops;
 using NativeTensor.Training;
+using static NativeTensor.Tests.Training.PlantedSpectrum;
 
 namespace NativeTensor.Tests.Training;
 
@@ -10,69 +11,6 @@ namespace NativeTensor.Tests.Training;
 /// </summary>
 public sealed class StreamingPcaTests
 {
-    /// <summary>A random orthogonal d×d matrix (Gram–Schmidt, twice, of a Gaussian one); its rows are the planted directions.</summary>
-    private static double[][] Orthogonal(int d, int seed)
-    {
-        var random = new Random(seed);
-        var q = new double[d][];
-        for (int i = 0; i < d; i++)
-        {
-            q[i] = [.. Enumerable.Range(0, d).Select(_ => MomentsData.Normal(random))];
-            for (int pass = 0; pass < 2; pass++)
-                for (int r = 0; r < i; r++)
-                {
-                    double dot = Dot(q[r], q[i]);
-                    for (int j = 0; j < d; j++) q[i][j] -= dot * q[r][j];
-                }
-            double norm = Math.Sqrt(Dot(q[i], q[i]));
-            for (int j = 0; j < d; j++) q[i][j] /= norm;
-        }
-        return q;
-    }
-
-    /// <summary>Σ_i λ_i q_i q_i^T.</summary>
-    private static double[,] Planted(double[][] q, double[] spectrum)
-    {
-        int d = q[0].Length;
-        var a = new double[d, d];
-        for (int i = 0; i < spectrum.Length; i++)
-            for (int r = 0; r < d; r++)
-                for (int c = 0; c < d; c++) a[r, c] += spectrum[i] * q[i][r] * q[i][c];
-        // Exactly symmetric, as a covariance from Moments is.
-        for (int r = 0; r < d; r++)
-            for (int c = 0; c < r; c++) a[r, c] = a[c, r];
-        return a;
-    }
-
-    /// <summary>10, 5, 2, then a small noise floor in [0, 1e-3).</summary>
-    private static double[] Spectrum(int d, int seed)
-    {
-        var random = new Random(seed);
-        return [10, 5, 2, .. Enumerable.Range(3, d - 3).Select(_ => 1e-3 * random.NextDouble())];
-    }
-
-    private static double Dot(double[] x, double[] y) => x.Select((v, i) => v * y[i]).Sum();
-
-    private static double[] Row(double[,] m, int i) => [.. Enumerable.Range(0, m.GetLength(1)).Select(j => m[i, j])];
-
-    /// <summary>The angle between two lines (sign ignored), from the sine, which is accurate at small angles.</summary>
-    private static double Angle(double[] v, double[] q)
-    {
-        double cos = Math.Abs(Dot(v, q)) / Math.Sqrt(Dot(v, v) * Dot(q, q));
-        double[] rejection = [.. v.Select((x, j) => x / Math.Sqrt(Dot(v, v)) - Math.Sign(Dot(v, q)) * cos * q[j] / Math.Sqrt(Dot(q, q)))];
-        return Math.Atan2(Math.Sqrt(Dot(rejection, rejection)), cos);
-    }
-
-    private static void AssertSigned(double[,] vectors)
-    {
-        for (int i = 0; i < vectors.GetLength(0); i++)
-        {
-            double[] v = Row(vectors, i);
-            int largest = Array.IndexOf(v, v.MaxBy(Math.Abs));
-            Assert.True(v[largest] > 0, $"vector {i}: its largest-magnitude component {v[largest]} is not positive");
-        }
-    }
-
     private static void AssertRecovers(double[,] a, double[][] q, double[] spectrum, int k)
     {
         (double[] values, double[,] vectors) = StreamingPca.TopK(a, k);
@@ -166,56 +104,6 @@ public sealed class StreamingPcaTests
         Assert.Equal([0.0, 0.0], values);
         Assert.Equal(1.0, vectors[0, 0]);
         Assert.Equal(1.0, vectors[1, 1]);
-    }
-
-    /// <summary>
-    /// Rows whose centred values are Walsh functions (±1 columns of a Hadamard matrix, mutually orthogonal, zero mean) scaled
-    /// by sqrt(λ) along planted directions, around a mean of 10: their sample covariance is Σ λ_i n/(n-1) q_i q_i^T exactly
-    /// before the rows are rounded to Float32. That rounding and the pipeline's bound (<see cref="Drift"/>), not sampling
-    /// noise, limit recovery. (A mean of 1e4 would round each value by up to 5e-4, and so move the planted covariance itself
-    /// by ~1e-4: the Moments tests cover large means against the reference of the rounded rows instead.)
-    /// </summary>
-    private static MomentsData PlantedRows(double[][] q, double[] spectrum, int n)
-    {
-        int d = q[0].Length;
-        var values = new float[n * d];
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < d; j++)
-            {
-                double x = 10;
-                for (int l = 0; l < spectrum.Length; l++)
-                    x += Math.Sqrt(spectrum[l]) * Walsh(i, l + 1) * q[l][j];
-                values[i * d + j] = (float)x;
-            }
-        return MomentsData.Of(values, n, 1, d);
-    }
-
-    /// <summary>Column <paramref name="column"/> of the Sylvester Hadamard matrix: (-1)^popcount(row &amp; column).</summary>
-    private static int Walsh(int row, int column) => int.PopCount(row & column) % 2 == 0 ? 1 : -1;
-
-    /// <summary>
-    /// How far the pipeline's covariance can be from the planted one, in 2-norm (‖ΔC‖_2 &lt;= ‖ΔC‖_F): the derived bound of
-    /// Moments against the reference of the rounded rows, plus what rounding the rows to Float32 (at most one ulp, 2^-23 |x|,
-    /// per value) can do to a covariance: with ỹ the centred rounded rows and F_j twice the largest rounding of feature j,
-    /// |ΔC_jk| &lt;= Σ_i (|ỹ_ij| F_k + F_j |ỹ_ik| + F_j F_k) / (n - 1). By Weyl eigenvalues move at most ‖ΔC‖_2, and by
-    /// Davis–Kahan directions at most ‖ΔC‖_2 over their gap.
-    /// </summary>
-    private static double Drift(MomentsData data)
-    {
-        int n = data.Rows, d = data.Features;
-        double[] x = data.Group(0), mean = Reference.MomentsReference.Mean(x, d);
-        double[,] bound = MomentsErrorBound.Scatter(x, d, DeviceKind.Cpu);
-        double[] rounding = [.. Enumerable.Range(0, d).Select(j => 2 * Math.ScaleB(1, -23) * Enumerable.Range(0, n).Max(i => Math.Abs(x[i * d + j])))];
-        double total = 0;
-        for (int j = 0; j < d; j++)
-            for (int k = 0; k < d; k++)
-            {
-                double moved = 0;
-                for (int i = 0; i < n; i++)
-                    moved += Math.Abs(x[i * d + j] - mean[j]) * rounding[k] + rounding[j] * Math.Abs(x[i * d + k] - mean[k]) + rounding[j] * rounding[k];
-                total += Math.Pow((bound[j, k] + moved) / (n - 1), 2);
-            }
-        return Math.Sqrt(total);
     }
 
     [Fact]
