@@ -42,7 +42,8 @@ namespace NativeTensor.Training;
 /// power-law covariance, six for a flat one, where each filter gains less), and the result has the double path's
 /// accuracy.</para>
 /// <para><b>Determinism and signs.</b> The start block comes from a fixed-seed SplitMix64 stream and every loop has a
-/// fixed order, so the same matrix gives the same bits (on the device, as far as the device's MatMul is deterministic).
+/// fixed order, so the same matrix gives the same bits on the same machine (the host's dot products follow the machine's
+/// vector width; on a device, as far as the device's MatMul is deterministic).
 /// Each eigenvector is returned with its largest-magnitude component positive (the first such component on an exact
 /// tie). Eigenvectors of a repeated eigenvalue are any orthonormal basis of its space.</para>
 /// </remarks>
@@ -119,7 +120,9 @@ public static partial class StreamingPca
     /// <see cref="DeviceMinimumFeatures"/> features on and is refined on the host in double.
     /// </summary>
     /// <exception cref="ArgumentNullException">bad or good is null.</exception>
-    /// <exception cref="ArgumentException">The two states have different groups or features.</exception>
+    /// <exception cref="ArgumentException">The two states have different groups or features, or the difference is not finite.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">group or k is out of range, or a state has fewer than 2 rows (ddof 1).</exception>
+    /// <exception cref="InvalidOperationException">A state is diagonal-only (it keeps no covariance).</exception>
     public static (double[] Values, double[,] Vectors) Contrastive(Moments bad, Moments good, int group, int k)
     {
         ArgumentNullException.ThrowIfNull(bad);
@@ -140,6 +143,20 @@ public static partial class StreamingPca
     /// and the host iteration in double starts from its Ritz vectors instead of a random block.
     /// </summary>
     private static (double[] Values, double[,] Vectors) Solve(double[] a, int d, int k, Device? device, bool semidefinite)
+    {
+        // Solve A / s for s the power of two at A's largest entry (exact scaling), so the norms below neither underflow
+        // (entries under ~1e-162 would square to 0) nor overflow (entries over ~1e154), then scale the values back.
+        double largest = 0;
+        foreach (double v in a) largest = Math.Max(largest, Math.Abs(v));
+        if (largest == 0) return Result(new double[d], Identity(d), d, k);
+        double scale = Math.ScaleB(1, Math.ILogB(largest));
+        if (scale == 1) return SolveScaled(a, d, k, device, semidefinite);
+        (double[] values, double[,] vectors) = SolveScaled([.. a.Select(v => v / scale)], d, k, device, semidefinite);
+        for (int i = 0; i < values.Length; i++) values[i] *= scale;
+        return (values, vectors);
+    }
+
+    private static (double[] Values, double[,] Vectors) SolveScaled(double[] a, int d, int k, Device? device, bool semidefinite)
     {
         double frobenius = Frobenius(a);
         if (frobenius == 0) return Result(new double[d], Identity(d), d, k);

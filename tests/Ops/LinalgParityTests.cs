@@ -201,7 +201,15 @@ public abstract class LinalgParityTests
         using Tensor noRows = Tensor.Empty(DType.Float32, [0, 3], device);
         using Tensor scatter = OnDevice([.. old.Take(9)], [3, 3], device);
         Linalg.Syrk(noRows, beta: 0.5f, c: scatter);
-        Assert.Equal(old.Take(9).Select(x => 0.5f * x), scatter.ToArray<float>());
+        // Only the old C's lower triangle is read (as with rows), so an asymmetric C comes back symmetric.
+        float[] lower = [.. old.Take(9)];
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < i; j++) lower[j * 3 + i] = lower[i * 3 + j];
+        Assert.NotEqual(old.Take(9), lower);
+        Assert.Equal(lower.Select(x => 0.5f * x), scatter.ToArray<float>());
+        using Tensor kept = OnDevice([.. old.Take(9)], [3, 3], device);
+        Linalg.Syrk(noRows, beta: 1, c: kept);
+        Assert.Equal(lower, kept.ToArray<float>());
         using Tensor noColumns = Tensor.Empty(DType.Float16, [4, 0], device);
         using Tensor empty = Linalg.Syrk(noColumns);
         Assert.Equal([0L, 0L], empty.Shape);

@@ -141,6 +141,19 @@ public sealed class MomentsHostTests
         Assert.Equal(direct.ToBytes(), shipped.ToBytes());
     }
 
+    /// <summary>Counts that would pass long.MaxValue are refused by Merge before anything changes.</summary>
+    [Fact]
+    public void A_merge_whose_count_would_overflow_is_refused_and_changes_nothing()
+    {
+        byte[] bytes = Filled(skip: true).ToBytes();
+        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(16), long.MaxValue - 10);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4), BitwiseCrc32(bytes[..^4]));
+        Moments huge = Moments.FromBytes(bytes);
+        byte[] before = huge.ToBytes();
+        Assert.Throws<OverflowException>(() => huge.Merge(huge));
+        Assert.Equal(before, huge.ToBytes());
+    }
+
     /// <summary>The documented layout, read back field by field, with the checksum computed independently (bitwise CRC-32).</summary>
     [Fact]
     public void The_serialised_form_has_the_documented_layout()

@@ -42,6 +42,27 @@ public sealed class StreamingPcaTests
     }
 
     /// <summary>
+    /// Entries far below and far above double's square-root range (their squares would underflow to 0 or overflow to Inf):
+    /// the spectrum scaled by 2^-600 and 2^600 gives exactly the unit-scale answer scaled back (power-of-two scaling is exact
+    /// at every step, so the bits must agree), whose accuracy the other tests establish.
+    /// </summary>
+    [Theory]
+    [InlineData(-600, 24)]
+    [InlineData(600, 24)]
+    [InlineData(-600, 120)]
+    [InlineData(600, 120)]
+    public void Recovers_a_planted_spectrum_at_extreme_scales(int exponent, int d)
+    {
+        double[][] q = Orthogonal(d, seed: d);
+        double[] spectrum = [.. Spectrum(d, seed: d + 1).Select(v => Math.ScaleB(v, exponent))];
+        double[,] a = Planted(q, spectrum);
+        (double[] values, double[,] vectors) = StreamingPca.TopK(a, 3);
+        (double[] unitValues, double[,] unitVectors) = StreamingPca.TopK(Planted(q, Spectrum(d, seed: d + 1)), 3);
+        Assert.Equal(unitValues.Select(v => Math.ScaleB(v, exponent)), values);
+        Assert.Equal(unitVectors, vectors);
+    }
+
+    /// <summary>
     /// An indefinite matrix: top-k is the largest algebraic values, above negative ones larger in magnitude. The third value
     /// sits in a dense noise floor (no gap after any small block), which exercises the block-doubling fallback.
     /// </summary>

@@ -126,6 +126,7 @@ internal static unsafe class LinalgKernels
         private readonly int[] _firstItem, _packed, _computed;
         private float* _packedB, _scratch;
         private int _next = -1;
+        private volatile bool _failed;   // set by a worker whose item threw, so the others stop waiting on it
 
         public Gemm(Product product)
         {
@@ -169,7 +170,24 @@ internal static unsafe class LinalgKernels
             }
         }
 
+        /// <summary>
+        /// One worker: claims items in order until none is left. An item that throws marks the region failed, so workers
+        /// waiting on its count stop (<see cref="WaitFor"/>) instead of spinning forever; Parallel.For then rethrows.
+        /// </summary>
         private void Work(int worker)
+        {
+            try
+            {
+                Items(worker);
+            }
+            catch
+            {
+                _failed = true;
+                throw;
+            }
+        }
+
+        private void Items(int worker)
         {
             int total = _firstItem[_steps], step = 0;
             for (int item; (item = Interlocked.Increment(ref _next)) < total;)
@@ -194,11 +212,18 @@ internal static unsafe class LinalgKernels
             }
         }
 
-        /// <summary>Spins (yielding, never sleeping a whole millisecond) until <paramref name="count"/> items are done.</summary>
-        private static void WaitFor(ref int done, int count)
+        /// <summary>
+        /// Spins (yielding, never sleeping a whole millisecond) until <paramref name="count"/> items are done; gives up with
+        /// an exception once another worker has failed (its exception is the one Parallel.For reports first).
+        /// </summary>
+        private void WaitFor(ref int done, int count)
         {
             var spin = new SpinWait();
-            while (Volatile.Read(ref done) < count) spin.SpinOnce(sleep1Threshold: -1);
+            while (Volatile.Read(ref done) < count)
+            {
+                if (_failed) throw new OperationCanceledException("another GEMM worker failed");
+                spin.SpinOnce(sleep1Threshold: -1);
+            }
         }
 
         /// <summary>Depth rows [16 c, 16 c + 16) of the step's B block, into every NR-wide micro-panel.</summary>

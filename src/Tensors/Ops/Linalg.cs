@@ -49,7 +49,7 @@ public static class Linalg
         {
             if (m > 0 && n > 0)
             {
-                if (k == 0) Scale(result, beta);
+                if (k == 0) Scale(result, beta, lowerOnly: false);
                 else a.Device.Backend.MatMul(new MatMulShape(a.Buffer, a.DType, transposeA, b.Buffer, b.DType, transposeB, result.Buffer,
                     (int)m, (int)n, (int)k), alpha, beta);
             }
@@ -91,7 +91,7 @@ public static class Linalg
         {
             if (d > 0)
             {
-                if (rows == 0) Scale(result, beta);
+                if (rows == 0) Scale(result, beta, lowerOnly: true);
                 else a.Device.Backend.Syrk(a.Buffer, a.DType, (int)rows, (int)d, result.Buffer, alpha, beta);
             }
             return result;
@@ -105,14 +105,21 @@ public static class Linalg
 
     /// <summary>
     /// C = beta * C for an empty inner dimension (the product is an empty sum; beta 0 gives zeros without reading C, as in
-    /// BLAS). A degenerate case, done on the host.
+    /// BLAS). For Syrk (<paramref name="lowerOnly"/>) only the lower triangle is read and mirrored, beta 1 included, as the
+    /// kernels do when there are rows. A degenerate case, done on the host.
     /// </summary>
-    private static void Scale(Tensor c, float beta)
+    private static void Scale(Tensor c, float beta, bool lowerOnly)
     {
-        if (beta == 1) return;
+        if (beta == 1 && !lowerOnly) return;
         float[] values = beta == 0 ? new float[c.ElementCount] : c.ToArray<float>();
         if (beta != 0)
             for (int i = 0; i < values.Length; i++) values[i] *= beta;
+        if (lowerOnly)
+        {
+            int d = (int)c.Shape[0];
+            for (int i = 0; i < d; i++)
+                for (int j = 0; j < i; j++) values[(long)j * d + i] = values[(long)i * d + j];
+        }
         c.CopyFrom<float>(values);
     }
 

@@ -145,30 +145,41 @@ public sealed partial class Moments
     /// The batch's rows as Float32 on the host, a chunk at a time: a Float32 CPU tensor is read in place; anything else is
     /// copied (and widened, exactly) into one reusable host buffer, and a chunk asked for twice in a row is read once.
     /// </summary>
-    private sealed class BatchRows(Tensor batch, int rowElements) : IDisposable
+    private sealed class BatchRows : IDisposable
     {
+        private readonly Tensor _batch;
+        private readonly int _rowElements;
+        private bool _held;   // a reference on the batch's buffer while spans of it are read in place (a Lease, held across calls)
         private float[]? _buffer;
         private byte[]? _raw;
         private long _cachedFirst = -1;
         private int _cachedLength;
 
+        public BatchRows(Tensor batch, int rowElements)
+        {
+            _batch = batch;
+            _rowElements = rowElements;
+            // A CPU Float32 batch is read in place: a Dispose of the tensor on another thread must not free it meanwhile.
+            _batch.Buffer.DangerousAddRef(ref _held);
+        }
+
         public ReadOnlySpan<float> Read(long first, int length)
         {
-            long elements = (long)length * rowElements, offset = first * rowElements * batch.DType.SizeOf();
-            int bytes = checked((int)(elements * batch.DType.SizeOf()));
-            if (batch.Device.Kind == DeviceKind.Cpu && batch.DType == DType.Float32)
-                return MemoryMarshal.Cast<byte, float>(Tensor.CpuBytes(batch.Buffer, offset, bytes));
+            long elements = (long)length * _rowElements, offset = first * _rowElements * _batch.DType.SizeOf();
+            int bytes = checked((int)(elements * _batch.DType.SizeOf()));
+            if (_batch.Device.Kind == DeviceKind.Cpu && _batch.DType == DType.Float32)
+                return MemoryMarshal.Cast<byte, float>(Tensor.CpuBytes(_batch.Buffer, offset, bytes));
             _buffer ??= new float[elements];
             Span<float> values = _buffer.AsSpan(0, (int)elements);
             if (first == _cachedFirst && length == _cachedLength) return values;
-            if (batch.DType == DType.Float32)
-                batch.Device.Backend.Read(batch.Buffer, offset, MemoryMarshal.AsBytes(values));
-            else if (batch.Device.Kind == DeviceKind.Cpu)
-                Widen(Tensor.CpuBytes(batch.Buffer, offset, bytes), values);
+            if (_batch.DType == DType.Float32)
+                _batch.Device.Backend.Read(_batch.Buffer, offset, MemoryMarshal.AsBytes(values));
+            else if (_batch.Device.Kind == DeviceKind.Cpu)
+                Widen(Tensor.CpuBytes(_batch.Buffer, offset, bytes), values);
             else
             {
                 _raw ??= new byte[bytes];
-                batch.Device.Backend.Read(batch.Buffer, offset, _raw.AsSpan(0, bytes));
+                _batch.Device.Backend.Read(_batch.Buffer, offset, _raw.AsSpan(0, bytes));
                 Widen(_raw.AsSpan(0, bytes), values);
             }
             (_cachedFirst, _cachedLength) = (first, length);
@@ -180,9 +191,14 @@ public sealed partial class Moments
         {
             fixed (byte* from = source)
             fixed (float* to = destination)
-                PrecisionKernels.ConvertSerial(from, batch.DType, (byte*)to, DType.Float32, destination.Length, SimdWidths.Best);
+                PrecisionKernels.ConvertSerial(from, _batch.DType, (byte*)to, DType.Float32, destination.Length, SimdWidths.Best);
         }
 
-        public void Dispose() => (_buffer, _raw) = (null, null);
+        public void Dispose()
+        {
+            (_buffer, _raw) = (null, null);
+            if (_held) _batch.Buffer.DangerousRelease();
+            _held = false;
+        }
     }
 }

@@ -49,8 +49,12 @@ namespace NativeTensor;
 /// <para><b>Non-finite values.</b> By default NaN and ±Inf propagate as IEEE arithmetic makes them: a non-finite value
 /// in feature j of any row makes that group's mean j and every covariance entry in row and column j non-finite, from then
 /// on (later batches cannot wash it out), and leaves every other entry as it would be without that feature; the row
-/// still counts. (On a device an Inf becomes NaN in the compensated sums: t - z is Inf - Inf.) With <c>skipNonFiniteRows: true</c>, a row (one sample, all its groups) holding any NaN or ±Inf is left
-/// out and counted in <see cref="NonFiniteRows"/> instead of <see cref="Count"/>.</para>
+/// still counts. (On a device an Inf becomes NaN in the compensated sums: t - z is Inf - Inf.) With
+/// <c>skipNonFiniteRows: true</c>, a row (one sample, all its groups) holding any NaN or ±Inf is left out and counted in
+/// <see cref="NonFiniteRows"/> instead of <see cref="Count"/>.</para>
+/// <para><b>Range.</b> The scatter blocks are Float32 sums of 128 centred squares, and on a device the column sums are
+/// Float32 too: finite data overflow them once |x - mean| passes about 1.6e18, or (device column sums) once a column's
+/// sum passes float's 3.4e38. Scale such data first; the host's double state has no such limit.</para>
 /// <para>Instances are not thread-safe. Every method validates all of its arguments before changing anything, and an
 /// <see cref="Update"/> that fails on the device leaves the state as it was (the device path builds the batch's moments
 /// in scratch buffers and merges only once every read-back has succeeded).</para>
@@ -118,6 +122,7 @@ public sealed partial class Moments
     /// <exception cref="ArgumentNullException">batch is null.</exception>
     /// <exception cref="ObjectDisposedException">batch was disposed.</exception>
     /// <exception cref="ArgumentException">batch is not a float dtype, is on another device, or its shape does not match the state.</exception>
+    /// <exception cref="OverflowException">The row count or the skipped-row count would pass <see cref="long.MaxValue"/> (nothing changes).</exception>
     public void Update(Tensor batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
@@ -138,7 +143,9 @@ public sealed partial class Moments
                 $"batch is [{string.Join(", ", batch.Shape)}] but this state has {Groups} group(s) of {Features} features: pass {expected}", nameof(batch));
         if (batch.Shape[0] == 0) return;
         BatchMoments part = Summarise(batch);   // everything that can fail happens before the state changes
-        NonFiniteRows += part.Skipped;
+        long skipped = checked(NonFiniteRows + part.Skipped);
+        _ = checked(Count + part.Count);
+        NonFiniteRows = skipped;
         if (part.Count == 0) return;
         Combine(part.Count, part.Mean, part.M2);
     }
@@ -149,13 +156,16 @@ public sealed partial class Moments
     /// </summary>
     /// <exception cref="ArgumentNullException">other is null.</exception>
     /// <exception cref="ArgumentException">other has another number of groups or features, or another mode (diagonal-only or full).</exception>
+    /// <exception cref="OverflowException">The merged row count or skipped-row count would pass <see cref="long.MaxValue"/> (nothing changes).</exception>
     public void Merge(Moments other)
     {
         ArgumentNullException.ThrowIfNull(other);
         if (other.Groups != Groups || other.Features != Features || other.DiagonalOnly != DiagonalOnly)
             throw new ArgumentException(
                 $"other is {other.Describe()} but this state is {Describe()}: only states of the same shape and mode merge", nameof(other));
-        NonFiniteRows += other.NonFiniteRows;
+        long skipped = checked(NonFiniteRows + other.NonFiniteRows);
+        _ = checked(Count + other.Count);   // both totals checked before either changes
+        NonFiniteRows = skipped;
         if (other.Count > 0) Combine(other.Count, (double[])other._mean.Clone(), (double[])other._m2.Clone());
     }
 
