@@ -48,6 +48,17 @@ public sealed class Device
     /// <summary>Bytes of memory the device reports in total.</summary>
     public long TotalMemory => Backend.TotalMemory;
 
+    /// <summary>
+    /// Bytes free on the device now, as its driver reports them (CUDA: <c>cuMemGetInfo</c>), or null where the runtime
+    /// cannot say: OpenCL has no portable query, and for the CPU ask <c>NativeTensor.Memory.MemoryBudget</c>, which
+    /// reads the kernel's and the container's limits.
+    /// </summary>
+    /// <exception cref="NativeTensorException">The driver failed (the message carries its error name).</exception>
+    public long? FreeMemory => Backend.FreeMemory;
+
+    /// <summary>Bytes this process holds in live tensors on the device (buffers allocated and not yet freed).</summary>
+    public long AllocatedBytes => Backend.LiveBytes;
+
     /// <summary>The host CPU; always available.</summary>
     public static Device Cpu => CpuDevice.Value;
 

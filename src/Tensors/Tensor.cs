@@ -12,12 +12,13 @@ public sealed class Tensor : IDisposable
     private readonly long[] _shape;
     private readonly DeviceBuffer _buffer;
 
-    private Tensor(DType dtype, long[] shape, Device device, DeviceBuffer buffer)
+    private Tensor(DType dtype, long[] shape, Device device, DeviceBuffer buffer, bool readOnly = false)
     {
         DType = dtype;
         _shape = shape;
         Device = device;
         _buffer = buffer;
+        IsReadOnly = readOnly;
     }
 
     /// <summary>The element type.</summary>
@@ -37,6 +38,13 @@ public sealed class Tensor : IDisposable
 
     /// <summary><see cref="ElementCount"/> times the element size.</summary>
     public long ByteCount => ElementCount * DType.SizeOf();
+
+    /// <summary>
+    /// True for a view of memory this process may only read (a memory-mapped file opened read-only): every op refuses
+    /// it as an output, <see cref="CopyFrom{T}"/> and <see cref="AsSpan{T}"/> throw, and <see cref="AsReadOnlySpan{T}"/>
+    /// is the way to its elements in place.
+    /// </summary>
+    public bool IsReadOnly { get; }
 
     /// <summary>True once <see cref="Dispose"/> has run.</summary>
     public bool IsDisposed => _buffer.IsClosed;
@@ -141,8 +149,10 @@ public sealed class Tensor : IDisposable
     }
 
     /// <summary>Overwrites every element from <paramref name="source"/>, which must be exactly <see cref="ElementCount"/> long.</summary>
+    /// <exception cref="InvalidOperationException">The tensor is read-only.</exception>
     public void CopyFrom<T>(ReadOnlySpan<T> source) where T : unmanaged
     {
+        if (IsReadOnly) throw new InvalidOperationException($"{this} is read-only (a view of a mapped file): copy it into a tensor of its own to change it");
         CheckElementType<T>();
         CheckLength(source.Length, nameof(source));
         Device.Backend.Write(Buffer, 0, MemoryMarshal.AsBytes(source));
@@ -152,8 +162,21 @@ public sealed class Tensor : IDisposable
     /// The elements of a tensor on <see cref="Device.Cpu"/>, in place, without a copy. The span is valid until
     /// the tensor is disposed; keeping it longer is a use-after-free.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The tensor is not on the CPU, or holds 2 GiB or more (a span's limit).</exception>
+    /// <exception cref="InvalidOperationException">The tensor is read-only (use <see cref="AsReadOnlySpan{T}"/>), is not on the CPU, or holds 2 GiB or more (a span's limit).</exception>
     public Span<T> AsSpan<T>() where T : unmanaged
+    {
+        if (IsReadOnly) throw new InvalidOperationException($"{this} is read-only (a view of a mapped file): use AsReadOnlySpan");
+        return HostSpan<T>();
+    }
+
+    /// <summary>
+    /// As <see cref="AsSpan{T}"/>, for reading only; the way in place into a read-only tensor (writing through a span of
+    /// a read-only mapping would fault).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The tensor is not on the CPU, or holds 2 GiB or more (a span's limit).</exception>
+    public ReadOnlySpan<T> AsReadOnlySpan<T>() where T : unmanaged => HostSpan<T>();
+
+    private Span<T> HostSpan<T>() where T : unmanaged
     {
         CheckElementType<T>();
         if (Device.Kind != DeviceKind.Cpu)
@@ -175,6 +198,26 @@ public sealed class Tensor : IDisposable
         try { bytes = checked(Product(shape) * dtype.SizeOf()); }
         catch (OverflowException) { throw new ArgumentException($"shape [{string.Join(", ", shape)}] of {dtype} overflows a 64-bit byte count", nameof(shape)); }
         return new Tensor(dtype, shape, device, device.Backend.Allocate(bytes));
+    }
+
+    /// <summary>
+    /// A tensor over the bytes its shape needs of host memory at <paramref name="byteOffset"/> into the block
+    /// that <paramref name="owner"/> holds (its handle is the block's address). The tensor keeps the owner alive until
+    /// it is disposed; it never frees the block itself.
+    /// </summary>
+    internal static Tensor ViewOfHostMemory(DType dtype, IReadOnlyList<long> shape, SafeHandle owner, long byteOffset, bool readOnly)
+    {
+        long[] checkedShape = CheckShape(shape);
+        long bytes = checked(Product(checkedShape) * dtype.SizeOf());
+        Device cpu = Device.Cpu;
+        return new Tensor(dtype, checkedShape, cpu, Runtime.Cpu.CpuViewBuffer.Create(cpu.Backend, owner, byteOffset, bytes), readOnly);
+    }
+
+    /// <summary>Refuses a read-only tensor where an op would write: <c>ArgumentException</c> naming <paramref name="name"/>.</summary>
+    internal void RequireWritable(string name)
+    {
+        if (IsReadOnly)
+            throw new ArgumentException($"{name} is read-only (a view of a mapped file): write into a tensor of its own", name);
     }
 
     internal static long[] CheckShape(IReadOnlyList<long> shape)

@@ -150,6 +150,7 @@ public static class Linalg
             return;
         }
         ObjectDisposedException.ThrowIf(c.IsDisposed, c);
+        c.RequireWritable(nameof(c));
         if (c.DType != DType.Float32)
             throw new ArgumentException($"c is {c.DType}: the result is Float32", nameof(c));
         if (c.Device != a.Device)

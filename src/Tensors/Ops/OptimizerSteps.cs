@@ -95,6 +95,10 @@ public static class OptimizerSteps
             if (working.DType is not (DType.Float16 or DType.BFloat16))
                 throw new ArgumentException($"working is {working.DType}: a working copy is Float16 or BFloat16 (Float32 training updates parameters alone)", nameof(working));
         }
+        parameters.RequireWritable(nameof(parameters));
+        first.RequireWritable(firstName);
+        second?.RequireWritable("secondMoment");
+        working?.RequireWritable(nameof(working));
         Tensor?[] all = [parameters, gradient, first, second, working];
         string[] names = [nameof(parameters), nameof(gradient), firstName, "secondMoment", nameof(working)];
         for (int j = 1; j < all.Length; j++)

@@ -28,6 +28,7 @@ public static class Precision
         if (output is not null)
         {
             ObjectDisposedException.ThrowIf(output.IsDisposed, output);
+            output.RequireWritable(nameof(output));
             if (output.DType != to)
                 throw new ArgumentException($"output is {output.DType} but the conversion is to {to}", nameof(output));
             if (output.Device != source.Device)
@@ -84,6 +85,8 @@ public static class Precision
         {
             Tensor gradient = gradients[i] ?? throw new ArgumentNullException(nameof(gradients), $"gradients[{i}] is null");
             ObjectDisposedException.ThrowIf(gradient.IsDisposed, gradient);
+            if (gradient.IsReadOnly)
+                throw new ArgumentException($"gradients[{i}] is read-only (a view of a mapped file): UnscaleAndCheck scales in place", nameof(gradients));
             if (gradient.DType is not (DType.Float32 or DType.BFloat16))
                 throw new ArgumentException(gradient.DType == DType.Float16
                     ? $"gradients[{i}] is Float16: UnscaleAndCheck takes Float32 or BFloat16 gradients; widen Float16 ones with Precision.Convert first"

@@ -85,6 +85,7 @@ internal static class WindowRules
     public static void Output(Tensor output, Tensor frames, long[] shape, DType to)
     {
         ObjectDisposedException.ThrowIf(output.IsDisposed, output);
+        output.RequireWritable(nameof(output));
         if (output.DType != to)
             throw new ArgumentException(to == frames.DType
                 ? $"output is {output.DType} but frames is {frames.DType}: pass outputType: DType.{output.DType} to convert while gathering"

@@ -26,6 +26,13 @@ internal abstract class Backend : IDisposable
     /// <summary>Bytes of device memory the hardware reports in total.</summary>
     public abstract long TotalMemory { get; }
 
+    /// <summary>
+    /// Bytes of device memory free now, as the driver reports them (CUDA's <c>cuMemGetInfo</c>, which counts every
+    /// process), or null where the runtime has no such query (OpenCL; the host, whose free RAM NativeTensor.Memory's
+    /// <c>MemoryBudget</c> reads from the kernel and the cgroup).
+    /// </summary>
+    public virtual long? FreeMemory => null;
+
     /// <summary>Device buffers allocated by this backend and not yet released.</summary>
     public long LiveBuffers => Interlocked.Read(ref _liveBuffers);
 

@@ -228,6 +228,6 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
     {
         if (offset < 0 || length < 0 || offset > buffer.ByteCount - length)
             throw new ArgumentOutOfRangeException(nameof(offset), offset, $"bytes [{offset}, {offset} + {length}) do not fit a buffer of {buffer.ByteCount}");
-        return ((CpuBuffer)buffer).Pointer + offset;
+        return (byte*)buffer.DangerousGetHandle() + offset;
     }
 }

@@ -32,8 +32,6 @@ internal sealed unsafe class CpuBuffer : DeviceBuffer
     [DllImport("libc", EntryPoint = "madvise")]
     private static extern int Madvise(void* address, nuint length, int advice);
 
-    public byte* Pointer => (byte*)handle;
-
     protected override bool Free(IntPtr memory)
     {
         NativeMemory.AlignedFree((void*)memory);

@@ -183,6 +183,16 @@ internal sealed unsafe partial class CudaBackend : Backend
         }
     }
 
+    public override long? FreeMemory
+    {
+        get
+        {
+            using Work work = Begin();
+            CudaStatus.Check(CudaNative.cuMemGetInfo(out nuint free, out _), "cuMemGetInfo_v2");
+            return (long)free;
+        }
+    }
+
     public override DeviceBuffer Allocate(long bytes)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
