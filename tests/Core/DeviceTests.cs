@@ -67,4 +67,19 @@ public sealed class DeviceTests
             Assert.StartsWith(device.Spec, device.ToString());
         }
     }
+
+    [Fact]
+    public void Free_memory_is_the_drivers_figure_where_there_is_one_and_allocations_are_counted()
+    {
+        foreach (Device device in Device.Available)
+        {
+            long? free = device.FreeMemory;
+            if (device.Kind == DeviceKind.Cuda) Assert.InRange(free!.Value, 1, device.TotalMemory);
+            else Assert.Null(free);                            // no portable query: MemoryBudget answers for the host
+            long before = device.AllocatedBytes;
+            using (Tensor.Empty(DType.Float32, [1000], device))
+                Assert.Equal(before + 4000, device.AllocatedBytes);
+            Assert.Equal(before, device.AllocatedBytes);
+        }
+    }
 }
