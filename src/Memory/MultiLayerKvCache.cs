@@ -29,6 +29,29 @@ public sealed class MultiLayerKvCache : IDisposable
     /// <remarks>Every rule is checked before the first layer is allocated; if a layer's allocation fails, the layers already made are disposed.</remarks>
     public MultiLayerKvCache(int layers, int heads, int capacity, int headDim, DType dtype, string? backingDirectory = null, bool ring = false,
         Device? device = null)
+        : this(Checked(layers, heads, capacity, headDim, dtype, backingDirectory, device), () => new KvCache(heads, capacity, headDim, dtype, backingDirectory, ring, device))
+    {
+    }
+
+    /// <summary>Makes <paramref name="layers"/> layers with <paramref name="makeLayer"/>, disposing those made if one fails (a test can inject the failure).</summary>
+    internal MultiLayerKvCache(int layers, Func<KvCache> makeLayer)
+    {
+        _layers = new KvCache[layers];
+        int made = 0;
+        try
+        {
+            for (; made < layers; made++)
+                _layers[made] = makeLayer();
+        }
+        catch
+        {
+            for (int i = 0; i < made; i++) _layers[i].Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Checks every rule of the public constructor before any layer is made; returns layers.</summary>
+    private static int Checked(int layers, int heads, int capacity, int headDim, DType dtype, string? backingDirectory, Device? device)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(layers, 1);
         long store = KvCache.StoreBytes(heads, capacity, headDim, dtype, backingDirectory, device);
@@ -37,18 +60,7 @@ public sealed class MultiLayerKvCache : IDisposable
         {
             throw new ArgumentException($"{layers} layers of {2 * store:N0} bytes overflow a 64-bit byte count", nameof(layers));
         }
-        _layers = new KvCache[layers];
-        int made = 0;
-        try
-        {
-            for (; made < layers; made++)
-                _layers[made] = new KvCache(heads, capacity, headDim, dtype, backingDirectory, ring, device);
-        }
-        catch
-        {
-            for (int i = 0; i < made; i++) _layers[i].Dispose();
-            throw;
-        }
+        return layers;
     }
 
     /// <summary>The number of layers.</summary>
