@@ -1,4 +1,6 @@
+using NativeTensor.Cpu;
 using NativeTensor.Runtime;
+using NativeTensor.Runtime.Cpu;
 
 namespace NativeTensor.Memory;
 
@@ -79,13 +81,14 @@ public sealed partial class KvCache
     }
 
     /// <summary>
-    /// The block in the cache's dtype: itself when it already is, else a converted copy (the caller disposes it). The
-    /// conversion runs on whichever side makes the cross-device copy smaller: narrowing where the block is, widening
-    /// on the cache's device.
+    /// The block ready for <see cref="WriteRows"/>: itself when it is in the cache's dtype, or when both it and the cache
+    /// are in host memory (the rows are then converted straight into the store, in one pass); else a converted copy (the
+    /// caller disposes it), converted on whichever side makes the cross-device copy smaller: narrowing where the block
+    /// is, widening on the cache's device.
     /// </summary>
     private Tensor Staged(Tensor block)
     {
-        if (block.DType == DType) return block;
+        if (block.DType == DType || (block.Device.Kind == DeviceKind.Cpu && Device.Kind == DeviceKind.Cpu)) return block;
         if (DType.SizeOf() <= block.DType.SizeOf() || block.Device == Device) return Precision.Convert(block, DType);
         using Tensor moved = block.To(Device);
         return Precision.Convert(moved, DType);
@@ -101,10 +104,29 @@ public sealed partial class KvCache
         (int slot, int first) = Slots(position, rows);
         for (long h = 0; h < Heads; h++)
         {
-            long from = (h * t + skip) * _rowBytes, to = h * Capacity * _rowBytes;
-            CopyBytes(block, from, store, to + slot * _rowBytes, first * _rowBytes);
-            CopyBytes(block, from + first * _rowBytes, store, to, (rows - first) * _rowBytes);
+            long from = h * t + skip, to = h * Capacity;
+            PutRows(block, from, store, to + slot, first);
+            PutRows(block, from + first, store, to, rows - first);
         }
+    }
+
+    /// <summary>
+    /// Rows [from, from + rows) of a block, as rows of the same count at row <paramref name="to"/> of a store: copied
+    /// when the dtypes agree, else (both in host memory, see <see cref="Staged"/>) converted by the CPU kernels of
+    /// <see cref="Precision.Convert"/>, with the vector width of the block's device.
+    /// </summary>
+    private unsafe void PutRows(Tensor block, long from, Tensor store, long to, int rows)
+    {
+        if (block.DType == DType)
+        {
+            CopyBytes(block, from * _rowBytes, store, to * _rowBytes, rows * _rowBytes);
+            return;
+        }
+        if (rows == 0) return;
+        long elements = (long)rows * HeadDim;
+        byte* source = (byte*)block.Buffer.DangerousGetHandle() + from * HeadDim * block.DType.SizeOf();
+        byte* destination = (byte*)store.Buffer.DangerousGetHandle() + to * _rowBytes;
+        PrecisionKernels.Convert(source, block.DType, destination, DType, elements, ((CpuBackend)block.Device.Backend).Simd);
     }
 
     /// <summary>Reads positions [start, start + length) of each head of <paramref name="store"/> into <paramref name="output"/> [Heads, length, HeadDim].</summary>

@@ -150,8 +150,10 @@ public sealed partial class KvCache : IDisposable
     /// (rounded as <see cref="Precision.Convert"/> does); inputs on another device are copied across.
     /// </summary>
     /// <remarks>
-    /// In a ring, an append of t &gt; <see cref="Capacity"/> positions stores only its last Capacity rows (the earlier ones
-    /// would be evicted by the same append); a converted input is still converted whole. Every argument and the
+    /// Host inputs of another dtype are converted straight into a host cache's storage, row range by row range, with no
+    /// temporary; a device input of another dtype is converted into a temporary first, whole. In a ring, an append of
+    /// t &gt; <see cref="Capacity"/> positions stores only its last Capacity rows (the earlier ones would be evicted by
+    /// the same append). Every argument and the
     /// capacity are checked before anything is written. A device failure midway leaves <see cref="Length"/> unchanged
     /// but, in a ring, may have overwritten held positions.
     /// </remarks>
