@@ -25,6 +25,10 @@ namespace NativeTensor.Memory;
 /// <see cref="ByteCount"/> however long the sequence grows. <see cref="WindowStart"/> is the first position still held.
 /// </para>
 /// <para>
+/// <b>Lifetime.</b> <see cref="Dispose"/> frees the storage at once; a cache never disposed is freed later, by the
+/// finalisers of its memory, mapping and file handles.
+/// </para>
+/// <para>
 /// <b>Threads.</b> Not thread-safe: one thread appends and reads at a time (a decoder's step). Different caches
 /// (e.g. the layers of a <see cref="MultiLayerKvCache"/>) may be used from different threads.
 /// </para>

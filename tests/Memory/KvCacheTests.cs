@@ -58,15 +58,17 @@ public sealed class KvCacheTests
         }
     }
 
-    [SkippableFact]
-    public void A_cache_in_OpenCL_memory_equals_the_model_for_host_and_device_inputs()
+    [SkippableTheory]
+    [InlineData(DeviceKind.OpenCl)]
+    [InlineData(DeviceKind.Cuda)]
+    public void A_cache_in_device_memory_equals_the_model_for_host_and_device_inputs(DeviceKind kind)
     {
-        Device openCl = Backends.Require(DeviceKind.OpenCl);
+        Device device = Backends.Require(kind);
         Prop.ForAll(Scenarios(fileBacking: false).ToArbitrary(), s =>
         {
-            Run(s, null, openCl, Device.Cpu);
-            Run(s, null, openCl, openCl);
-            Run(s, null, Device.Cpu, openCl);
+            Run(s, null, device, Device.Cpu);
+            Run(s, null, device, device);
+            Run(s, null, Device.Cpu, device);
         }).Check(Config.QuickThrowOnFailure.WithMaxTest(25));
     }
 
