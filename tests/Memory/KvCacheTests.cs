@@ -16,7 +16,10 @@ public sealed class KvCacheTests
 {
     private static readonly DType[] Floats = [DType.Float32, DType.Float16, DType.BFloat16];
 
-    /// <summary>One append: t positions of random bits (NaN payloads, ±0, subnormals, ±Inf included) in some float dtype.</summary>
+    /// <summary>
+    /// One append: t positions of random bits (NaN payloads, ±0, subnormals, ±Inf included) in some float dtype; t = -1
+    /// is a <see cref="KvCache.Clear"/> instead.
+    /// </summary>
     public sealed record Step(int T, DType From, int Seed, bool OtherBackend);
 
     /// <summary>A cache's configuration and what is appended to it.</summary>
@@ -24,7 +27,7 @@ public sealed class KvCacheTests
     {
         public override string ToString() =>
             $"heads {Heads}, headDim {HeadDim}, capacity {Capacity}, {DType}, {(Ring ? "ring" : "linear")}, {(File ? "file" : "memory")}, " +
-            $"appends [{string.Join(", ", Steps.Select(s => $"{s.T} {s.From}{(s.OtherBackend ? " scalar-cpu" : "")}"))}]";
+            $"appends [{string.Join(", ", Steps.Select(s => s.T < 0 ? "clear" : $"{s.T} {s.From}{(s.OtherBackend ? " scalar-cpu" : "")}"))}]";
     }
 
     private static Gen<Scenario> Scenarios(bool fileBacking) =>
@@ -36,7 +39,7 @@ public sealed class KvCacheTests
         from file in fileBacking ? Gen.Elements(false, true) : Gen.Constant(false)
         from count in Gen.Choose(0, 7)
         from steps in Gen.ArrayOf(
-            from t in Gen.Frequency((1, Gen.Constant(0)), (4, Gen.Choose(1, 3)), (2, Gen.Choose(1, 2 * capacity + 1)))
+            from t in Gen.Frequency((1, Gen.Constant(-1)), (1, Gen.Constant(0)), (5, Gen.Choose(1, 3)), (2, Gen.Choose(1, 2 * capacity + 1)))
             from source in Gen.Elements(Floats)
             from seed in Gen.Choose(0, int.MaxValue)
             from other in Gen.Elements(false, false, true)
@@ -141,6 +144,13 @@ public sealed class KvCacheTests
         long rowBytes = (long)s.HeadDim * s.DType.SizeOf();
         foreach (Step step in s.Steps)
         {
+            if (step.T < 0)
+            {
+                cache.Clear();
+                keys.Clear();
+                values.Clear();
+                continue;
+            }
             var random = new Random(step.Seed);
             long[] shape = [s.Heads, step.T, s.HeadDim];
             byte[] keyBytes = RandomBytes(random, s.Heads * step.T * s.HeadDim * step.From.SizeOf());
@@ -198,6 +208,11 @@ public sealed class KvCacheTests
         private readonly List<byte[]>[] _rows = [.. Enumerable.Range(0, heads).Select(_ => new List<byte[]>())];
 
         public long Length => _rows[0].Count;
+
+        public void Clear()
+        {
+            foreach (List<byte[]> head in _rows) head.Clear();
+        }
 
         public void Append(byte[] block, DType from, DType to, int t, int headDim)
         {
