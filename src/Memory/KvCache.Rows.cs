@@ -119,13 +119,15 @@ public sealed partial class KvCache
     {
         if (block.DType == DType)
         {
-            CopyBytes(block, from * _rowBytes, store, to * _rowBytes, rows * _rowBytes);
+            Tensor.CopyBytes(block, from * _rowBytes, store, to * _rowBytes, rows * _rowBytes);
             return;
         }
         if (rows == 0) return;
         long elements = (long)rows * HeadDim;
-        byte* source = (byte*)block.Buffer.DangerousGetHandle() + from * HeadDim * block.DType.SizeOf();
-        byte* destination = (byte*)store.Buffer.DangerousGetHandle() + to * _rowBytes;
+        using var reading = new Lease(block.Buffer);
+        using var writing = new Lease(store.Buffer);
+        byte* source = (byte*)reading.Pointer + from * HeadDim * block.DType.SizeOf();
+        byte* destination = (byte*)writing.Pointer + to * _rowBytes;
         PrecisionKernels.Convert(source, block.DType, destination, DType, elements, ((CpuBackend)block.Device.Backend).Simd);
     }
 
@@ -136,8 +138,8 @@ public sealed partial class KvCache
         for (long h = 0; h < Heads; h++)
         {
             long from = h * Capacity * _rowBytes, to = h * length * _rowBytes;
-            CopyBytes(store, from + slot * _rowBytes, output, to, first * _rowBytes);
-            CopyBytes(store, from, output, to + first * _rowBytes, (length - first) * _rowBytes);
+            Tensor.CopyBytes(store, from + slot * _rowBytes, output, to, first * _rowBytes);
+            Tensor.CopyBytes(store, from, output, to + first * _rowBytes, (length - first) * _rowBytes);
         }
     }
 
@@ -151,36 +153,4 @@ public sealed partial class KvCache
         return (slot, Math.Min(rows, Capacity - slot));
     }
 
-    /// <summary>The most bytes one host transfer moves (a span holds at most 2 GiB).</summary>
-    private const int TransferChunk = 1 << 30;
-
-    /// <summary>
-    /// Copies <paramref name="bytes"/> between two tensors on any pair of devices: a device copy on one backend, straight
-    /// from or into host memory when one side is the CPU, else through a host staging block.
-    /// </summary>
-    private static void CopyBytes(Tensor source, long sourceOffset, Tensor destination, long destinationOffset, long bytes)
-    {
-        if (bytes == 0) return;
-        Backend from = source.Device.Backend, to = destination.Device.Backend;
-        if (from == to)
-        {
-            from.Copy(source.Buffer, sourceOffset, destination.Buffer, destinationOffset, bytes);
-            return;
-        }
-        byte[]? staging = from.Kind != DeviceKind.Cpu && to.Kind != DeviceKind.Cpu ? new byte[Math.Min(bytes, TransferChunk)] : null;
-        for (long done = 0; done < bytes; done += TransferChunk)
-        {
-            int n = (int)Math.Min(TransferChunk, bytes - done);
-            if (from.Kind == DeviceKind.Cpu)
-                to.Write(destination.Buffer, destinationOffset + done, Tensor.CpuBytes(source.Buffer, sourceOffset + done, n));
-            else if (to.Kind == DeviceKind.Cpu)
-                from.Read(source.Buffer, sourceOffset + done, Tensor.CpuBytes(destination.Buffer, destinationOffset + done, n));
-            else
-            {
-                Span<byte> part = staging.AsSpan(0, n);
-                from.Read(source.Buffer, sourceOffset + done, part);
-                to.Write(destination.Buffer, destinationOffset + done, part);
-            }
-        }
-    }
 }

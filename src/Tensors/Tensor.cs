@@ -115,10 +115,7 @@ public sealed class Tensor : IDisposable
         Tensor result = Allocate(DType, (long[])_shape.Clone(), device);
         try
         {
-            if (device.Backend == Device.Backend)
-                device.Backend.Copy(source, 0, result._buffer, 0, ByteCount);
-            else
-                Transfer(source, Device.Backend, result._buffer, device.Backend, ByteCount);
+            CopyBytes(this, 0, result, 0, ByteCount);
             return result;
         }
         catch
@@ -258,25 +255,40 @@ public sealed class Tensor : IDisposable
     }
 
     /// <summary>
-    /// Moves bytes between backends in chunks (a span holds at most 2 GiB): straight from or into host memory
-    /// when one side is the CPU, else through one reusable host staging block.
+    /// Copies <paramref name="bytes"/> from one tensor's buffer to another's, on any pair of devices: a device copy when
+    /// both share a backend, else in chunks (a span holds at most 2 GiB) straight from or into host memory when one side
+    /// is the CPU, else through one reusable host staging block. Offsets and length are the caller's to have checked.
     /// </summary>
-    private static void Transfer(DeviceBuffer source, Backend from, DeviceBuffer destination, Backend to, long bytes)
+    internal static void CopyBytes(Tensor source, long sourceOffset, Tensor destination, long destinationOffset, long bytes)
     {
-        const int Chunk = 1 << 30;
-        byte[]? staging = from.Kind != DeviceKind.Cpu && to.Kind != DeviceKind.Cpu ? new byte[(int)Math.Min(bytes, Chunk)] : null;
-        for (long offset = 0; offset < bytes; offset += Chunk)
+        if (bytes == 0) return;
+        DeviceBuffer from = source.Buffer, to = destination.Buffer;
+        Backend reader = source.Device.Backend, writer = destination.Device.Backend;
+        if (reader == writer)
         {
-            int length = (int)Math.Min(Chunk, bytes - offset);
-            if (from.Kind == DeviceKind.Cpu)
-                to.Write(destination, offset, CpuBytes(source, offset, length));
-            else if (to.Kind == DeviceKind.Cpu)
-                from.Read(source, offset, CpuBytes(destination, offset, length));
+            reader.Copy(from, sourceOffset, to, destinationOffset, bytes);
+            return;
+        }
+        const int Chunk = 1 << 30;
+        byte[]? staging = reader.Kind != DeviceKind.Cpu && writer.Kind != DeviceKind.Cpu ? new byte[(int)Math.Min(bytes, Chunk)] : null;
+        for (long done = 0; done < bytes; done += Chunk)
+        {
+            int length = (int)Math.Min(Chunk, bytes - done);
+            if (reader.Kind == DeviceKind.Cpu)
+            {
+                using var hold = new Lease(from);
+                writer.Write(to, destinationOffset + done, CpuBytes(from, sourceOffset + done, length));
+            }
+            else if (writer.Kind == DeviceKind.Cpu)
+            {
+                using var hold = new Lease(to);
+                reader.Read(from, sourceOffset + done, CpuBytes(to, destinationOffset + done, length));
+            }
             else
             {
                 Span<byte> part = staging.AsSpan(0, length);
-                from.Read(source, offset, part);
-                to.Write(destination, offset, part);
+                reader.Read(from, sourceOffset + done, part);
+                writer.Write(to, destinationOffset + done, part);
             }
         }
     }
