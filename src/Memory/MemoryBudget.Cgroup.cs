@@ -101,20 +101,20 @@ internal static class CgroupFiles
             Bytes(readFile, directory + "/memory.max", allowMax: true),
             Bytes(readFile, directory + "/memory.high", allowMax: true),
             Bytes(readFile, directory + "/memory.current", allowMax: false),
-            stat is null ? null : ProcFiles.Kilobytes(stat.Replace(' ', ':'), directory + "/memory.stat", "inactive_file"),
+            stat is null ? null : ProcFiles.Kilobytes(stat, directory + "/memory.stat", "inactive_file", ' '),
             null);
     }
 
     private static Level ReadV1(Func<string, string?> readFile, string directory)
     {
-        string? stat = readFile(directory + "/memory.stat")?.Replace(' ', ':');
+        string? stat = readFile(directory + "/memory.stat");
         string statPath = directory + "/memory.stat";
-        long? hierarchical = stat is null ? null : ProcFiles.Kilobytes(stat, statPath, "hierarchical_memory_limit");
+        long? hierarchical = stat is null ? null : ProcFiles.Kilobytes(stat, statPath, "hierarchical_memory_limit", ' ');
         return new Level(
             Bytes(readFile, directory + "/memory.limit_in_bytes", allowMax: false),
             null,
             Bytes(readFile, directory + "/memory.usage_in_bytes", allowMax: false),
-            stat is null ? null : ProcFiles.Kilobytes(stat, statPath, "total_inactive_file") ?? ProcFiles.Kilobytes(stat, statPath, "inactive_file"),
+            stat is null ? null : ProcFiles.Kilobytes(stat, statPath, "total_inactive_file", ' ') ?? ProcFiles.Kilobytes(stat, statPath, "inactive_file", ' '),
             hierarchical >= Unlimited ? null : hierarchical);
     }
 

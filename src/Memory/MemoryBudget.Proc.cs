@@ -44,15 +44,18 @@ internal static class ProcFiles
         return (rss, Math.Max(rss, peak));
     }
 
-    /// <summary>The value of <c>key:</c> in bytes (a <c>kB</c> suffix multiplies by 1024), or null when no line has the key.</summary>
+    /// <summary>
+    /// The value on the line <c>key</c><paramref name="separator"/><c>value</c> in bytes (a <c>kB</c> suffix multiplies
+    /// by 1024), or null when no line has the key. /proc files separate with ':', cgroup memory.stat with ' '.
+    /// </summary>
     /// <exception cref="InvalidDataException">The key's line does not hold one non-negative integer with an optional kB unit.</exception>
-    public static long? Kilobytes(string text, string path, string key)
+    public static long? Kilobytes(string text, string path, string key, char separator = ':')
     {
         int lineNumber = 0;
         foreach (ReadOnlySpan<char> line in text.AsSpan().EnumerateLines())
         {
             lineNumber++;
-            if (!line.StartsWith(key, StringComparison.Ordinal) || line.Length == key.Length || line[key.Length] != ':') continue;
+            if (!line.StartsWith(key, StringComparison.Ordinal) || line.Length == key.Length || line[key.Length] != separator) continue;
             ReadOnlySpan<char> rest = line[(key.Length + 1)..].Trim();
             long scale = 1;
             if (rest.EndsWith(" kB", StringComparison.Ordinal))
@@ -61,7 +64,7 @@ internal static class ProcFiles
                 rest = rest[..^3].TrimEnd();
             }
             if (!long.TryParse(rest, NumberStyles.None, CultureInfo.InvariantCulture, out long value))
-                throw new InvalidDataException($"{path} line {lineNumber}: '{line}' is not '{key}: <non-negative integer> [kB]'");
+                throw new InvalidDataException($"{path} line {lineNumber}: '{line}' is not '{key}{separator}<non-negative integer>{(separator == ':' ? " [kB]" : "")}'");
             try
             {
                 return checked(value * scale);

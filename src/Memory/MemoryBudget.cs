@@ -63,7 +63,10 @@ public sealed class MemoryBudget
     /// <summary>The host's allocatable memory (Linux <c>MemAvailable</c>, or MemFree + Buffers + Cached on kernels before 3.14).</summary>
     public long HostAvailableBytes { get; }
 
-    /// <summary>True when the kernel has no MemAvailable and <see cref="HostAvailableBytes"/> is the MemFree + Buffers + Cached fallback, which can overstate.</summary>
+    /// <summary>
+    /// True when <see cref="HostAvailableBytes"/> is not the kernel's MemAvailable: the MemFree + Buffers + Cached
+    /// fallback of kernels before 3.14, which can overstate, or off Linux the GC's figure from its last collection.
+    /// </summary>
     public bool AvailableIsEstimated { get; }
 
     /// <summary>The memory cgroup this process runs in, or null when there is none to read (or not on Linux).</summary>

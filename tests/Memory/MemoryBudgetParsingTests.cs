@@ -164,7 +164,7 @@ public sealed class MemoryBudgetParsingTests
     [InlineData("malformed/mountinfo-truncated", "v2-limit", "/proc/self/mountinfo line 1")]
     [InlineData("malformed/mountinfo-bad-escape", "v2-limit", "octal escape")]
     [InlineData("malformed/memory-max-garbage", "v2-limit", "/sys/fs/cgroup/memory.max: 'lots' is not a byte count or 'max'")]
-    [InlineData("malformed/memory-stat-bad", "v2-limit", "memory.stat line 2")]
+    [InlineData("malformed/memory-stat-bad", "v2-limit", "memory.stat line 2: 'inactive_file -5' is not 'inactive_file <non-negative integer>'")]
     [InlineData("malformed/status-missing-rss", "v2-limit", "no 'VmRSS:' line")]
     [InlineData("malformed/status-truncated", "v2-limit", "/proc/self/status line 3: 'VmRSS:")]
     public void Malformed_files_are_a_clear_InvalidDataException_naming_the_file(string fixture, string? over, string expected)
