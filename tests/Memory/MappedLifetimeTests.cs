@@ -73,7 +73,7 @@ public sealed unsafe class MappedLifetimeTests
         using Tensor copy = mapped.To(Device.Cpu, Chunk, _ =>
         {
             chunks++;
-            peak = Math.Max(peak, MappingRss(mapped.Mapping.Pointer));
+            peak = Math.Max(peak, MappingRss(mapped.Mapping.Pointer, mapped.Mapping.Length));
         });
         Assert.Equal((Rows * Row * 4 + Chunk - 1) / Chunk, chunks);
         // One chunk being copied, plus the kernel's fault-around on either side of it (64 KiB each).
@@ -122,17 +122,28 @@ public sealed unsafe class MappedLifetimeTests
         return File.ReadLines("/proc/self/maps").Count(line => line.EndsWith(" " + full, StringComparison.Ordinal));
     }
 
-    /// <summary>The resident bytes (smaps "Rss") of the mapping that begins at <paramref name="address"/>.</summary>
-    internal static long MappingRss(byte* address)
+    /// <summary>
+    /// The resident bytes (smaps "Rss") of the mapping of <paramref name="length"/> bytes at <paramref name="address"/>,
+    /// summed over its areas (madvise with different advice splits one mapping into several).
+    /// </summary>
+    internal static long MappingRss(byte* address, long length)
     {
-        string start = ((ulong)address).ToString("x", CultureInfo.InvariantCulture) + "-";
-        bool inside = false;
+        ulong begin = (ulong)address, end = begin + (ulong)length;
+        long total = 0;
+        bool inside = false, found = false;
         foreach (string line in File.ReadLines("/proc/self/smaps"))
         {
-            if (line.StartsWith(start, StringComparison.Ordinal)) inside = true;
+            int dash = line.IndexOf('-');
+            if (dash > 0 && line.Length > dash + 1 && ulong.TryParse(line.AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong from)
+                && line.IndexOf(' ') is int space && space > dash
+                && ulong.TryParse(line.AsSpan(dash + 1, space - dash - 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong to))
+            {
+                inside = from >= begin && to <= (end + (ulong)Environment.SystemPageSize - 1) / (ulong)Environment.SystemPageSize * (ulong)Environment.SystemPageSize;
+                found |= inside;
+            }
             else if (inside && line.StartsWith("Rss:", StringComparison.Ordinal))
-                return long.Parse(line[4..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+                total += long.Parse(line[4..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
         }
-        throw new InvalidOperationException($"no mapping starts at {start} in /proc/self/smaps");
+        return found ? total : throw new InvalidOperationException($"no mapping at {begin:x} in /proc/self/smaps");
     }
 }
