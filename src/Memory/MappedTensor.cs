@@ -85,6 +85,7 @@ public sealed class MappedTensor : IDisposable
     /// <param name="path">The file.</param>
     /// <param name="storedAs">The element type the caller expects; required (as BFloat16) for <c>&lt;u2</c>, else it must equal the file's.</param>
     /// <exception cref="ArgumentNullException">path is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">storedAs is not a defined DType.</exception>
     /// <exception cref="InvalidDataException">The file breaks a rule of the format or is not one NativeTensor reads: bad magic or version,
     /// a header past the end of the file, a header dict that is not exactly <c>{'descr', 'fortran_order', 'shape'}</c>, Fortran
     /// order, big-endian or unknown descr, <c>&lt;u2</c> without storedAs BFloat16, storedAs unlike the descr, a negative or
@@ -129,8 +130,9 @@ public sealed class MappedTensor : IDisposable
         using FileStream file = OpenForHeader(path);
         long length = file.Length;
         SafetensorsHeader header = SafetensorsHeader.Read(path, file.SafeFileHandle, length);
-        var mapping = new SharedMapping(FileMapping.Map(file, length, writable: false), users: header.Tensors.Count);
         var opened = new Dictionary<string, MappedTensor>(StringComparer.Ordinal);
+        if (header.Tensors.Count == 0) return new TensorDictionary(opened); // nothing to map
+        var mapping = new SharedMapping(FileMapping.Map(file, length, writable: false), users: header.Tensors.Count);
         try
         {
             mapping.Mapping.Advise(header.DataOffset, length - header.DataOffset, PageAdvice.Random);
@@ -140,11 +142,11 @@ public sealed class MappedTensor : IDisposable
                 Tensor view = Tensor.ViewOfHostMemory(entry.DType, entry.Shape, mapping.Mapping.Owner, offset, readOnly: true);
                 opened.Add(entry.Name, new MappedTensor(path, entry.Name, view, mapping, offset, header.Metadata));
             }
-            if (header.Tensors.Count == 0) mapping.Release(); // nothing holds the mapping: unmap it now
             return new TensorDictionary(opened);
         }
         catch
         {
+            // Each tensor opened releases its own hold; the holds of those never made are released here.
             foreach (MappedTensor t in opened.Values) t.Dispose();
             for (int i = opened.Count; i < header.Tensors.Count; i++) mapping.Release();
             throw;
@@ -189,7 +191,10 @@ public sealed class MappedTensor : IDisposable
             for (long done = 0; done < total;)
             {
                 int length = (int)Math.Min(chunk, total - done);
-                Mapping.Advise(ByteOffset + done + length, Math.Min(chunk, total - done - length), PageAdvice.Sequential);
+                long ahead = Math.Min(chunk, total - done - length);
+                // Read-ahead for this chunk and the next; the next one's reads start now, while this one is copied.
+                Mapping.Advise(ByteOffset + done, length + ahead, PageAdvice.Sequential);
+                Mapping.Advise(ByteOffset + done + length, ahead, PageAdvice.WillNeed);
                 device.Backend.Write(result.Buffer, done, Tensor.CpuBytes(from, done, length));
                 Mapping.Advise(ByteOffset + done, length, PageAdvice.DontNeed);
                 done += length;

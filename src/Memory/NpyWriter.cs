@@ -151,6 +151,9 @@ public sealed class NpyWriter : IDisposable
         }
     }
 
+    /// <summary>The preamble, the dict and its newline, rounded up to a multiple of 64 bytes (NumPy's alignment of the data).</summary>
+    private static int Aligned(int preamble, string dict) => (preamble + dict.Length + 1 + 63) / 64 * 64;
+
     /// <summary>Magic, version, length and the space-padded dict, a multiple of 64 bytes in all.</summary>
     private byte[] Header(long rows, bool finished)
     {
@@ -167,13 +170,11 @@ public sealed class NpyWriter : IDisposable
             ? $"({count},)"
             : $"({count}, {string.Join(", ", _rowShape.Select(e => e.ToString(CultureInfo.InvariantCulture)))})";
         string dict = $"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}";
-        int major = 6 + 2 + 2 + dict.Length + 1 <= ushort.MaxValue ? 1 : 2;
-        int preamble = 6 + 2 + (major == 1 ? 2 : 4);
-        int total = (preamble + dict.Length + 1 + 63) / 64 * 64;
+        // Version 1.0 has a 16-bit length field; 2.0 the same header with a 32-bit one.
+        int major = Aligned(10, dict) - 10 <= ushort.MaxValue ? 1 : 2;
+        int preamble = major == 1 ? 10 : 12;
+        int total = Aligned(preamble, dict);
         int dictLength = total - preamble;
-        if (major == 1 && dictLength > ushort.MaxValue) (major, preamble) = (2, 12);
-        total = (preamble + dict.Length + 1 + 63) / 64 * 64;
-        dictLength = total - preamble;
 
         var bytes = new byte[total];
         bytes[0] = finished ? (byte)0x93 : NpyHeader.UnfinishedMagic;

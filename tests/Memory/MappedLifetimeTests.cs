@@ -53,11 +53,13 @@ public sealed unsafe class MappedLifetimeTests
             Assert.Equal(I64(1), tensors["big"].Tensor.AsReadOnlySpan<long>()[1]);
             ((IDisposable)tensors).Dispose();
             Assert.Throws<InvalidDataException>(() => MappedTensor.OpenNpy(Path("f4_fortran.npy")));
+            Assert.Empty(MappedTensor.OpenSafetensors(Path("only_metadata.safetensors"))); // no tensors: nothing mapped, nothing to dispose
         }
         Assert.Equal(start, Device.Cpu.AllocatedBytes);
         Assert.Equal(0, MapsEntries(Path("f4_v2.npy")));
         Assert.Equal(0, MapsEntries(Path("all_dtypes.safetensors")));
         Assert.Equal(0, MapsEntries(Path("f4_fortran.npy")));
+        Assert.Equal(0, MapsEntries(Path("only_metadata.safetensors")));
     }
 
     [SkippableFact]

@@ -42,6 +42,23 @@ public sealed class NpyWriterTests
         RoundTrip(DType.Float32, Expected(0, F32), [7], storedAs: null);
     }
 
+    [Fact]
+    public void A_header_too_long_for_version_1_is_written_as_version_2()
+    {
+        // 30,000 unit dimensions: a shape tuple of about 90 KB, past version 1.0's 16-bit header length.
+        long[] rowShape = [.. Enumerable.Repeat(1L, 30_000)];
+        using TempFile file = Temp(".npy");
+        using (var writer = new NpyWriter(file.Path, DType.Int32, rowShape))
+        using (Tensor rows = Tensor.FromArray(Expected(3, I32), [3, .. rowShape]))
+            writer.Append(rows);
+        byte[] bytes = File.ReadAllBytes(file.Path);
+        Assert.Equal(2, bytes[6]);
+        Assert.Equal(0, (bytes.Length - 12) % 64);
+        using MappedTensor mapped = MappedTensor.OpenNpy(file.Path);
+        Assert.Equal(30_001, mapped.Shape.Count);
+        Assert.Equal(Expected(3, I32), mapped.Tensor.ToArray<int>());
+    }
+
     [SkippableFact]
     public void Numpy_loads_what_the_writer_wrote()
     {
