@@ -179,14 +179,16 @@ public sealed class MappedTensor : IDisposable
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentOutOfRangeException.ThrowIfLessThan(chunkBytes, 1);
-        Tensor source = Tensor;
-        DeviceBuffer from = source.Buffer;
+        DeviceBuffer from = Tensor.Buffer;
         Tensor result = Tensor.Empty(DType, Shape, device);
         // A span holds at most 2 GiB; a chunk is a whole number of elements so no element straddles two writes.
         int size = DType.SizeOf();
         long chunk = Math.Max(size, Math.Min(chunkBytes, int.MaxValue) / size * size);
+        // Held for the copy: a Dispose on another thread then waits to unmap until the copy is done.
+        bool held = false;
         try
         {
+            from.DangerousAddRef(ref held);
             long total = ByteCount;
             for (long done = 0; done < total;)
             {
@@ -209,7 +211,11 @@ public sealed class MappedTensor : IDisposable
         }
         finally
         {
-            Mapping.Advise(ByteOffset, ByteCount, PageAdvice.Random);
+            if (held)
+            {
+                Mapping.Advise(ByteOffset, ByteCount, PageAdvice.Random);
+                from.DangerousRelease();
+            }
         }
     }
 
