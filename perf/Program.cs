@@ -11,7 +11,7 @@ namespace NativeTensor.Perf;
 internal static partial class Program
 {
     private const string Usage = """
-        usage: perf [all | validate | linalg | moments | memory | mapped | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16]] [--quick] [--device SPEC] [--out PATH]
+        usage: perf [all | validate | linalg | moments | memory | mapped | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16] [--mapped FILE]] [--quick] [--device SPEC] [--out PATH]
           all (default)  validate every op on every device, time the gathers, run the peers and the memory scenario
           validate       only the validation
           linalg         only the matrix products: validate, time, FMA peak, numpy/torch peers, targets
@@ -19,7 +19,7 @@ internal static partial class Program
           mapped         only the mapped-file section: the scenario's frames as a .npy, gathered mapped vs in RAM, warm and cold
           moments        only Moments: validate on every device, time Update [4096, 1024] beside np.cov (and torch.cov), then StreamingPca
           bdn            the CPU gather and copy under BenchmarkDotNet's default config
-          memory-child   one lazy epoch, printing JSON (run by the memory scenario)
+          memory-child   one lazy epoch, printing JSON (run by the memory scenario; --mapped FILE: frames from a .npy through a memory map)
           --quick        few reps, for smoke runs (results go to a .tmp file)
           --device SPEC  one device only: cpu, opencl[:i], cuda[:i]
           --out PATH     where to write the markdown report
