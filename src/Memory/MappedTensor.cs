@@ -14,6 +14,10 @@ namespace NativeTensor.Memory;
 /// <see cref="ObjectDisposedException"/>) and releases this tensor's hold on the file's mapping. All the tensors of one
 /// file share one mapping, unmapped exactly once, when the last of them is disposed, in any order. A span taken from
 /// <see cref="Tensor"/>'s <c>AsReadOnlySpan</c> is valid only until then, as with any tensor.</para>
+/// <para>Resident memory: pages a read maps in count in the process's RSS (as file pages, <c>RssFile</c>), but they
+/// are clean page cache, which the kernel drops and re-reads under memory pressure instead of swapping, unlike frames
+/// held in RAM. When the file is already cached the kernel also maps up to 64 KiB of cached neighbours around a faulting
+/// page (fault-around), without any I/O; a read from a cold file reads only the pages it touches.</para>
 /// <para>The file must not be truncated or rewritten while it is open: a mapped page whose bytes vanished faults the
 /// process (SIGBUS), as with NumPy's memmap.</para>
 /// </remarks>

@@ -132,4 +132,28 @@ public sealed class NpyFileTests
         Assert.Throws<FileNotFoundException>(() => MappedTensor.OpenNpy(Path("no-such-file.npy")));
         Assert.Throws<ArgumentNullException>(() => MappedTensor.OpenNpy(null!));
     }
+
+    [SkippableFact]
+    public void The_committed_fixtures_are_what_the_committed_script_writes()
+    {
+        string? why = PythonWithNumpyMissing();
+        Skip.If(why is not null, why);
+        string folder = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"nt-fixtures-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(folder);
+        try
+        {
+            (int exit, _, string error) = Python($"import os, runpy; os.chdir({Quoted(folder)}); runpy.run_path({Quoted(Path("make_fixtures.py"))})");
+            Assert.True(exit == 0, error);
+            string[] made = [.. Directory.GetFiles(folder).Select(System.IO.Path.GetFileName).Order(StringComparer.Ordinal)!];
+            string[] committed = [.. Directory.GetFiles(Folder).Select(System.IO.Path.GetFileName).Where(n => n != "make_fixtures.py").Order(StringComparer.Ordinal)!];
+            Assert.Equal(committed, made);
+            foreach (string name in made) Assert.True(File.ReadAllBytes(Path(name)).AsSpan().SequenceEqual(File.ReadAllBytes(System.IO.Path.Combine(folder, name))), $"{name} differs from what make_fixtures.py writes");
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    private static string Quoted(string path) => "'" + path.Replace("\\", "\\\\").Replace("'", "\\'") + "'";
 }
