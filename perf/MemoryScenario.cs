@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using NativeTensor.Memory;
 
 namespace NativeTensor.Perf;
 
@@ -117,7 +118,12 @@ internal static class MemoryScenario
         int at = args.ToList().IndexOf("--frames");
         long frames = at >= 0 && at + 1 < args.Count ? long.Parse(args[at + 1], CultureInfo.InvariantCulture) : Frames;
         bool bfloat16 = args.Contains("--bfloat16");
-        using Tensor source = bfloat16 ? FilledBFloat16Frames(frames) : FilledFrames(frames);
+        int mappedAt = args.ToList().IndexOf("--mapped");
+        // --mapped FILE: the frames are a .npy file read through a memory map (MappedFiles' lazy epoch), not filled in RAM.
+        using MappedTensor? mapped = mappedAt >= 0 && mappedAt + 1 < args.Count ? MappedTensor.OpenNpy(args[mappedAt + 1]) : null;
+        using Tensor? filled = mapped is not null ? null : bfloat16 ? FilledBFloat16Frames(frames) : FilledFrames(frames);
+        Tensor source = mapped?.Tensor ?? filled!;
+        frames = source.Shape[0];
         long windows = Windows.Count(frames, Window);
         long[] order = Shuffled(windows, Seed);
         using var epoch = new Epoch(source, Window, order, DType.Float32);
@@ -135,6 +141,8 @@ internal static class MemoryScenario
         json.WriteNumber("seconds", seconds);
         json.WriteNumber("vmhwm_bytes", ProcStatus.Bytes("VmHWM"));
         json.WriteNumber("vmhwm_before_epoch_bytes", peakBefore);
+        json.WriteNumber("rss_anon_bytes", ProcStatus.Bytes("RssAnon"));
+        json.WriteNumber("rss_file_bytes", ProcStatus.Bytes("RssFile"));
         json.WriteEndObject();
         json.Flush();
         return 0;
@@ -172,12 +180,13 @@ internal static class MemoryScenario
     private static string MB(double bytes) => $"{bytes / 1e6:N1} MB";
 
     /// <summary>What the child reported.</summary>
-    private sealed record LazyEpoch(long Windows, long Batches, double Seconds, long PeakBytes, long PeakBeforeEpochBytes)
+    internal sealed record LazyEpoch(long Windows, long Batches, double Seconds, long PeakBytes, long PeakBeforeEpochBytes, long RssAnonBytes, long RssFileBytes)
     {
-        public static LazyEpoch InChildProcess(long frames, bool bfloat16 = false)
+        /// <summary>The child's epoch over <paramref name="frames"/> frames filled in RAM, or over the .npy at <paramref name="mappedPath"/> read through a memory map.</summary>
+        public static LazyEpoch InChildProcess(long frames, bool bfloat16 = false, string? mappedPath = null)
         {
             (string file, string[] prefix) = SelfCommand();
-            string[] storage = bfloat16 ? ["--bfloat16"] : [];
+            string[] storage = [.. bfloat16 ? ["--bfloat16"] : Array.Empty<string>(), .. mappedPath is null ? Array.Empty<string>() : ["--mapped", mappedPath]];
             (int exit, string output, string error) = Peers.RunProcess(file, [.. prefix, "memory-child", "--frames", $"{frames}", .. storage], TimeSpan.FromMinutes(5));
             if (exit != 0) throw new InvalidOperationException($"perf memory-child exited {exit}: {error}");
             try
@@ -186,7 +195,8 @@ internal static class MemoryScenario
                 JsonElement root = document.RootElement;
                 return new LazyEpoch(root.GetProperty("windows").GetInt64(), root.GetProperty("batches").GetInt64(),
                     root.GetProperty("seconds").GetDouble(), root.GetProperty("vmhwm_bytes").GetInt64(),
-                    root.GetProperty("vmhwm_before_epoch_bytes").GetInt64());
+                    root.GetProperty("vmhwm_before_epoch_bytes").GetInt64(), root.GetProperty("rss_anon_bytes").GetInt64(),
+                    root.GetProperty("rss_file_bytes").GetInt64());
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException)
             {

@@ -11,14 +11,15 @@ namespace NativeTensor.Perf;
 internal static partial class Program
 {
     private const string Usage = """
-        usage: perf [all | validate | linalg | moments | memory | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16]] [--quick] [--device SPEC] [--out PATH]
+        usage: perf [all | validate | linalg | moments | memory | mapped | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16] [--mapped FILE]] [--quick] [--device SPEC] [--out PATH]
           all (default)  validate every op on every device, time the gathers, run the peers and the memory scenario
           validate       only the validation
           linalg         only the matrix products: validate, time, FMA peak, numpy/torch peers, targets
           memory         only the memory scenario (CPU)
+          mapped         only the mapped-file section: the scenario's frames as a .npy, gathered mapped vs in RAM, warm and cold
           moments        only Moments: validate on every device, time Update [4096, 1024] beside np.cov (and torch.cov), then StreamingPca
           bdn            the CPU gather and copy under BenchmarkDotNet's default config
-          memory-child   one lazy epoch, printing JSON (run by the memory scenario)
+          memory-child   one lazy epoch, printing JSON (run by the memory scenario; --mapped FILE: frames from a .npy through a memory map)
           --quick        few reps, for smoke runs (results go to a .tmp file)
           --device SPEC  one device only: cpu, opencl[:i], cuda[:i]
           --out PATH     where to write the markdown report
@@ -54,7 +55,7 @@ internal static partial class Program
         int i = 0;
         if (args.Length > 0 && !args[0].StartsWith('-')) command = args[i++];
         if (command is "bdn" or "memory-child") return new Options(command, false, null, null, args[i..]);
-        if (command is not ("all" or "validate" or "linalg" or "moments" or "memory")) throw new ArgumentException($"unknown command '{command}'");
+        if (command is not ("all" or "validate" or "linalg" or "moments" or "memory" or "mapped")) throw new ArgumentException($"unknown command '{command}'");
         for (; i < args.Length; i++)
         {
             switch (args[i])
@@ -92,6 +93,7 @@ internal static partial class Program
         var moments = new List<MomentsRow>();
         var linalg = new List<LinalgRow>();
         MemoryResult? memory = null;
+        MappedResult? mapped = null;
         if (options.Command is "all" or "validate")
         {
             report.Section("Validation");
@@ -130,7 +132,22 @@ internal static partial class Program
                 }
             }
         }
-        if (options.Command is "all" or "linalg" or "moments")
+        if (options.Command is "all" or "mapped")
+        {
+            report.Section("Mapped files: the scenario's frames as a .npy, gathered through a memory map vs from RAM (cpu)");
+            if (!devices.Any(d => d.Kind == DeviceKind.Cpu))
+                report.Line($"skipped: it runs on the cpu, and --device {options.DeviceSpec} leaves the cpu out");
+            else
+            {
+                try { mapped = MappedFiles.Run(report, options.Quick); }
+                catch (InvalidOperationException e)
+                {
+                    report.Line($"mapped files: FAIL {e.Message}");
+                    failed = true;
+                }
+            }
+        }
+        if (options.Command is "all" or "linalg" or "moments" or "mapped")
         {
             report.Section("Targets");
             Targets.Print(rows, memory, report);
@@ -140,6 +157,7 @@ internal static partial class Program
             Targets.PrintTorch([.. unscales, .. steps], report);
             Targets.PrintLinalg(linalg, report);
             Targets.PrintMoments(moments, report);
+            Targets.PrintMapped(mapped, report);
         }
 
         string? path = options.OutPath ?? (options.Command == "all" ? DefaultResultsPath(devices, options.Quick) : null);

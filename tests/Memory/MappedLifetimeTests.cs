@@ -1,0 +1,151 @@
+using System.Globalization;
+using NativeTensor.Memory;
+using NativeTensor.Tests.Infrastructure;
+using static NativeTensor.Tests.Memory.MappedFixtures;
+
+namespace NativeTensor.Tests.Memory;
+
+/// <summary>
+/// One mapping per file, unmapped exactly once whatever order its tensors are disposed in; no use after unmap through
+/// the API; no leak over many opens; and To streams to a device while the file adds about one chunk to resident memory.
+/// </summary>
+public sealed unsafe class MappedLifetimeTests
+{
+    [SkippableFact]
+    public void The_tensors_of_one_file_share_one_mapping_that_goes_when_the_last_is_disposed_in_any_order()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "/proc/self/maps is Linux's");
+        string path = Path("all_dtypes.safetensors");
+        foreach (int seed in new[] { 1, 2, 3 })
+        {
+            IReadOnlyDictionary<string, MappedTensor> tensors = MappedTensor.OpenSafetensors(path);
+            Assert.Equal(1, MapsEntries(path));
+            Assert.Single(tensors.Values.Select(t => t.Mapping).Distinct());
+            MappedTensor[] order = [.. tensors.Values];
+            new Random(seed).Shuffle(order);
+            Tensor firstView = tensors["weight.f32"].Tensor;
+            for (int i = 0; i < order.Length; i++)
+            {
+                order[i].Dispose();
+                order[i].Dispose(); // twice is harmless
+                Assert.Equal(i < order.Length - 1 ? 1 : 0, MapsEntries(path));
+                // The others still read, and the disposed one refuses every use.
+                foreach (MappedTensor alive in order[(i + 1)..]) _ = Tensor.CpuBytes(alive.Tensor.Buffer, alive.ByteCount).ToArray();
+                Assert.Throws<ObjectDisposedException>(() => order[i].Tensor);
+            }
+            Assert.True(firstView.IsDisposed);
+            Assert.Throws<ObjectDisposedException>(() => firstView.ToArray<float>());
+            Assert.Throws<ObjectDisposedException>(() => Windows.Gather(firstView, [0L], 1));
+            ((IDisposable)tensors).Dispose(); // after every tensor: nothing left to release, nothing released twice
+        }
+    }
+
+    [SkippableFact]
+    public void Many_opens_leak_neither_buffers_nor_mappings()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "/proc/self/maps is Linux's");
+        long start = Device.Cpu.AllocatedBytes;
+        for (int i = 0; i < 200; i++)
+        {
+            using (MappedTensor npy = MappedTensor.OpenNpy(Path("f4_v2.npy")))
+                Assert.Equal(F32(5), npy.Tensor.AsReadOnlySpan<float>()[5]);
+            var tensors = MappedTensor.OpenSafetensors(Path("all_dtypes.safetensors"));
+            Assert.Equal(I64(1), tensors["big"].Tensor.AsReadOnlySpan<long>()[1]);
+            ((IDisposable)tensors).Dispose();
+            Assert.Throws<InvalidDataException>(() => MappedTensor.OpenNpy(Path("f4_fortran.npy")));
+            Assert.Empty(MappedTensor.OpenSafetensors(Path("only_metadata.safetensors"))); // no tensors: nothing mapped, nothing to dispose
+        }
+        Assert.Equal(start, Device.Cpu.AllocatedBytes);
+        Assert.Equal(0, MapsEntries(Path("f4_v2.npy")));
+        Assert.Equal(0, MapsEntries(Path("all_dtypes.safetensors")));
+        Assert.Equal(0, MapsEntries(Path("f4_fortran.npy")));
+        Assert.Equal(0, MapsEntries(Path("only_metadata.safetensors")));
+    }
+
+    [SkippableFact]
+    public void To_streams_to_the_cpu_while_the_file_adds_at_most_about_a_chunk_to_resident_memory()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "/proc/self/smaps is Linux's");
+        const long Rows = 16_384, Row = 1024, Chunk = 4 << 20; // 64 MiB of file, 4 MiB chunks
+        using TempFile file = Temp(".npy");
+        WriteRows(file.Path, Rows, Row);
+        using MappedTensor mapped = MappedTensor.OpenNpy(file.Path);
+        long peak = 0;
+        long chunks = 0;
+        using Tensor copy = mapped.To(Device.Cpu, Chunk, _ =>
+        {
+            chunks++;
+            peak = Math.Max(peak, MappingRss(mapped.Mapping.Pointer, mapped.Mapping.Length));
+        });
+        Assert.Equal((Rows * Row * 4 + Chunk - 1) / Chunk, chunks);
+        // One chunk being copied, plus the kernel's fault-around on either side of it (64 KiB each).
+        long bound = Chunk + 2 * (64 << 10) + Environment.SystemPageSize;
+        Assert.True(peak <= bound, $"the mapping held {peak:N0} bytes resident while streaming; bound {bound:N0}");
+        Assert.False(copy.IsReadOnly);
+        float[] values = copy.ToArray<float>();
+        for (long i = 0; i < values.Length; i += 4099) Assert.Equal(RowValue(i), values[i]);
+        Assert.Equal(RowValue(values.Length - 1), values[^1]);
+    }
+
+    [SkippableFact]
+    public void To_streams_to_an_opencl_device_in_chunks_that_do_not_divide_the_tensor()
+    {
+        Device opencl = Backends.Require(DeviceKind.OpenCl);
+        using MappedTensor mapped = MappedTensor.OpenNpy(Path("i8_v1.npy"));
+        using Tensor copy = mapped.To(opencl, chunkBytes: 20); // 2 elements a chunk (rounded down to whole elements), 3 chunks
+        Assert.Equal(opencl, copy.Device);
+        Assert.Equal(Expected(6, I64), copy.ToArray<long>());
+        Assert.Throws<ArgumentOutOfRangeException>(() => mapped.To(opencl, 0));
+        mapped.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => mapped.To(opencl));
+    }
+
+    internal static float RowValue(long i) => (i % 1000) * 0.5f;
+
+    /// <summary>A .npy of rows x row float32 whose element i is <see cref="RowValue"/>, written with NpyWriter batch by batch.</summary>
+    internal static void WriteRows(string path, long rows, long row)
+    {
+        using var writer = new NpyWriter(path, DType.Float32, row);
+        const long Batch = 1024;
+        for (long r = 0; r < rows; r += Batch)
+        {
+            long k = Math.Min(Batch, rows - r);
+            var values = new float[k * row];
+            for (long i = 0; i < values.Length; i++) values[i] = RowValue(r * row + i);
+            using Tensor batch = Tensor.FromArray(values, k, row);
+            writer.Append(batch);
+        }
+    }
+
+    /// <summary>How many lines of /proc/self/maps map <paramref name="path"/>.</summary>
+    internal static int MapsEntries(string path)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        return File.ReadLines("/proc/self/maps").Count(line => line.EndsWith(" " + full, StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// The resident bytes (smaps "Rss") of the mapping of <paramref name="length"/> bytes at <paramref name="address"/>,
+    /// summed over its areas (madvise with different advice splits one mapping into several).
+    /// </summary>
+    internal static long MappingRss(byte* address, long length)
+    {
+        ulong begin = (ulong)address, end = begin + (ulong)length;
+        long total = 0;
+        bool inside = false, found = false;
+        foreach (string line in File.ReadLines("/proc/self/smaps"))
+        {
+            int dash = line.IndexOf('-');
+            if (dash > 0 && line.Length > dash + 1 && ulong.TryParse(line.AsSpan(0, dash), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong from)
+                && line.IndexOf(' ') is int space && space > dash
+                && ulong.TryParse(line.AsSpan(dash + 1, space - dash - 1), NumberStyles.HexNumber, CultureInfo.InvariantCulture, out ulong to))
+            {
+                inside = from >= begin && to <= (end + (ulong)Environment.SystemPageSize - 1) / (ulong)Environment.SystemPageSize * (ulong)Environment.SystemPageSize;
+                found |= inside;
+            }
+            else if (inside && line.StartsWith("Rss:", StringComparison.Ordinal))
+                total += long.Parse(line[4..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+        }
+        return found ? total : throw new InvalidOperationException($"no mapping at {begin:x} in /proc/self/smaps");
+    }
+}
