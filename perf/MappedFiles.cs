@@ -6,7 +6,8 @@ namespace NativeTensor.Perf;
 
 /// <summary>What the mapped-file section measured, for the targets summary.</summary>
 /// <param name="WarmMappedOverRam">Mapped gather batches/s over RAM gather batches/s, page cache warm (0 when their batches differed).</param>
-internal sealed record MappedResult(double WarmMappedOverRam, double ColdBatchesPerSecond, double ColdGbps, long MappedPeakBytes, long RamPeakBytes);
+internal sealed record MappedResult(double WarmMappedOverRam, double ColdBatchesPerSecond, double ColdGbps, long MappedPeakBytes, long RamPeakBytes,
+    MemoryScenario.LazyEpoch MappedEpoch);
 
 /// <summary>
 /// The memory scenario's frames (380,000 x 287 float32, 436 MB) written with NpyWriter to a temp file, then gathered
@@ -87,7 +88,7 @@ internal static class MappedFiles
             (double coldRate, _) = Cold(report, mapped, fromFile, random, quick ? 2 : 4);
 
             GC.KeepAlive(sink);
-            return new MappedResult(fileRate / ramRate, coldRate, Gbps(coldRate), fromMapped.PeakBytes, inRam.PeakBytes);
+            return new MappedResult(fileRate / ramRate, coldRate, Gbps(coldRate), fromMapped.PeakBytes, inRam.PeakBytes, fromMapped);
         }
         finally
         {

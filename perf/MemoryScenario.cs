@@ -8,8 +8,11 @@ namespace NativeTensor.Perf;
 /// <summary>What the memory scenario measured, for the targets summary.</summary>
 /// <param name="LazyOverEager">Lazy over eager batches/s on the scaled-down run (0 when their batches differed).</param>
 /// <param name="FullLazyOverEager">The full-size lazy epoch's batches/s over the scaled-down eager iteration's.</param>
+/// <param name="Lazy">The Float32 lazy epoch's child.</param>
+/// <param name="Bf16">The BFloat16-frames lazy epoch's child.</param>
+/// <param name="ScaledEagerRssBytes">How much RSS grew while Windows.Eager built the scaled-down windows.</param>
 internal sealed record MemoryResult(long LazyPeakBytes, long BudgetBytes, double LazyOverEager, double FullLazyOverEager, double EagerBytes,
-    long Bf16PeakBytes, long Bf16BudgetBytes, double Bf16OverFloat32);
+    long Bf16PeakBytes, long Bf16BudgetBytes, double Bf16OverFloat32, MemoryScenario.LazyEpoch Lazy, MemoryScenario.LazyEpoch Bf16, long ScaledEagerRssBytes);
 
 /// <summary>
 /// The sequence-embedding case: 380,000 frames x 287 float32, window 30, stride 1, batch 256, one shuffled epoch.
@@ -19,9 +22,10 @@ internal sealed record MemoryResult(long LazyPeakBytes, long BudgetBytes, double
 /// </summary>
 internal static class MemoryScenario
 {
-    private const long Frames = 380_000;
-    private const long ScaledFrames = 20_000;
-    private const int Row = 287, Window = 30, Batch = 256, Seed = 7;
+    internal const long Frames = 380_000;
+    internal const long ScaledFrames = 20_000;
+    internal const int Row = 287, Window = 30, Batch = 256;
+    private const int Seed = 7;
     private const long BudgetSlackBytes = 150_000_000;
 
     /// <summary>Gathers run this long before any clock starts: on two cores tier-1 code takes about a second to arrive.</summary>
@@ -56,10 +60,10 @@ internal static class MemoryScenario
         report.Line($"  budget                  frames {MB(FrameBytes(Frames) / 2)} + 4 float32 batches {MB(4 * BatchBytes)} + {MB(BudgetSlackBytes)} = {MB(bf16Budget)}: {(bf16.PeakBytes <= bf16Budget ? "under" : "OVER")} by {MB(Math.Abs(bf16Budget - bf16.PeakBytes))}");
         report.Line($"  full epoch              {bf16.Batches:N0} batches in {bf16.Seconds:F2} s = {bf16.Batches / bf16.Seconds:N0} batches/s, {bf16OverFloat32:F2} of the float32 epoch's");
 
-        (double lazyOverEager, double eagerRate) = CompareScaled(report, quick ? 2 : 7);
+        (double lazyOverEager, double eagerRate, long eagerRss) = CompareScaled(report, quick ? 2 : 7);
         double fullOverEager = lazy.Batches / lazy.Seconds / eagerRate;
         report.Line($"  full lazy epoch / eager {fullOverEager:F2} (the lazy full epoch's batches/s over the eager iteration's: both read out of cache)");
-        return new MemoryResult(lazy.PeakBytes, budget, lazyOverEager, fullOverEager, eagerBytes, bf16.PeakBytes, bf16Budget, bf16OverFloat32);
+        return new MemoryResult(lazy.PeakBytes, budget, lazyOverEager, fullOverEager, eagerBytes, bf16.PeakBytes, bf16Budget, bf16OverFloat32, lazy, bf16, eagerRss);
     }
 
     /// <summary>
@@ -68,8 +72,8 @@ internal static class MemoryScenario
     /// every batch into a batch buffer of the same bytes. Epochs alternate (and alternate which goes first); the
     /// medians are compared.
     /// </summary>
-    /// <returns>Lazy over eager batches/s (0 when their first batches differ), and eager batches/s.</returns>
-    private static (double LazyOverEager, double EagerRate) CompareScaled(Report report, int rounds)
+    /// <returns>Lazy over eager batches/s (0 when their first batches differ), eager batches/s, and the RSS growth of building the eager windows.</returns>
+    private static (double LazyOverEager, double EagerRate, long EagerRssBytes) CompareScaled(Report report, int rounds)
     {
         using Tensor frames = FilledFrames(ScaledFrames);
         long rssBefore = ProcStatus.Bytes("VmRSS");
@@ -109,7 +113,7 @@ internal static class MemoryScenario
         report.Line($"  lazy gather             {lazyRate:N0} batches/s (Windows.Gather from frames, window 30)");
         report.Line($"  lazy / eager            {lazyRate / eagerRate:F2} (first batch byte-identical: {(same ? "yes" : "NO")})");
         report.Line($"  note: lazy reads {MB(FrameBytes(ScaledFrames))} of frames (cache-sized), eager {MB(eager.ByteCount)} of pre-built windows");
-        return (same ? lazyRate / eagerRate : 0, eagerRate);
+        return (same ? lazyRate / eagerRate : 0, eagerRate, rssGrowth);
     }
 
     /// <summary>The child: one full shuffled lazy epoch, then a JSON line with its own peak RSS.</summary>
@@ -118,6 +122,7 @@ internal static class MemoryScenario
         int at = args.ToList().IndexOf("--frames");
         long frames = at >= 0 && at + 1 < args.Count ? long.Parse(args[at + 1], CultureInfo.InvariantCulture) : Frames;
         bool bfloat16 = args.Contains("--bfloat16");
+        long rssBeforeFrames = ProcStatus.Bytes("VmRSS");
         int mappedAt = args.ToList().IndexOf("--mapped");
         // --mapped FILE: the frames are a .npy file read through a memory map (MappedFiles' lazy epoch), not filled in RAM.
         using MappedTensor? mapped = mappedAt >= 0 && mappedAt + 1 < args.Count ? MappedTensor.OpenNpy(args[mappedAt + 1]) : null;
@@ -141,6 +146,7 @@ internal static class MemoryScenario
         json.WriteNumber("seconds", seconds);
         json.WriteNumber("vmhwm_bytes", ProcStatus.Bytes("VmHWM"));
         json.WriteNumber("vmhwm_before_epoch_bytes", peakBefore);
+        json.WriteNumber("rss_before_frames_bytes", rssBeforeFrames);
         json.WriteNumber("rss_anon_bytes", ProcStatus.Bytes("RssAnon"));
         json.WriteNumber("rss_file_bytes", ProcStatus.Bytes("RssFile"));
         json.WriteEndObject();
@@ -180,7 +186,9 @@ internal static class MemoryScenario
     private static string MB(double bytes) => $"{bytes / 1e6:N1} MB";
 
     /// <summary>What the child reported.</summary>
-    internal sealed record LazyEpoch(long Windows, long Batches, double Seconds, long PeakBytes, long PeakBeforeEpochBytes, long RssAnonBytes, long RssFileBytes)
+    /// <param name="BaselineBytes">The child's RSS before it made or mapped the frames: the runtime's own memory, which no estimate counts.</param>
+    internal sealed record LazyEpoch(long Windows, long Batches, double Seconds, long PeakBytes, long PeakBeforeEpochBytes, long RssAnonBytes, long RssFileBytes,
+        long BaselineBytes)
     {
         /// <summary>The child's epoch over <paramref name="frames"/> frames filled in RAM, or over the .npy at <paramref name="mappedPath"/> read through a memory map.</summary>
         public static LazyEpoch InChildProcess(long frames, bool bfloat16 = false, string? mappedPath = null)
@@ -196,7 +204,7 @@ internal static class MemoryScenario
                 return new LazyEpoch(root.GetProperty("windows").GetInt64(), root.GetProperty("batches").GetInt64(),
                     root.GetProperty("seconds").GetDouble(), root.GetProperty("vmhwm_bytes").GetInt64(),
                     root.GetProperty("vmhwm_before_epoch_bytes").GetInt64(), root.GetProperty("rss_anon_bytes").GetInt64(),
-                    root.GetProperty("rss_file_bytes").GetInt64());
+                    root.GetProperty("rss_file_bytes").GetInt64(), root.GetProperty("rss_before_frames_bytes").GetInt64());
             }
             catch (Exception e) when (e is JsonException or KeyNotFoundException)
             {

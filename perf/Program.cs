@@ -147,6 +147,11 @@ internal static partial class Program
                 }
             }
         }
+        if (memory is not null || mapped is not null)
+        {
+            report.Section("Memory estimates vs measured (MemoryEstimator, memory scenario)");
+            MemoryEstimates.Print(report, memory, mapped);
+        }
         if (options.Command is "all" or "linalg" or "moments" or "mapped")
         {
             report.Section("Targets");

@@ -38,24 +38,37 @@ public static partial class MemoryEstimator
     /// Independent of the stride: only the starts differ. More than eager when windows barely overlap (window 1, or
     /// stride = window): the frames are held either way; lazy wins by about <c>window / stride</c> times on large sets.
     /// </remarks>
-    /// <exception cref="ArgumentOutOfRangeException">frames, rowElements, window or batch &lt; 1, prefetch &lt; 0, window &gt; frames, or dtype undefined.</exception>
+    /// <param name="frames">Rows of the frames tensor.</param>
+    /// <param name="rowElements">Elements per row.</param>
+    /// <param name="dtype">The frames' dtype.</param>
+    /// <param name="window">Rows per window.</param>
+    /// <param name="batch">Windows per batch.</param>
+    /// <param name="prefetch">Batches gathered ahead of the one being consumed.</param>
+    /// <param name="outputType">The batches' dtype when the gather converts (<c>Windows.Gather(..., outputType)</c>, e.g. BFloat16 frames into Float32 batches); null for <paramref name="dtype"/>.</param>
+    /// <exception cref="ArgumentOutOfRangeException">frames, rowElements, window or batch &lt; 1, prefetch &lt; 0, window &gt; frames, a dtype undefined, or outputType differs from dtype and either is not floating-point.</exception>
     /// <exception cref="OverflowException">The bytes exceed 2^63 - 1.</exception>
-    public static long LazyWindowBytes(long frames, long rowElements, DType dtype, int window, int batch, int prefetch) =>
-        LazyWindowEstimate(frames, rowElements, dtype, window, batch, prefetch).Total;
+    public static long LazyWindowBytes(long frames, long rowElements, DType dtype, int window, int batch, int prefetch, DType? outputType = null) =>
+        LazyWindowEstimate(frames, rowElements, dtype, window, batch, prefetch, outputType).Total;
 
     /// <summary>The terms of <see cref="LazyWindowBytes"/>: frames, batch outputs in flight, starts in flight.</summary>
     /// <exception cref="ArgumentOutOfRangeException">As <see cref="LazyWindowBytes"/>.</exception>
     /// <exception cref="OverflowException">As <see cref="LazyWindowBytes"/>.</exception>
-    public static MemoryEstimate LazyWindowEstimate(long frames, long rowElements, DType dtype, int window, int batch, int prefetch)
+    public static MemoryEstimate LazyWindowEstimate(long frames, long rowElements, DType dtype, int window, int batch, int prefetch, DType? outputType = null)
     {
         int size = WindowArguments(frames, rowElements, dtype, window);
+        int batchSize = size;
+        if (outputType is DType converted && converted != dtype)
+        {
+            _ = FloatSize(dtype, nameof(dtype));                  // the fused gather-convert runs between floating-point dtypes only
+            batchSize = FloatSize(converted, nameof(outputType));
+        }
         AtLeast(batch, 1, nameof(batch));
         AtLeast(prefetch, 0, nameof(prefetch));
         long inFlight = 1L + prefetch;
         return new MemoryEstimate("lazy windows", [
             Term("frames", $"{N(frames)} frames x {N(rowElements)} x {size} B", frames, rowElements, size),
-            Term("batches in flight", $"(1 + {N(prefetch)} prefetch) x {N(batch)} windows x {N(window)} rows x {N(rowElements)} x {size} B",
-                inFlight, batch, window, rowElements, size),
+            Term("batches in flight", $"(1 + {N(prefetch)} prefetch) x {N(batch)} windows x {N(window)} rows x {N(rowElements)} x {batchSize} B",
+                inFlight, batch, window, rowElements, batchSize),
             Term("starts in flight", $"(1 + {N(prefetch)} prefetch) x {N(batch)} starts x 8 B", inFlight, batch, 8)]);
     }
 

@@ -44,6 +44,21 @@ public sealed class MemoryEstimatorTests
     }
 
     [Fact]
+    public void A_converting_gather_counts_frames_in_their_dtype_and_batches_in_the_output_dtype()
+    {
+        // BFloat16 frames gathered straight into Float32 batches (Windows.Gather(..., outputType: Float32)).
+        MemoryEstimate e = MemoryEstimator.LazyWindowEstimate(380_000, 287, DType.BFloat16, 30, 256, 0, outputType: DType.Float32);
+        Assert.Equal(380_000L * 287 * 2, e["frames"]);
+        Assert.Equal(256L * 30 * 287 * 4, e["batches in flight"]);
+        Assert.Equal(MemoryEstimator.LazyWindowBytes(380_000, 287, DType.BFloat16, 30, 256, 0),
+            MemoryEstimator.LazyWindowBytes(380_000, 287, DType.BFloat16, 30, 256, 0, outputType: DType.BFloat16));
+        var refused = Assert.Throws<ArgumentOutOfRangeException>(() => MemoryEstimator.LazyWindowBytes(100, 4, DType.Int32, 3, 2, 0, outputType: DType.Float32));
+        Assert.Equal("dtype", refused.ParamName);
+        refused = Assert.Throws<ArgumentOutOfRangeException>(() => MemoryEstimator.LazyWindowBytes(100, 4, DType.Float32, 3, 2, 0, outputType: DType.Int64));
+        Assert.Equal("outputType", refused.ParamName);
+    }
+
+    [Fact]
     public void Eager_is_the_window_count_times_the_window_bytes()
     {
         Prop.ForAll(Cases.ToArbitrary(), c =>
