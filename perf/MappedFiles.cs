@@ -35,7 +35,7 @@ internal static class MappedFiles
             long began = Stopwatch.GetTimestamp();
             using (var writer = new NpyWriter(path, DType.Float32, Row))
                 for (long r = 0; r < Frames; r += 10_000)
-                    using (Tensor rows = Tensor.ViewOfHostMemory(DType.Float32, [Math.Min(10_000, Frames - r), Row], ram.Buffer, r * Row * sizeof(float), readOnly: true))
+                    using (Tensor rows = Tensor.ViewOfHostMemory(DType.Float32, [Math.Min(10_000, Frames - r), Row], ram.Buffer, ram.ByteCount, r * Row * sizeof(float), readOnly: true))
                         writer.Append(rows); // a batch as a producer would hand it over: a view, no copy
             double writeSeconds = Stopwatch.GetElapsedTime(began).TotalSeconds;
             report.Line($"file      : {path} ({new FileInfo(path).Length / 1e6:F1} MB), written by NpyWriter in 10,000-row batches at {ram.ByteCount / writeSeconds / 1e9:F2} GB/s (page cache, not synced)");

@@ -49,7 +49,7 @@ public sealed partial class KvCache : IDisposable
     /// <param name="dtype">Float32, Float16 or BFloat16.</param>
     /// <param name="backingDirectory">
     /// An existing directory in which to create the backing file, or null to keep the cache in memory. The file is
-    /// <c>2 heads capacity headDim sizeof(dtype)</c> bytes, sparse (disk is used as positions are written).
+    /// <c>2 heads capacity headDim sizeof(dtype)</c> bytes, with every block reserved at creation (a disk too small is an <see cref="IOException"/> here, not a fault at a later append).
     /// </param>
     /// <param name="ring">Keep only the last <paramref name="capacity"/> positions (sliding window) instead of refusing to grow.</param>
     /// <param name="device">Where a memory-backed cache lives; null is <see cref="NativeTensor.Device.Cpu"/>. A file-backed cache is always on the CPU.</param>
@@ -84,8 +84,8 @@ public sealed partial class KvCache : IDisposable
         _backing = TemporaryBacking.Create(backingDirectory, "kvcache", 2 * storeBytes);
         try
         {
-            _keys = Tensor.ViewOfHostMemory(dtype, shape, _backing.Owner, 0, readOnly: false);
-            _values = Tensor.ViewOfHostMemory(dtype, shape, _backing.Owner, storeBytes, readOnly: false);
+            _keys = Tensor.ViewOfHostMemory(dtype, shape, _backing.Owner, _backing.Length, 0, readOnly: false);
+            _values = Tensor.ViewOfHostMemory(dtype, shape, _backing.Owner, _backing.Length, storeBytes, readOnly: false);
         }
         catch
         {
@@ -176,9 +176,11 @@ public sealed partial class KvCache : IDisposable
             throw new InvalidOperationException(
                 $"appending {t} positions to a cache holding {_length} of {Capacity} would need {_length + t}: the cache is full (use a larger capacity, or ring: true for a sliding window)");
         if (t == 0) return;
-        Tensor keyRows = Staged(keys), valueRows = Staged(values);
+        Tensor keyRows = Staged(keys);
+        Tensor? valueRows = null;
         try
         {
+            valueRows = Staged(values);
             long skip = IsRing ? Math.Max(0, t - Capacity) : 0;
             WriteRows(keyRows, _keys, t, skip, _length + skip);
             WriteRows(valueRows, _values, t, skip, _length + skip);
@@ -187,7 +189,7 @@ public sealed partial class KvCache : IDisposable
         finally
         {
             if (!ReferenceEquals(keyRows, keys)) keyRows.Dispose();
-            if (!ReferenceEquals(valueRows, values)) valueRows.Dispose();
+            if (valueRows is not null && !ReferenceEquals(valueRows, values)) valueRows.Dispose();
         }
     }
 

@@ -105,7 +105,7 @@ public sealed class MappedTensor : IDisposable
         var mapping = new SharedMapping(FileMapping.Map(file, length, writable: false), users: 1);
         try
         {
-            Tensor view = Tensor.ViewOfHostMemory(header.DType, header.Shape, mapping.Mapping.Owner, header.DataOffset, readOnly: true);
+            Tensor view = Tensor.ViewOfHostMemory(header.DType, header.Shape, mapping.Mapping.Owner, mapping.Mapping.Length, header.DataOffset, readOnly: true);
             mapping.Mapping.Advise(header.DataOffset, header.DataBytes, PageAdvice.Random);
             return new MappedTensor(path, null, view, mapping, header.DataOffset, NoMetadata);
         }
@@ -143,7 +143,7 @@ public sealed class MappedTensor : IDisposable
             foreach (SafetensorsEntry entry in header.Tensors)
             {
                 long offset = header.DataOffset + entry.Begin;
-                Tensor view = Tensor.ViewOfHostMemory(entry.DType, entry.Shape, mapping.Mapping.Owner, offset, readOnly: true);
+                Tensor view = Tensor.ViewOfHostMemory(entry.DType, entry.Shape, mapping.Mapping.Owner, mapping.Mapping.Length, offset, readOnly: true);
                 opened.Add(entry.Name, new MappedTensor(path, entry.Name, view, mapping, offset, header.Metadata));
             }
             return new TensorDictionary(opened);

@@ -56,7 +56,10 @@ public sealed class Device
     /// <exception cref="NativeTensorException">The driver failed (the message carries its error name).</exception>
     public long? FreeMemory => Backend.FreeMemory;
 
-    /// <summary>Bytes this process holds in live tensors on the device (buffers allocated and not yet freed).</summary>
+    /// <summary>
+    /// Bytes this process holds in live tensors on the device: buffers allocated and not yet freed. Views of memory owned
+    /// elsewhere (mapped files, a file-backed KV cache) are not allocations and are not counted.
+    /// </summary>
     public long AllocatedBytes => Backend.LiveBytes;
 
     /// <summary>The host CPU; always available.</summary>

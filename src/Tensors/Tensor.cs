@@ -5,7 +5,9 @@ namespace NativeTensor;
 
 /// <summary>
 /// A dense, row-major (C-order) array of one <see cref="DType"/> in one device's memory. A tensor owns its
-/// buffer: <see cref="Dispose"/> frees it at once (a finaliser frees it too, as a last resort).
+/// buffer: <see cref="Dispose"/> frees it at once (a finaliser frees it too, as a last resort). A view of memory that
+/// something else owns (a mapped file's tensor) releases its hold on that owner instead, which frees the memory once
+/// its last view is gone.
 /// </summary>
 public sealed class Tensor : IDisposable
 {
@@ -111,7 +113,7 @@ public sealed class Tensor : IDisposable
     public Tensor To(Device device)
     {
         ArgumentNullException.ThrowIfNull(device);
-        DeviceBuffer source = Buffer;
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
         Tensor result = Allocate(DType, (long[])_shape.Clone(), device);
         try
         {
@@ -163,7 +165,7 @@ public sealed class Tensor : IDisposable
     public Span<T> AsSpan<T>() where T : unmanaged
     {
         if (IsReadOnly) throw new InvalidOperationException($"{this} is read-only (a view of a mapped file): use AsReadOnlySpan");
-        return HostSpan<T>();
+        return HostSpan<T>(nameof(AsSpan));
     }
 
     /// <summary>
@@ -171,19 +173,19 @@ public sealed class Tensor : IDisposable
     /// a read-only mapping would fault).
     /// </summary>
     /// <exception cref="InvalidOperationException">The tensor is not on the CPU, or holds 2 GiB or more (a span's limit).</exception>
-    public ReadOnlySpan<T> AsReadOnlySpan<T>() where T : unmanaged => HostSpan<T>();
+    public ReadOnlySpan<T> AsReadOnlySpan<T>() where T : unmanaged => HostSpan<T>(nameof(AsReadOnlySpan));
 
-    private Span<T> HostSpan<T>() where T : unmanaged
+    private Span<T> HostSpan<T>(string caller) where T : unmanaged
     {
         CheckElementType<T>();
         if (Device.Kind != DeviceKind.Cpu)
-            throw new InvalidOperationException($"AsSpan needs a cpu tensor; this one is on {Device.Spec}: use CopyTo or To(Device.Cpu)");
+            throw new InvalidOperationException($"{caller} needs a cpu tensor; this one is on {Device.Spec}: use CopyTo or To(Device.Cpu)");
         if (ByteCount > int.MaxValue)
             throw new InvalidOperationException($"{this} holds {ByteCount:N0} bytes; a span holds at most {int.MaxValue:N0}");
         return MemoryMarshal.Cast<byte, T>(CpuBytes(Buffer, ByteCount));
     }
 
-    /// <summary>Frees the device memory now. Safe to call more than once.</summary>
+    /// <summary>Frees the device memory now (a view: releases its hold on the memory's owner). Safe to call more than once.</summary>
     public void Dispose() => _buffer.Dispose();
 
     /// <inheritdoc/>
@@ -198,14 +200,19 @@ public sealed class Tensor : IDisposable
     }
 
     /// <summary>
-    /// A tensor over the bytes its shape needs of host memory at <paramref name="byteOffset"/> into the block
-    /// that <paramref name="owner"/> holds (its handle is the block's address). The tensor keeps the owner alive until
-    /// it is disposed; it never frees the block itself.
+    /// A tensor over the bytes its shape needs of host memory at <paramref name="byteOffset"/> into the block of
+    /// <paramref name="ownerBytes"/> bytes that <paramref name="owner"/> holds (its handle is the block's address). The
+    /// tensor keeps the owner alive until it is disposed; it never frees the block itself.
     /// </summary>
-    internal static Tensor ViewOfHostMemory(DType dtype, IReadOnlyList<long> shape, SafeHandle owner, long byteOffset, bool readOnly)
+    /// <exception cref="ArgumentOutOfRangeException">The view would not lie inside the block.</exception>
+    /// <exception cref="ObjectDisposedException">The owner is closed.</exception>
+    internal static Tensor ViewOfHostMemory(DType dtype, IReadOnlyList<long> shape, SafeHandle owner, long ownerBytes, long byteOffset, bool readOnly)
     {
         long[] checkedShape = CheckShape(shape);
         long bytes = checked(Product(checkedShape) * dtype.SizeOf());
+        if (byteOffset < 0 || ownerBytes < 0 || bytes > ownerBytes - byteOffset)
+            throw new ArgumentOutOfRangeException(nameof(byteOffset), byteOffset,
+                $"a view of {bytes:N0} bytes at offset {byteOffset:N0} does not fit a block of {ownerBytes:N0} bytes");
         Device cpu = Device.Cpu;
         return new Tensor(dtype, checkedShape, cpu, Runtime.Cpu.CpuViewBuffer.Create(cpu.Backend, owner, byteOffset, bytes), readOnly);
     }
@@ -261,8 +268,12 @@ public sealed class Tensor : IDisposable
     /// </summary>
     internal static void CopyBytes(Tensor source, long sourceOffset, Tensor destination, long destinationOffset, long bytes)
     {
-        if (bytes == 0) return;
         DeviceBuffer from = source.Buffer, to = destination.Buffer;
+        // Host spans below are made from these offsets directly, so check them here, once, for every path.
+        if (bytes < 0 || sourceOffset < 0 || destinationOffset < 0 || sourceOffset > from.ByteCount - bytes || destinationOffset > to.ByteCount - bytes)
+            throw new ArgumentOutOfRangeException(nameof(bytes), bytes,
+                $"copying {bytes:N0} bytes from offset {sourceOffset:N0} of {from.ByteCount:N0} to offset {destinationOffset:N0} of {to.ByteCount:N0} runs out of a buffer");
+        if (bytes == 0) return;
         Backend reader = source.Device.Backend, writer = destination.Device.Backend;
         if (reader == writer)
         {

@@ -34,7 +34,7 @@ public sealed class MixedPrecisionOptimizer : IDisposable
     /// <param name="options">AdamW's hyperparameters (validated here).</param>
     /// <param name="scaler">The loss scaler, or null for unscaled gradients (non-finite steps are still skipped).</param>
     /// <exception cref="ArgumentNullException">A list, an element of it, or options is null.</exception>
-    /// <exception cref="ArgumentException">A master weight is not Float32, repeats, or is on another device; workingType is not floating-point.</exception>
+    /// <exception cref="ArgumentException">A master weight is not Float32, is read-only, repeats, or is on another device; workingType is not floating-point.</exception>
     /// <exception cref="ObjectDisposedException">A master weight was disposed.</exception>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range, or gives a step constant that is not a finite float.</exception>
     /// <exception cref="NativeTensorException">The device cannot run the fused steps (an OpenCL device that flushes subnormals).</exception>
@@ -65,6 +65,8 @@ public sealed class MixedPrecisionOptimizer : IDisposable
         {
             Tensor weight = _master[i] ?? throw new ArgumentNullException(nameof(masterWeights), $"masterWeights[{i}] is null");
             ObjectDisposedException.ThrowIf(weight.IsDisposed, weight);
+            if (weight.IsReadOnly)
+                throw new ArgumentException($"masterWeights[{i}] is read-only (a view of a mapped file): the optimizer updates master weights in place; copy it with To(device) first", nameof(masterWeights));
             if (weight.DType != DType.Float32)
                 throw new ArgumentException($"masterWeights[{i}] is {weight.DType}: master weights are Float32", nameof(masterWeights));
             if (weight.Device != _master[0].Device)

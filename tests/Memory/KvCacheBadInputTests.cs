@@ -153,8 +153,8 @@ public sealed class KvCacheBadInputTests
         using Tensor wrongDtype = Poisoned(DType.Float16, [Heads, 2, HeadDim], Device.Cpu);
         using Tensor wrongLength = Poisoned(DType.Float32, [Heads, 3, HeadDim], Device.Cpu);
         using Tensor wrongRank = Poisoned(DType.Float32, [Heads * 2, HeadDim], Device.Cpu);
-        using var mapping = new ReadOnlyHost(Heads * 2 * HeadDim * 4);
-        using Tensor readOnly = Tensor.ViewOfHostMemory(DType.Float32, [Heads, 2, HeadDim], mapping, 0, readOnly: true);
+        using var mapping = new HostBlock(Heads * 2 * HeadDim * 4);
+        using Tensor readOnly = Tensor.ViewOfHostMemory(DType.Float32, [Heads, 2, HeadDim], mapping, mapping.Length, 0, readOnly: true);
         foreach (Tensor bad in new[] { wrongDtype, wrongLength, wrongRank, readOnly })
         {
             Assert.Throws<ArgumentException>(() => cache.Read(0, 2, good, bad));
@@ -215,18 +215,4 @@ public sealed class KvCacheBadInputTests
         BitExact(held, Held(cache), rule);
     }
 
-    /// <summary>Zeroed host memory standing in for a read-only mapping, to make a read-only tensor.</summary>
-    private sealed unsafe class ReadOnlyHost : System.Runtime.InteropServices.SafeHandle
-    {
-        public ReadOnlyHost(int bytes) : base(IntPtr.Zero, ownsHandle: true) =>
-            SetHandle((IntPtr)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)bytes));
-
-        public override bool IsInvalid => handle == IntPtr.Zero;
-
-        protected override bool ReleaseHandle()
-        {
-            System.Runtime.InteropServices.NativeMemory.Free((void*)handle);
-            return true;
-        }
-    }
 }

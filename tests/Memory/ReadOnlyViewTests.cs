@@ -1,4 +1,5 @@
 using NativeTensor.Memory;
+using NativeTensor.Training;
 using static NativeTensor.Tests.Memory.MappedFixtures;
 
 namespace NativeTensor.Tests.Memory;
@@ -40,6 +41,8 @@ public sealed class ReadOnlyViewTests
             ("OptimizerSteps.Sgd working", () => OptimizerSteps.Sgd(p, g, m, sgd, firstStep: false, working: ro16), "working"),
             ("Linalg.MatMul c", () => Linalg.MatMul(frames, p, beta: 1, c: ro), "c"),
             ("Linalg.Syrk c", () => Linalg.Syrk(frames, beta: 1, c: ro), "c"),
+            // Refused at construction: a read-only weight late in the list must not let Step update the ones before it.
+            ("MixedPrecisionOptimizer masterWeights", () => new MixedPrecisionOptimizer([p, ro], DType.BFloat16, adamw).Dispose(), "masterWeights"),
         ];
         foreach ((string op, Action call, string name) in refusals)
         {
@@ -57,6 +60,7 @@ public sealed class ReadOnlyViewTests
         Assert.Equal(f32Bytes, File.ReadAllBytes(f32.Path));
         Assert.Equal(bf16Bytes, File.ReadAllBytes(bf16.Path));
         Assert.Equal(Expected(64, F32), ro.ToArray<float>());
+        Assert.Equal(new float[64], g.ToArray<float>());        // the refused unscale did not touch the list's first gradient
     }
 
     private static Tensor Ram(DType dtype) => Tensor.Zeros(dtype, [8, 8], Device.Cpu);

@@ -107,9 +107,16 @@ internal sealed unsafe class FileMapping : IDisposable
     /// <summary>Writes dirty pages of a writable mapping back to the file and waits (<c>msync</c>).</summary>
     public void Flush() => _view?.Flush();
 
-    /// <summary>Unmaps once every view is released; closes the file's mapping object now. Safe to call twice.</summary>
+    /// <summary>
+    /// Unmaps once every view is released; closes the file's mapping object now. Writes nothing back itself (dirty pages
+    /// of a shared mapping reach the file through the page cache anyway; <see cref="Flush"/> is the way to wait for
+    /// them). Safe to call twice.
+    /// </summary>
     public void Dispose()
     {
+        // The accessor's own Dispose flushes (msync MS_SYNC) the whole view while its handle is open: for a scratch file
+        // about to be freed that would write every dirty page to disk first. Closing the handle first skips that.
+        _view?.SafeMemoryMappedViewHandle.Dispose();
         _view?.Dispose();
         _file?.Dispose();
         _empty?.Dispose();

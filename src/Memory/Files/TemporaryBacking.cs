@@ -12,9 +12,8 @@ namespace NativeTensor.Memory.Files;
 /// </summary>
 /// <remarks>
 /// The only moment a crash can leave the file behind is between <c>open</c> and <c>unlink</c> (two consecutive system
-/// calls, the file still empty). The file is sized with <see cref="FileStream.SetLength"/>, so it is sparse: blocks are
-/// allocated as pages are first written. A write to a hole when the file system is full faults (SIGBUS), as with any
-/// memory-mapped file; a directory on tmpfs (<c>/dev/shm</c>, often <c>/tmp</c> in containers) is memory, not disk.
+/// calls, the file still empty). Every block is reserved at creation (see <see cref="Reserve"/>), so a full disk is an
+/// exception from the constructor rather than a fault (SIGBUS) at a later write into the mapping; a directory on tmpfs (<c>/dev/shm</c>, often <c>/tmp</c> in containers) is memory, not disk.
 /// </remarks>
 internal sealed class TemporaryBacking : IDisposable
 {
@@ -71,6 +70,7 @@ internal sealed class TemporaryBacking : IDisposable
         {
             if (unlinkNow) File.Delete(path);
             file.SetLength(length);
+            Reserve(file, length);
             mapping = FileMapping.Map(file, length, writable: true);
             return new TemporaryBacking(file, mapping, path);
         }
@@ -82,6 +82,23 @@ internal sealed class TemporaryBacking : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Allocates every block of the file now (Linux <c>posix_fallocate</c>), so a disk too small for the cache is an
+    /// <see cref="IOException"/> here, not a SIGBUS at some later append that writes into a hole. File systems without
+    /// the call get blocks as pages are written (the glibc fallback writes a byte per block, which works as well).
+    /// </summary>
+    private static void Reserve(FileStream file, long length)
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        int error = posix_fallocate(file.SafeFileHandle.DangerousGetHandle().ToInt32(), 0, length);
+        if (error != 0)
+            throw new IOException($"could not reserve {length:N0} bytes for the backing file in '{System.IO.Path.GetDirectoryName(file.Name)}': " +
+                                  $"{Marshal.GetPInvokeErrorMessage(error)} (errno {error})");
+    }
+
+    [DllImport("libc")]
+    private static extern int posix_fallocate(int fd, long offset, long length);
 
     /// <summary>Unmaps (once every view is released) and closes the file, which frees its blocks. Safe to call twice.</summary>
     public void Dispose()

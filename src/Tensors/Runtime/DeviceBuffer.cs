@@ -9,13 +9,24 @@ namespace NativeTensor.Runtime;
 /// </summary>
 internal abstract class DeviceBuffer : SafeHandle
 {
-    protected DeviceBuffer(Backend owner, IntPtr handle, long byteCount) : base(IntPtr.Zero, ownsHandle: true)
+    /// <param name="owner">The backend whose memory this is.</param>
+    /// <param name="handle">The backend's pointer.</param>
+    /// <param name="byteCount">Size in bytes.</param>
+    /// <param name="allocated">
+    /// Whether the backend allocated this memory, so its live-buffer counters count it; false for a view of memory
+    /// something else owns (a mapped file), which is no allocation of the backend's.
+    /// </param>
+    protected DeviceBuffer(Backend owner, IntPtr handle, long byteCount, bool allocated = true) : base(IntPtr.Zero, ownsHandle: true)
     {
         Owner = owner;
         ByteCount = byteCount;
+        Allocated = allocated;
         SetHandle(handle);
-        owner.Track(byteCount);
+        if (allocated) owner.Track(byteCount);
     }
+
+    /// <summary>Whether the backend's counters count this buffer (see the constructor).</summary>
+    private bool Allocated { get; }
 
     /// <summary>The backend that allocated this buffer.</summary>
     public Backend Owner { get; }
@@ -33,7 +44,7 @@ internal abstract class DeviceBuffer : SafeHandle
     protected sealed override bool ReleaseHandle()
     {
         bool freed = Free(handle);
-        Owner.Untrack(ByteCount);
+        if (Allocated) Owner.Untrack(ByteCount);
         return freed;
     }
 }

@@ -11,7 +11,7 @@ internal sealed class CpuViewBuffer : DeviceBuffer
 {
     private readonly SafeHandle _owner;
 
-    private CpuViewBuffer(Backend backend, SafeHandle owner, IntPtr address, long byteCount) : base(backend, address, byteCount) => _owner = owner;
+    private CpuViewBuffer(Backend backend, SafeHandle owner, IntPtr address, long byteCount) : base(backend, address, byteCount, allocated: false) => _owner = owner;
 
     /// <summary>A view of <paramref name="byteCount"/> bytes at <paramref name="byteOffset"/> into the block whose address is <paramref name="owner"/>'s handle.</summary>
     /// <exception cref="ObjectDisposedException">The owner is already closed.</exception>
