@@ -10,8 +10,7 @@ internal static class PeakTracker
 {
     private const string ClearRefs = "/proc/self/clear_refs";
     private static readonly Lock Gate = new();
-    // Weak: a scope its owner forgot to dispose must not live, and be told of every later reset, for the process's life.
-    private static readonly List<WeakReference<MemoryMeasurement>> OpenScopes = [];
+    private static readonly List<MemoryMeasurement> OpenScopes = [];
     private static long s_peakBeforeResets;
     private static bool s_resetRefused;
 
@@ -34,9 +33,15 @@ internal static class PeakTracker
     {
         lock (Gate)
         {
-            bool reset = ResetKeepingPeaks();
             (long rss, long peak) = Sample();
-            OpenScopes.Add(new WeakReference<MemoryMeasurement>(scope));
+            bool reset = OperatingSystem.IsLinux() && !s_resetRefused && TryReset();
+            if (reset)
+            {
+                s_peakBeforeResets = Math.Max(s_peakBeforeResets, peak);
+                foreach (MemoryMeasurement open in OpenScopes) open.NoteReset(peak);
+                (rss, peak) = Sample();
+            }
+            OpenScopes.Add(scope);
             return (reset, rss, peak);
         }
     }
@@ -46,43 +51,9 @@ internal static class PeakTracker
     {
         lock (Gate)
         {
-            OpenScopes.RemoveAll(weak => !weak.TryGetTarget(out MemoryMeasurement? open) || ReferenceEquals(open, scope));
+            OpenScopes.Remove(scope);
             return Sample();
         }
-    }
-
-    /// <summary>Scopes registered and not yet closed or collected (for tests).</summary>
-    internal static int OpenScopeCount
-    {
-        get
-        {
-            lock (Gate) return OpenScopes.Count(weak => weak.TryGetTarget(out _));
-        }
-    }
-
-    /// <summary>Whether this process may reset its high-water mark (Linux 4.0+ with a writable /proc): tried once, then remembered.</summary>
-    public static bool CanReset
-    {
-        get
-        {
-            lock (Gate) return ResetKeepingPeaks();
-        }
-    }
-
-    /// <summary>
-    /// Resets the mark if the kernel lets us, first keeping the peak it erases for the lifetime figure and for every
-    /// open scope. Call under <see cref="Gate"/>.
-    /// </summary>
-    private static bool ResetKeepingPeaks()
-    {
-        if (!OperatingSystem.IsLinux() || s_resetRefused) return false;
-        long peak = Sample().Peak;
-        if (!TryReset()) return false;
-        s_peakBeforeResets = Math.Max(s_peakBeforeResets, peak);
-        OpenScopes.RemoveAll(weak => !weak.TryGetTarget(out _));
-        foreach (WeakReference<MemoryMeasurement> weak in OpenScopes)
-            if (weak.TryGetTarget(out MemoryMeasurement? open)) open.NoteReset(peak);
-        return true;
     }
 
     private static bool TryReset()

@@ -29,10 +29,7 @@ internal static class ProcFiles
         long free = Kilobytes(text, MemInfo, "MemFree") ?? throw Missing(MemInfo, "MemFree (needed without MemAvailable)");
         long buffers = Kilobytes(text, MemInfo, "Buffers") ?? throw Missing(MemInfo, "Buffers (needed without MemAvailable)");
         long cached = Kilobytes(text, MemInfo, "Cached") ?? throw Missing(MemInfo, "Cached (needed without MemAvailable)");
-        long sum;
-        try { sum = checked(free + buffers + cached); }
-        catch (OverflowException) { throw new InvalidDataException($"{MemInfo}: MemFree + Buffers + Cached is more bytes than 64 bits hold"); }
-        return (total, Math.Min(total, sum), true);
+        return (total, Math.Min(total, checked(free + buffers + cached)), true);
     }
 
     /// <summary>This process's resident set now (VmRSS) and its high-water mark (VmHWM) from <c>/proc/self/status</c>.</summary>

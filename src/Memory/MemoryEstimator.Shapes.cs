@@ -38,11 +38,7 @@ public enum OptimizerKind
 /// <param name="Batch">Sequences per step, b.</param>
 /// <param name="Sequence">Tokens per sequence, s.</param>
 /// <param name="ParameterType">The working weights' type (what the forward pass reads).</param>
-/// <param name="MasterType">
-/// A separate master copy's type (mixed precision: Float32 beside 16-bit weights), or null for none. Equal to
-/// <paramref name="ParameterType"/> it is no separate copy and is not counted, so <c>ParameterType: Float32</c> alone
-/// describes pure Float32 training.
-/// </param>
+/// <param name="MasterType">A separate master copy's type (mixed precision: Float32 beside 16-bit weights), or null for none.</param>
 /// <param name="GradientType">The gradients' type.</param>
 /// <param name="ActivationType">The stored activations' type (the paper's count assumes 16 bits).</param>
 /// <param name="Optimizer">Whose state is kept (Float32, see <see cref="OptimizerKind"/>).</param>

@@ -41,8 +41,7 @@ public static partial class MemoryEstimator
 
         long s = training.Sequence, b = training.Batch, h = model.ModelDim, layers = model.Layers;
         var terms = new List<MemoryTerm> { Term("weights", $"{count} x {p} B", parameters, p) };
-        // A master of the weights' own type is the weights themselves (pure Float32 training): no second copy.
-        if (training.MasterType is DType master && master != training.ParameterType)
+        if (training.MasterType is DType master)
         {
             int m = FloatSize(master, "training.MasterType");
             terms.Add(Term("master weights", $"{count} x {m} B", parameters, m));

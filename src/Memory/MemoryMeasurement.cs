@@ -11,8 +11,7 @@ namespace NativeTensor.Memory;
 /// <c>/proc/self/clear_refs</c>, Linux 4.0+), so VmHWM at the end is the highest resident set since the start, however
 /// briefly it lasted, with no sampling. The kernel keeps resident counts per CPU and folds them in batches, so the
 /// figures can be off by a few hundred KiB; the work of the block includes whatever the runtime does meanwhile (JIT,
-/// GC) in any thread of the process. One gap: a peak another thread reaches in the instant between a scope's reading
-/// of VmHWM and its reset is lost to the lifetime peak and to the scopes already open (a window of two system calls).</para>
+/// GC) in any thread of the process.</para>
 /// <para>When the reset is refused (an older kernel, a locked-down /proc) the peak is exact only if VmHWM rose during
 /// the block; otherwise the earlier, larger peak hides it, the delta is an upper bound and <see cref="PeakIsExact"/>
 /// is false. Other systems: the peak working set, which cannot be reset; always an upper bound.</para>

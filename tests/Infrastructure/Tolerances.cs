@@ -194,19 +194,4 @@ public static class Tolerances
         double magnitude = Math.Abs(alpha) * absoluteProducts + (beta == 0 ? 0 : Math.Abs(beta * oldC));
         return (Gamma(k + 2, SingleUnitRoundoff) + Gamma(k + 2, DoubleUnitRoundoff)) * magnitude + (k + 2) * Math.ScaleB(1.0, -149);
     }
-
-    /// <summary>
-    /// How far a measured resident-set figure may sit from the bytes a block touched. Linux counts resident pages per
-    /// CPU and folds them into the process's total in batches (percpu_counter batch max(32, 2 x CPUs) pages per CPU, so
-    /// up to batch x CPUs x 4 KiB: 256 KiB on 2 CPUs, 2 MiB on 16), and the runtime allocates during the block too
-    /// (JIT, GC bookkeeping: under 1 MiB measured). 8 MiB covers both up to 32 CPUs; it is 3% of the 256 MiB test blocks.
-    /// </summary>
-    public const long ResidentSetSlackBytes = 8 << 20;
-
-    /// <summary>
-    /// How far MemAvailable may move between two readings a few milliseconds apart on a machine whose other processes
-    /// allocate and free meanwhile (page cache, other test processes): generous, because the check is that the figure is
-    /// /proc/meminfo's, not that the machine is still.
-    /// </summary>
-    public const long HostAvailableDriftBytes = 512L << 20;
 }

@@ -159,7 +159,6 @@ public sealed class MemoryBudgetParsingTests
     [InlineData("malformed/meminfo-bad-number", "v2-limit", "6710x864")]
     [InlineData("malformed/meminfo-overflow", "v2-limit", "64 bits")]
     [InlineData("malformed/meminfo-no-fallback", "v2-limit", "Buffers")]
-    [InlineData("malformed/meminfo-fallback-overflow", "v2-limit", "MemFree + Buffers + Cached is more bytes than 64 bits hold")]
     [InlineData("malformed/cgroup-truncated", "v2-limit", "/proc/self/cgroup line 1")]
     [InlineData("malformed/cgroup-garbage", "v2-limit", "hierarchy-id:controllers:/path")]
     [InlineData("malformed/mountinfo-truncated", "v2-limit", "/proc/self/mountinfo line 1")]

@@ -59,13 +59,6 @@ public sealed class MemoryEstimatorTests
     }
 
     [Fact]
-    public void An_estimate_refuses_a_null_term_naming_it()
-    {
-        var e = Assert.Throws<ArgumentNullException>(() => new MemoryEstimate("t", [new MemoryTerm("a", 1, "1 B"), null!]));
-        Assert.Contains("terms[1]", e.Message);
-    }
-
-    [Fact]
     public void Eager_is_the_window_count_times_the_window_bytes()
     {
         Prop.ForAll(Cases.ToArbitrary(), c =>

@@ -53,18 +53,6 @@ public sealed class MemoryEstimatorTransformerTests
     }
 
     [Fact]
-    public void Pure_Float32_AdamW_keeps_no_second_master_copy()
-    {
-        var fp32 = new TrainingSetup(Batch: 1, Sequence: 4096, ParameterType: DType.Float32, GradientType: DType.Float32);
-        MemoryEstimate e = MemoryEstimator.Training(Llama2_7B, fp32);
-        const long parameters = 6_738_415_616;
-        Assert.DoesNotContain(e.Terms, t => t.Name == "master weights");
-        // 4 (weights, which are the master) + 4 (gradients) + 8 (two Float32 moments) = 16 bytes per parameter.
-        Assert.Equal(16 * parameters, e["weights"] + e["gradients"] + e["optimizer state"]);
-        Assert.Equal(e.Total, MemoryEstimator.Training(Llama2_7B, fp32 with { MasterType = null }).Total);
-    }
-
-    [Fact]
     public void Llama_3_8B_KV_cache_is_128_KiB_per_token_in_BFloat16()
     {
         MemoryEstimate e = MemoryEstimator.Inference(Llama3_8B, new InferenceSetup(Batch: 1, Context: 8192));
