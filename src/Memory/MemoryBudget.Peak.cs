@@ -10,9 +10,39 @@ internal static class PeakTracker
 {
     private const string ClearRefs = "/proc/self/clear_refs";
     private static readonly Lock Gate = new();
-    private static readonly List<MemoryMeasurement> OpenScopes = [];
+    // Weak: a scope the caller never disposes must not stay here for ever, nor be told of every later reset.
+    private static readonly List<WeakReference<MemoryMeasurement>> OpenScopes = [];
     private static long s_peakBeforeResets;
     private static bool s_resetRefused;
+    private static bool? s_canReset;
+    private static string s_cannotResetReason = "";
+
+    /// <summary>
+    /// Whether this process may reset its high-water mark: Linux, and a write to <c>/proc/self/clear_refs</c> was
+    /// accepted. Probed once (by a real reset, which <see cref="LifetimePeak"/> remembers like any other) and cached.
+    /// </summary>
+    public static bool CanReset(out string reason)
+    {
+        lock (Gate)
+        {
+            if (s_canReset is null)
+            {
+                if (!OperatingSystem.IsLinux())
+                {
+                    s_canReset = false;
+                    s_cannotResetReason = "VmHWM and /proc/self/clear_refs are Linux's";
+                }
+                else
+                {
+                    (_, long peak) = Sample();
+                    s_canReset = !s_resetRefused && TryReset();
+                    if (s_canReset == true) Erased(peak);
+                }
+            }
+            reason = s_cannotResetReason;
+            return s_canReset.Value;
+        }
+    }
 
     /// <summary>The larger of the kernel's VmHWM and every VmHWM read just before a reset.</summary>
     public static long LifetimePeak(long kernelPeak)
@@ -37,13 +67,41 @@ internal static class PeakTracker
             bool reset = OperatingSystem.IsLinux() && !s_resetRefused && TryReset();
             if (reset)
             {
-                s_peakBeforeResets = Math.Max(s_peakBeforeResets, peak);
-                foreach (MemoryMeasurement open in OpenScopes) open.NoteReset(peak);
+                Erased(peak);
                 (rss, peak) = Sample();
             }
-            OpenScopes.Add(scope);
+            else
+            {
+                OpenScopes.RemoveAll(w => !w.TryGetTarget(out _));   // prune here too, so a list never reset cannot grow
+            }
+            OpenScopes.Add(new WeakReference<MemoryMeasurement>(scope));
             return (reset, rss, peak);
         }
+    }
+
+    /// <summary>The live scopes open now (tests: that abandoned ones are pruned).</summary>
+    internal static int OpenScopeCount
+    {
+        get
+        {
+            lock (Gate)
+            {
+                OpenScopes.RemoveAll(w => !w.TryGetTarget(out _));
+                return OpenScopes.Count;
+            }
+        }
+    }
+
+    /// <summary>A reset erased <paramref name="peak"/>: the lifetime and every live open scope keep it; dead scopes are dropped. Under <see cref="Gate"/>.</summary>
+    private static void Erased(long peak)
+    {
+        s_peakBeforeResets = Math.Max(s_peakBeforeResets, peak);
+        OpenScopes.RemoveAll(w =>
+        {
+            if (!w.TryGetTarget(out MemoryMeasurement? open)) return true;
+            open.NoteReset(peak);
+            return false;
+        });
     }
 
     /// <summary>Unregisters a scope and returns the final sample.</summary>
@@ -51,7 +109,7 @@ internal static class PeakTracker
     {
         lock (Gate)
         {
-            OpenScopes.Remove(scope);
+            OpenScopes.RemoveAll(w => !w.TryGetTarget(out MemoryMeasurement? open) || ReferenceEquals(open, scope));
             return Sample();
         }
     }
@@ -62,11 +120,14 @@ internal static class PeakTracker
         {
             // "5" resets the peak RSS (VmHWM) to the current RSS (Documentation/filesystems/proc.rst, "clear_refs").
             File.WriteAllText(ClearRefs, "5");
+            s_canReset ??= true;
             return true;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             s_resetRefused = true;   // EINVAL before Linux 4.0, EACCES under some sandboxes: it will not succeed later either
+            s_canReset = false;
+            s_cannotResetReason = $"writing 5 to {ClearRefs} was refused ({e.GetType().Name}: {e.Message}); Linux {Environment.OSVersion.Version}";
             return false;
         }
     }

@@ -29,7 +29,11 @@ internal static class ProcFiles
         long free = Kilobytes(text, MemInfo, "MemFree") ?? throw Missing(MemInfo, "MemFree (needed without MemAvailable)");
         long buffers = Kilobytes(text, MemInfo, "Buffers") ?? throw Missing(MemInfo, "Buffers (needed without MemAvailable)");
         long cached = Kilobytes(text, MemInfo, "Cached") ?? throw Missing(MemInfo, "Cached (needed without MemAvailable)");
-        return (total, Math.Min(total, checked(free + buffers + cached)), true);
+        // Each figure fits 64 bits (Kilobytes checks), their sum need not: a corrupt file is bad data, not an overflow.
+        long fallback = free > long.MaxValue - buffers || free + buffers > long.MaxValue - cached
+            ? throw new InvalidDataException($"{MemInfo}: MemFree {free} + Buffers {buffers} + Cached {cached} bytes is more than 64 bits hold")
+            : free + buffers + cached;
+        return (total, Math.Min(total, fallback), true);
     }
 
     /// <summary>This process's resident set now (VmRSS) and its high-water mark (VmHWM) from <c>/proc/self/status</c>.</summary>

@@ -53,7 +53,8 @@ public sealed class MemoryBudget
     /// <summary>
     /// The highest resident set of this process's life (Linux <c>VmHWM</c>). <see cref="Measure"/> resets the kernel's
     /// mark, so the value read just before each reset is kept and this reports the larger: resets made through this
-    /// library do not lower it (one made by other code writing <c>/proc/self/clear_refs</c> does).
+    /// library do not lower it (one made by other code writing <c>/proc/self/clear_refs</c> does). A peak another thread
+    /// reaches in the microseconds between that read and the reset is lost (see <see cref="MemoryMeasurement"/>).
     /// </summary>
     public long PeakRssBytes { get; }
 

@@ -16,6 +16,7 @@ public sealed record MemoryTerm(string Name, long Bytes, string Formula);
 public sealed class MemoryEstimate
 {
     /// <summary>An estimate titled <paramref name="title"/> with the given terms.</summary>
+    /// <exception cref="ArgumentNullException">title or terms is null, or a term is null (the message gives its index).</exception>
     /// <exception cref="ArgumentException">A term has negative bytes.</exception>
     /// <exception cref="OverflowException">The terms sum past 2^63 - 1 bytes.</exception>
     public MemoryEstimate(string title, IReadOnlyList<MemoryTerm> terms)
@@ -23,8 +24,9 @@ public sealed class MemoryEstimate
         ArgumentNullException.ThrowIfNull(title);
         ArgumentNullException.ThrowIfNull(terms);
         long total = 0;
-        foreach (MemoryTerm term in terms)
+        for (int i = 0; i < terms.Count; i++)
         {
+            MemoryTerm term = terms[i] ?? throw new ArgumentNullException(nameof(terms), $"term {i} is null");
             if (term.Bytes < 0) throw new ArgumentException($"term '{term.Name}' has {term.Bytes} bytes: must be at least 0", nameof(terms));
             total = total > long.MaxValue - term.Bytes
                 ? throw new OverflowException($"{title}: the terms sum past 2^63 - 1 bytes at '{term.Name}'")

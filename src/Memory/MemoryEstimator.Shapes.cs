@@ -38,7 +38,11 @@ public enum OptimizerKind
 /// <param name="Batch">Sequences per step, b.</param>
 /// <param name="Sequence">Tokens per sequence, s.</param>
 /// <param name="ParameterType">The working weights' type (what the forward pass reads).</param>
-/// <param name="MasterType">A separate master copy's type (mixed precision: Float32 beside 16-bit weights), or null for none.</param>
+/// <param name="MasterType">
+/// A separate master copy's type (mixed precision: Float32 beside 16-bit weights), or null for none. When it equals
+/// <paramref name="ParameterType"/> the working weights are the master and no second copy is counted, so the default
+/// (Float32) is right for both mixed precision and pure Float32 training (<c>ParameterType: DType.Float32</c>).
+/// </param>
 /// <param name="GradientType">The gradients' type.</param>
 /// <param name="ActivationType">The stored activations' type (the paper's count assumes 16 bits).</param>
 /// <param name="Optimizer">Whose state is kept (Float32, see <see cref="OptimizerKind"/>).</param>

@@ -3,8 +3,9 @@ namespace NativeTensor.Memory;
 public static partial class MemoryEstimator
 {
     /// <summary>
-    /// The memory of one training step of <paramref name="model"/>: weights, master weights, gradients, optimizer
-    /// state, stored activations (with checkpointing) and the output layer's activations.
+    /// The memory of one training step of <paramref name="model"/>: weights, master weights (when their type differs
+    /// from the weights'), gradients, optimizer state, stored activations (with checkpointing) and the output layer's
+    /// activations.
     /// </summary>
     /// <remarks>
     /// <para>Activations per layer follow Korthikanti et al. 2022, "Reducing Activation Recomputation in Large
@@ -41,7 +42,8 @@ public static partial class MemoryEstimator
 
         long s = training.Sequence, b = training.Batch, h = model.ModelDim, layers = model.Layers;
         var terms = new List<MemoryTerm> { Term("weights", $"{count} x {p} B", parameters, p) };
-        if (training.MasterType is DType master)
+        // A master of the weights' own type is the weights themselves (pure Float32 training): no second copy.
+        if (training.MasterType is DType master && master != training.ParameterType)
         {
             int m = FloatSize(master, "training.MasterType");
             terms.Add(Term("master weights", $"{count} x {m} B", parameters, m));

@@ -21,6 +21,12 @@ namespace NativeTensor.Memory;
 /// reset (an outer scope, or one on another thread) takes that value into its own peak: nested and overlapping scopes
 /// each report the peak of their own interval. A tool outside the process reading /proc/&lt;pid&gt;/status sees the
 /// reset mark.</para>
+/// <para>One gap: VmHWM is read, then the reset is written, and the kernel offers no way to do both at once. A higher
+/// peak that another thread reaches between the two (and leaves before the reset) is erased unread, so it is missing
+/// from <see cref="MemoryBudget.PeakRssBytes"/>, <see cref="ProcessMemory.PeakResidentBytes"/> and the peaks of the
+/// scopes open at the time; "exact" holds for the scope being opened, and for the others when no other thread
+/// allocates in that window of a few microseconds.</para>
+/// <para>A scope that is never disposed is held weakly and forgotten once collected; dispose it to fix its figures.</para>
 /// </remarks>
 public sealed class MemoryMeasurement : IDisposable
 {

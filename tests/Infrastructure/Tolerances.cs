@@ -164,6 +164,51 @@ public static class Tolerances
         residual >= gap / 2 ? Math.PI / 2 : Math.Asin(residual / (gap - residual));
 
     private static double Gamma(int n, double u) => n * u / (1 - n * u);
+    /// <summary>
+    /// How far a resident-set figure (VmRSS, VmHWM, a <see cref="NativeTensor.Memory.MemoryMeasurement"/> peak) may sit
+    /// from the bytes a test touched, on this machine: <c>max(32, 2 n) x n</c> pages for n online CPUs, plus 6 MiB.
+    /// </summary>
+    /// <remarks>
+    /// Source: Linux keeps each mm's resident counts in per-CPU counters and folds a CPU's share into the total only
+    /// when it passes the batch, <c>percpu_counter_batch = max(32, 2 x online CPUs)</c> pages (lib/percpu_counter.c);
+    /// a read of VmRSS or VmHWM can therefore miss up to one batch per CPU. With n = 2 that is 32 x 2 pages = 256 KiB at
+    /// 4 KiB pages; with n = 16 it is 2 MiB; with n = 64, 32 MiB. The 6 MiB is the runtime's own allocation during a
+    /// measured block (JIT of the lambda, GC bookkeeping, thread stacks): we measured under 1 MiB and allow six times
+    /// that. Against the 256 MiB blocks the tests touch this stays under 3% up to 16 CPUs.
+    /// </remarks>
+    public static long ResidentSetSlackBytes
+    {
+        get
+        {
+            long cpus = OnlineCpus();
+            return Math.Max(32, 2 * cpus) * cpus * Environment.SystemPageSize + RuntimeAllocationSlackBytes;
+        }
+    }
+
+    /// <summary>The kernel's online CPUs (/sys/devices/system/cpu/online, e.g. <c>0-3,8</c>): not ProcessorCount, which a container's CPU quota lowers.</summary>
+    private static long OnlineCpus()
+    {
+        const string online = "/sys/devices/system/cpu/online";
+        if (!File.Exists(online)) return Environment.ProcessorCount;
+        long count = 0;
+        foreach (string range in File.ReadAllText(online).Trim().Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string[] ends = range.Split('-');
+            count += ends.Length == 1 ? 1 : long.Parse(ends[1], System.Globalization.CultureInfo.InvariantCulture) - long.Parse(ends[0], System.Globalization.CultureInfo.InvariantCulture) + 1;
+        }
+        return Math.Max(count, Environment.ProcessorCount);
+    }
+
+    /// <summary>The runtime's own allocation during a measured block, the fixed part of <see cref="ResidentSetSlackBytes"/>.</summary>
+    public const long RuntimeAllocationSlackBytes = 6L << 20;
+
+    /// <summary>
+    /// How far the host's MemAvailable may move between two readings of /proc/meminfo a few milliseconds apart, taken
+    /// around a reading under test: other processes on the host allocate and free meanwhile. 64 MiB is a build or a
+    /// test process starting on a shared machine; a parser that read the wrong line or the wrong unit misses by far more.
+    /// </summary>
+    public const long HostAvailableDriftBytes = 64L << 20;
+
     /// <summary>The unit roundoff of binary32 (round to nearest): half an ulp of 1.</summary>
     public const double SingleUnitRoundoff = 1.0 / (1 << 24);
 

@@ -199,6 +199,17 @@ public sealed class MemoryBudgetParsingTests
         Assert.Equal(32 * GiB, b.TotalBytes);
     }
 
+    [Fact]
+    public void A_fallback_sum_past_64_bits_is_invalid_data_not_an_overflow()
+    {
+        // Each figure alone fits 64 bits once multiplied by 1024; MemFree + Buffers + Cached does not.
+        const string meminfo = "MemTotal: 9007199254740991 kB\nMemFree: 9007199254740991 kB\nBuffers: 9007199254740991 kB\nCached: 1 kB\n";
+        Func<string, string?> v2 = Fixture("v2-limit");
+        var e = Assert.Throws<InvalidDataException>(() => MemoryBudget.Read(p => p == "/proc/meminfo" ? meminfo : v2(p)));
+        Assert.Contains("/proc/meminfo", e.Message);
+        Assert.Contains("64 bits", e.Message);
+    }
+
     /// <summary>
     /// A reader over fixture <paramref name="name"/>, falling back to <paramref name="over"/> for files the fixture
     /// lacks (a malformed fixture holds only its one broken file). Absent files read as null, as on a host.

@@ -165,4 +165,14 @@ public sealed class MemoryEstimatorTests
         foreach (double f in new[] { 0, -0.5, 1.5, double.NaN, double.PositiveInfinity })
             Refused("fraction", () => MemoryEstimator.ChooseWindowMode(WindowMode.Auto, 1, 1, f));
     }
+
+    [Fact]
+    public void An_estimate_refuses_a_null_term_by_its_index()
+    {
+        MemoryTerm ok = new("weights", 8, "2 x 4 B");
+        var e = Assert.Throws<ArgumentNullException>(() => new MemoryEstimate("t", [ok, null!, ok]));
+        Assert.Equal("terms", e.ParamName);
+        Assert.Contains("term 1 is null", e.Message);
+        Assert.Equal(16, new MemoryEstimate("t", [ok, ok]).Total);
+    }
 }

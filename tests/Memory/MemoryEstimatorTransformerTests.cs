@@ -53,6 +53,23 @@ public sealed class MemoryEstimatorTransformerTests
     }
 
     [Fact]
+    public void Pure_Float32_AdamW_counts_no_second_master_copy_and_also_costs_16_bytes_each()
+    {
+        const long parameters = 6_738_415_616;
+        // Weights are the master: 4 (weights) + 4 (gradients) + 8 (two Float32 moments) = 16 bytes per parameter.
+        MemoryEstimate e = MemoryEstimator.Training(Llama2_7B, new TrainingSetup(1, 4096, ParameterType: DType.Float32, GradientType: DType.Float32));
+        Assert.Equal(4 * parameters, e["weights"]);
+        Assert.Equal(0, e["master weights"]);
+        Assert.DoesNotContain(e.Terms, t => t.Name == "master weights");
+        Assert.Equal(16 * parameters, e["weights"] + e["gradients"] + e["optimizer state"]);
+        // Naming the master explicitly as the weights' type, or null, is the same setup.
+        var pure = new TrainingSetup(1, 4096, ParameterType: DType.Float32, MasterType: null, GradientType: DType.Float32);
+        Assert.Equal(e.Total, MemoryEstimator.Training(Llama2_7B, pure).Total);
+        // A Float16 master beside BFloat16 weights is still a separate copy.
+        Assert.Equal(2 * parameters, MemoryEstimator.Training(Llama2_7B, new TrainingSetup(1, 4096, MasterType: DType.Float16))["master weights"]);
+    }
+
+    [Fact]
     public void Llama_3_8B_KV_cache_is_128_KiB_per_token_in_BFloat16()
     {
         MemoryEstimate e = MemoryEstimator.Inference(Llama3_8B, new InferenceSetup(Batch: 1, Context: 8192));
