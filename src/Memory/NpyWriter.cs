@@ -12,24 +12,34 @@ namespace NativeTensor.Memory;
 /// row count into the header. <c>np.load</c> and <see cref="MappedTensor.OpenNpy"/> read the result.
 /// </summary>
 /// <remarks>
+/// <para>The rows go to a sibling file, <c>&lt;path&gt;.partial-&lt;id&gt;</c>, which <see cref="Dispose"/> renames over
+/// <see cref="Path"/> once its header is final. The rename is atomic: a reader never sees a half-written file at
+/// the path, and one that still has the old file open or mapped (<see cref="MappedTensor.OpenNpy"/>) keeps reading the
+/// old bytes instead of having them truncated underneath it.</para>
 /// <para>The header is written first with room for a 20-digit row count (padded with spaces inside the shape tuple,
 /// which Python's literal syntax allows), so fixing it up never changes its length; the whole preamble is a multiple of
-/// 64 bytes, as NumPy writes it. Format 1.0 is used when the header fits its 16-bit length field, else 2.0. BFloat16 is
-/// written as <c>&lt;u2</c> (NumPy has no bfloat16): open it with <c>storedAs: DType.BFloat16</c>.</para>
-/// <para>Until <see cref="Dispose"/> completes, the file's first byte is 0x00 instead of NumPy's magic 0x93 and its shape
-/// says 0 rows: a writer that is abandoned (never disposed, or whose process died) or whose <see cref="Append"/> failed
-/// leaves a file that <c>np.load</c> refuses as not a .npy file and <see cref="MappedTensor.OpenNpy"/> refuses naming it an
-/// unfinished NpyWriter file, never one that looks complete.</para>
+/// 64 bytes, as NumPy writes it. Rows have at most 63 axes (a file at most 64), NumPy 2's limit; NumPy 1.x reads up to 32.
+/// The header then always fits format 1.0. BFloat16 is written as <c>&lt;u2</c> (NumPy has no bfloat16): open it with
+/// <c>storedAs: DType.BFloat16</c>.</para>
+/// <para>A writer whose <see cref="Append"/> failed deletes its partial file at <see cref="Dispose"/>; one never disposed
+/// (or whose process died) leaves it behind, with a first byte of 0x00 instead of NumPy's magic 0x93 and a shape of 0
+/// rows, which <c>np.load</c> refuses and <see cref="MappedTensor.OpenNpy"/> refuses naming it an unfinished NpyWriter
+/// file. The renamed file is flushed to the operating system, not synced to the disk.</para>
+/// <para>Not thread-safe: one thread appends at a time.</para>
 /// </remarks>
 public sealed class NpyWriter : IDisposable
 {
     private const int CountDigits = 20;
     private const int StagingBytes = 16 << 20;
 
+    /// <summary>NumPy 2's limit on the axes of an array (NPY_MAXDIMS); the readers refuse more too.</summary>
+    internal const int MaxRank = 64;
+
     private readonly FileStream _file;
+    private readonly string _partialPath;
     private readonly long[] _rowShape;
-    private readonly long _rowBytes;
     private readonly int _headerBytes;
+    private byte[]? _staging;
     private bool _failed;
     private bool _disposed;
 
@@ -39,21 +49,24 @@ public sealed class NpyWriter : IDisposable
     /// <param name="rowShape">The shape of one row (empty: the file is 1-D, one element per row).</param>
     /// <exception cref="ArgumentNullException">path or rowShape is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException">dtype is not a defined DType.</exception>
-    /// <exception cref="ArgumentException">An extent of rowShape is negative, or a row's byte count overflows.</exception>
-    /// <exception cref="IOException">The file cannot be created.</exception>
+    /// <exception cref="ArgumentException">An extent of rowShape is negative, rowShape has more than 63 axes, or a row's byte count overflows.</exception>
+    /// <exception cref="IOException">The partial file cannot be created next to path.</exception>
     public NpyWriter(string path, DType dtype, params long[] rowShape)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(rowShape);
         int size = dtype.SizeOf();
+        if (rowShape.Length + 1 > MaxRank)
+            throw new ArgumentException($"rowShape has {rowShape.Length} axes: a .npy array has at most {MaxRank} (NumPy 1.x reads at most 32)", nameof(rowShape));
         for (int i = 0; i < rowShape.Length; i++)
             if (rowShape[i] < 0) throw new ArgumentException($"rowShape[{i}] = {rowShape[i]}: extents must be >= 0", nameof(rowShape));
-        try { _rowBytes = checked(Tensor.Product(rowShape) * size); }
+        try { _ = checked(Tensor.Product(rowShape) * size); }
         catch (OverflowException) { throw new ArgumentException($"rowShape [{string.Join(", ", rowShape)}] of {dtype} overflows a 64-bit byte count", nameof(rowShape)); }
         Path = path;
         DType = dtype;
         _rowShape = (long[])rowShape.Clone();
-        _file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.Read, bufferSize: 1 << 20);
+        _partialPath = $"{System.IO.Path.GetFullPath(path)}.partial-{Guid.NewGuid():N}";
+        _file = new FileStream(_partialPath, FileMode.CreateNew, FileAccess.Write, FileShare.Read, bufferSize: 1 << 20);
         try
         {
             byte[] header = Header(0, finished: false);
@@ -63,12 +76,19 @@ public sealed class NpyWriter : IDisposable
         catch
         {
             _file.Dispose();
+            DeleteQuietly(_partialPath);
             throw;
         }
     }
 
-    /// <summary>The file being written.</summary>
+    /// <summary>The file being written: it appears, complete, at <see cref="Dispose"/>.</summary>
     public string Path { get; }
+
+    /// <summary>Where the rows go until <see cref="Dispose"/> renames the file over <see cref="Path"/>.</summary>
+    internal string PartialPath => _partialPath;
+
+    /// <summary>The stream to the partial file, for tests that make a write fail.</summary>
+    internal FileStream Stream => _file;
 
     /// <summary>The element type.</summary>
     public DType DType { get; }
@@ -103,7 +123,9 @@ public sealed class NpyWriter : IDisposable
 
         DeviceBuffer buffer = rows.Buffer;
         long total = rows.ByteCount;
-        byte[]? staging = rows.Device.Kind == DeviceKind.Cpu ? null : new byte[(int)Math.Min(total, StagingBytes)];
+        byte[]? staging = rows.Device.Kind == DeviceKind.Cpu || total == 0 ? null : _staging ??= new byte[StagingBytes];
+        // Held while its bytes are read in place, so a Dispose of rows on another thread cannot free them mid-write.
+        using var hold = new Lease(buffer);
         try
         {
             for (long done = 0; done < total;)
@@ -127,17 +149,41 @@ public sealed class NpyWriter : IDisposable
     }
 
     /// <summary>
-    /// Finishes the file: flushes the rows, writes the row count into the header, then NumPy's magic byte, and closes it.
-    /// After a failed <see cref="Append"/> it only closes the file, which stays unfinished. Safe to call twice.
+    /// Finishes the file: flushes the rows, writes the row count into the header, then NumPy's magic byte, closes it and
+    /// renames it over <see cref="Path"/>. After a failed <see cref="Append"/> it deletes the partial file instead, without
+    /// throwing again. Safe to call twice.
     /// </summary>
-    /// <exception cref="IOException">Writing the header failed (the file then stays unfinished).</exception>
+    /// <exception cref="IOException">Writing the header or the rename failed (the partial file is then deleted).</exception>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        if (_failed)
+        {
+            // The stream may still hold the bytes whose write failed, and would fail again flushing them.
+            try { _file.Dispose(); }
+            catch (IOException) { }
+            DeleteQuietly(_partialPath);
+            return;
+        }
+        try
+        {
+            Finish();
+            File.Move(_partialPath, Path, overwrite: true);
+        }
+        catch
+        {
+            try { _file.Dispose(); }
+            catch (IOException) { }
+            DeleteQuietly(_partialPath);
+            throw;
+        }
+    }
+
+    private void Finish()
+    {
         using (_file)
         {
-            if (_failed) return;
             _file.Flush();
             byte[] header = Header(Rows, finished: true);
             if (header.Length != _headerBytes) throw new InvalidOperationException($"npy header changed length ({_headerBytes} -> {header.Length})");
@@ -170,23 +216,29 @@ public sealed class NpyWriter : IDisposable
             ? $"({count},)"
             : $"({count}, {string.Join(", ", _rowShape.Select(e => e.ToString(CultureInfo.InvariantCulture)))})";
         string dict = $"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}";
-        // Version 1.0 has a 16-bit length field; 2.0 the same header with a 32-bit one.
-        int major = Aligned(10, dict) - 10 <= ushort.MaxValue ? 1 : 2;
-        int preamble = major == 1 ? 10 : 12;
-        int total = Aligned(preamble, dict);
-        int dictLength = total - preamble;
+        // Format 1.0: a 16-bit length field, which at most 64 axes of at most 20 digits each always fit.
+        const int Preamble = 10;
+        int total = Aligned(Preamble, dict);
+        int dictLength = total - Preamble;
 
         var bytes = new byte[total];
         bytes[0] = finished ? (byte)0x93 : NpyHeader.UnfinishedMagic;
         "NUMPY"u8.CopyTo(bytes.AsSpan(1));
-        bytes[6] = (byte)major;
+        bytes[6] = 1;
         bytes[7] = 0;
-        if (major == 1) BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(8), (ushort)dictLength);
-        else BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(8), (uint)dictLength);
-        Span<byte> text = bytes.AsSpan(preamble);
+        BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(8), checked((ushort)dictLength));
+        Span<byte> text = bytes.AsSpan(Preamble);
         text.Fill((byte)' ');
         Encoding.Latin1.GetBytes(dict, text);
         text[^1] = (byte)'\n';
         return bytes;
+    }
+
+    /// <summary>Removes a partial file after a failure; the failure itself is what the caller hears about.</summary>
+    private static void DeleteQuietly(string path)
+    {
+        try { File.Delete(path); }
+        catch (IOException) { }
+        catch (UnauthorizedAccessException) { }
     }
 }
