@@ -26,7 +26,7 @@ public sealed class MappedTensor : IDisposable
     /// <summary>Default chunk of <see cref="To(Device, long)"/>: 64 MiB, large enough to stream at full bandwidth, small beside any machine's RAM.</summary>
     public const long DefaultChunkBytes = 64L << 20;
 
-    private static readonly IReadOnlyDictionary<string, string> NoMetadata = new Dictionary<string, string>();
+    private static readonly IReadOnlyDictionary<string, string> NoMetadata = System.Collections.Frozen.FrozenDictionary<string, string>.Empty;
 
     private readonly Tensor _tensor;
     private readonly SharedMapping _mapping;
@@ -94,7 +94,8 @@ public sealed class MappedTensor : IDisposable
     /// a header past the end of the file, a header dict that is not exactly <c>{'descr', 'fortran_order', 'shape'}</c>, Fortran
     /// order, big-endian or unknown descr, <c>&lt;u2</c> without storedAs BFloat16, storedAs unlike the descr, a negative or
     /// overflowing shape, or data bytes other than shape x itemsize (short or long). The message names the file and the rule.</exception>
-    /// <exception cref="IOException">The file cannot be opened or mapped (FileNotFoundException and the like).</exception>
+    /// <exception cref="IOException">The file cannot be opened or mapped (FileNotFoundException and the like), or the path is not a regular file (a directory, a FIFO, a device).</exception>
+    /// <exception cref="UnauthorizedAccessException">The file may not be read.</exception>
     public static MappedTensor OpenNpy(string path, DType? storedAs = null)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -127,7 +128,8 @@ public sealed class MappedTensor : IDisposable
     /// 100,000,000 bytes, JSON that is invalid (or not UTF-8) or has a key twice, a tensor without a string dtype, integer shape
     /// and [begin, end] data_offsets, an unsupported dtype, begin &gt; end, a size other than shape x itemsize, offsets past
     /// the buffer, tensors that overlap or leave a gap or trailing bytes. The message names the file, the tensor and the rule.</exception>
-    /// <exception cref="IOException">The file cannot be opened or mapped.</exception>
+    /// <exception cref="IOException">The file cannot be opened or mapped, or the path is not a regular file (a directory, a FIFO, a device).</exception>
+    /// <exception cref="UnauthorizedAccessException">The file may not be read.</exception>
     public static IReadOnlyDictionary<string, MappedTensor> OpenSafetensors(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
@@ -176,10 +178,13 @@ public sealed class MappedTensor : IDisposable
     /// <exception cref="ArgumentOutOfRangeException">chunkBytes &lt; 1.</exception>
     /// <exception cref="ObjectDisposedException">This was disposed.</exception>
     /// <exception cref="NativeTensorException">The device is out of memory.</exception>
-    public Tensor To(Device device, long chunkBytes = DefaultChunkBytes) => To(device, chunkBytes, afterChunk: null);
+    public Tensor To(Device device, long chunkBytes = DefaultChunkBytes) => To(device, chunkBytes, probe: null);
 
-    /// <summary>As the public overload; <paramref name="afterChunk"/> runs after each chunk with the bytes copied so far (a test's probe).</summary>
-    internal Tensor To(Device device, long chunkBytes, Action<long>? afterChunk)
+    /// <summary>
+    /// As the public overload; <paramref name="probe"/> (a test's) runs twice per chunk with the bytes copied so far: once
+    /// after the copy, while the chunk is still resident (false), and once after it was dropped (true).
+    /// </summary>
+    internal Tensor To(Device device, long chunkBytes, Action<long, bool>? probe)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentOutOfRangeException.ThrowIfLessThan(chunkBytes, 1);
@@ -202,9 +207,10 @@ public sealed class MappedTensor : IDisposable
                 Mapping.Advise(ByteOffset + done, length + ahead, PageAdvice.Sequential);
                 Mapping.Advise(ByteOffset + done + length, ahead, PageAdvice.WillNeed);
                 device.Backend.Write(result.Buffer, done, Tensor.CpuBytes(from, done, length));
+                probe?.Invoke(done + length, false);
                 Mapping.Advise(ByteOffset + done, length, PageAdvice.DontNeed);
                 done += length;
-                afterChunk?.Invoke(done);
+                probe?.Invoke(done, true);
             }
             return result;
         }
@@ -235,8 +241,7 @@ public sealed class MappedTensor : IDisposable
     public override string ToString() => $"MappedTensor({Path}{(Name is null ? "" : $" '{Name}'")}, {DType}, [{string.Join(", ", _tensor.Shape)}])";
 
     /// <summary>Opened for the header reads only (random access: no read-ahead pulls the data into the page cache).</summary>
-    private static FileStream OpenForHeader(string path) =>
-        new(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.RandomAccess);
+    private static FileStream OpenForHeader(string path) => FileBytes.OpenRegular(path);
 
     /// <summary>One file's mapping, disposed when the last <see cref="MappedTensor"/> using it is (views may keep the pages mapped a little longer).</summary>
     private sealed class SharedMapping(FileMapping mapping, int users)

@@ -31,7 +31,7 @@ internal static class MappedFixtures
     /// <summary>A fresh path in the temp folder, deleted when disposed.</summary>
     public static TempFile Temp(string extension) => new(System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"nt-mapped-{Guid.NewGuid():N}{extension}"));
 
-    /// <summary>A .npy file's bytes: magic (first byte given), version, length field, the dict padded to <paramref name="dictBytes"/> and ended by '\n', then data.</summary>
+    /// <summary>A .npy file's bytes: magic (first byte given), version, length field (the dict's length unless given), the dict ended by '\n', then data.</summary>
     public static byte[] Npy(string dict, ReadOnlySpan<byte> data, int major = 1, byte magic = 0x93, int? lengthField = null, Encoding? encoding = null)
     {
         byte[] text = (encoding ?? Encoding.Latin1).GetBytes(dict + "\n");

@@ -76,7 +76,7 @@ public sealed class NpyFileTests
         return new()
         {
             { "not a .npy file", "PK\x03\x04 not numpy at all"u8.ToArray() },
-            { "not a .npy file", "\x93NUM"u8.ToArray() },
+            { "not a .npy file", [0x93, (byte)'N', (byte)'U', (byte)'M'] },
             { "unfinished .npy file", Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", six, magic: 0) },
             { "format version 4.0", Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", six, major: 4) },
             { "runs past the end of the file", Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", six, lengthField: 60000) },
@@ -97,6 +97,10 @@ public sealed class NpyFileTests
             { "not a NumPy header literal", Npy("{'descr': '<f4\\x00', 'fortran_order': False, 'shape': (2, 3), }", six) },
             { "not valid UTF-8", Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'x\xff': 1}", six, major: 3) },
             { "byte order 'x'", Npy("{'descr': 'xf4', 'fortran_order': False, 'shape': (2, 3), }", six) },
+            { "65 axes: at most 64", Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (" + string.Join(", ", Enumerable.Repeat(1, 65)) + "), }", new byte[4]) },
+            // NumPy's rule: the non-zero extents must fit whatever the zeros, in either order.
+            { "overflows a 64-bit byte count", Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4611686018427387904, 4611686018427387904), }", []) },
+            { "overflows a 64-bit byte count", Npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4611686018427387904, 0), }", []) },
         };
     }
 
@@ -125,6 +129,31 @@ public sealed class NpyFileTests
         using MappedTensor mapped = MappedTensor.OpenNpy(file.Path);
         Assert.Equal(values, mapped.Tensor.ToArray<float>());
     }
+
+    [SkippableFact]
+    public void A_path_that_is_not_a_regular_file_is_refused_at_once()
+    {
+        Assert.Contains("is a directory", Assert.Throws<IOException>(() => MappedTensor.OpenNpy(System.IO.Path.GetTempPath())).Message);
+        Assert.Contains("is a directory", Assert.Throws<IOException>(() => MappedTensor.OpenSafetensors(System.IO.Path.GetTempPath())).Message);
+        Skip.IfNot(OperatingSystem.IsLinux(), "FIFOs and statx are checked on Linux");
+        Assert.Contains("character device", Assert.Throws<IOException>(() => MappedTensor.OpenNpy("/dev/null")).Message);
+        string fifo = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"nt-fifo-{Guid.NewGuid():N}");
+        Assert.Equal(0, Mkfifo(fifo, 0x180));
+        try
+        {
+            // Opening a FIFO for reading would block until a writer came: the refusal must come first.
+            var open = Task.Run(() => MappedTensor.OpenNpy(fifo));
+            Assert.True(Task.WhenAny(open, Task.Delay(TimeSpan.FromSeconds(30))).Result == open, "OpenNpy blocked on a FIFO");
+            Assert.Contains("FIFO", Assert.IsType<IOException>(open.Exception!.InnerException).Message);
+        }
+        finally
+        {
+            File.Delete(fifo);
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mkfifo", CharSet = System.Runtime.InteropServices.CharSet.Ansi)]
+    private static extern int Mkfifo(string path, int mode);
 
     [Fact]
     public void A_missing_file_is_a_file_not_found_error_and_null_is_refused()

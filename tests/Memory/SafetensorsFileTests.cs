@@ -71,7 +71,31 @@ public sealed class SafetensorsFileTests
             { "not [begin, end]", Safetensors("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4,8]}}", 8) },
             { "metadata values are strings", Safetensors("{\"__metadata__\":{\"k\":1}," + Ok + "}", 8) },
             { "not valid UTF-8", [9, 0, 0, 0, 0, 0, 0, 0, .. "{\"a"u8, 0xFF, .. "\":{}}"u8] },
+            { "not valid UTF-16", Safetensors("{\"\\ud800\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4) },
+            { "not valid UTF-16", Safetensors("{\"__metadata__\":{\"k\":\"\\ud800\"}," + Ok + "}", 8) },
+            { "65 axes: at most 64", Safetensors("{\"a\":{\"dtype\":\"F32\",\"shape\":[" + string.Join(",", Enumerable.Repeat(1, 65)) + "],\"data_offsets\":[0,4]}}", 4) },
+            // NumPy's rule: the non-zero extents must fit whatever the zeros, in either order.
+            { "overflows a 64-bit byte count", Safetensors("{\"a\":{\"dtype\":\"F32\",\"shape\":[0,4611686018427387904,4611686018427387904],\"data_offsets\":[0,0]}}", 0) },
+            { "overflows a 64-bit byte count", Safetensors("{\"a\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904,4611686018427387904,0],\"data_offsets\":[0,0]}}", 0) },
         };
+    }
+
+    [Fact]
+    public void Metadata_cannot_be_changed_through_a_cast()
+    {
+        using TempFile file = Temp(".safetensors");
+        file.Write(Safetensors("{\"__metadata__\":{\"k\":\"v\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8));
+        IReadOnlyDictionary<string, MappedTensor> tensors = MappedTensor.OpenSafetensors(file.Path);
+        try
+        {
+            IReadOnlyDictionary<string, string> metadata = tensors["a"].Metadata;
+            Assert.Equal("v", metadata["k"]);
+            Assert.False(metadata is IDictionary<string, string> { IsReadOnly: false }, "metadata shared by every tensor of the file is mutable");
+        }
+        finally
+        {
+            ((IDisposable)tensors).Dispose();
+        }
     }
 
     [Theory]

@@ -42,12 +42,20 @@ internal sealed unsafe class FileMapping : IDisposable
     public byte* Pointer => (byte*)Owner.DangerousGetHandle();
 
     /// <summary>Maps all of <paramref name="file"/>, read-only or read-write; <paramref name="length"/> is its current length.</summary>
-    /// <exception cref="IOException">The operating system refused the mapping.</exception>
+    /// <exception cref="IOException">The operating system refused the mapping, or a read-only file shrank below <paramref name="length"/>.</exception>
     public static FileMapping Map(FileStream file, long length, bool writable)
     {
         if (length == 0) return new FileMapping(null, null, new EmptyBlock(), 0, writable);
         MemoryMappedFileAccess access = writable ? MemoryMappedFileAccess.ReadWrite : MemoryMappedFileAccess.Read;
-        MemoryMappedFile mapped = MemoryMappedFile.CreateFromFile(file, mapName: null, length, access, HandleInheritability.None, leaveOpen: true);
+        MemoryMappedFile mapped;
+        try
+        {
+            mapped = MemoryMappedFile.CreateFromFile(file, mapName: null, length, access, HandleInheritability.None, leaveOpen: true);
+        }
+        catch (ArgumentException) when (!writable && file.Length < length)
+        {
+            throw new IOException($"{file.Name} shrank from {length:N0} to {file.Length:N0} bytes while it was being opened");
+        }
         try
         {
             MemoryMappedViewAccessor view = mapped.CreateViewAccessor(0, length, access);

@@ -71,17 +71,7 @@ internal sealed record NpyHeader(DType DType, long[] Shape, long DataOffset, lon
         DType dtype = ElementType(path, descr, storedAs);
         if (fortran)
             throw FormatErrors.Refuse(path, "fortran_order is True: NativeTensor reads C order only (save np.ascontiguousarray(a) instead)");
-        long bytes;
-        try
-        {
-            long count = 1;
-            foreach (long extent in shape) count = checked(count * extent);
-            bytes = checked(count * dtype.SizeOf());
-        }
-        catch (OverflowException)
-        {
-            throw FormatErrors.Refuse(path, $"shape ({string.Join(", ", shape)}) overflows a 64-bit byte count");
-        }
+        long bytes = FormatErrors.ShapeBytes(path, "shape", shape, dtype.SizeOf());
         long available = fileLength - dictEnd;
         if (bytes > available)
             throw FormatErrors.Refuse(path, $"shape ({string.Join(", ", shape)}) of {descr} needs {bytes} data bytes but the file has {available} after its header: the file is truncated");

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Collections.Frozen;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Win32.SafeHandles;
@@ -36,11 +37,12 @@ internal sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors
     /// <param name="start">At least the length field and the JSON (more is ignored).</param>
     /// <param name="fileLength">The file's length in bytes.</param>
     /// <exception cref="InvalidDataException">Any rule is broken; the message names <paramref name="path"/> and the rule.</exception>
-    public static SafetensorsHeader Parse(string path, ReadOnlySpan<byte> start, long fileLength)
+    public static SafetensorsHeader Parse(string path, ReadOnlyMemory<byte> start, long fileLength)
     {
-        long n = JsonLength(path, start, fileLength);
+        long n = JsonLength(path, start.Span, fileLength);
         if (start.Length - 8 < n) throw FormatErrors.Refuse(path, $"the header needs {8 + n} bytes but only {start.Length} were read");
-        ReadOnlySpan<byte> json = start.Slice(8, (int)n);
+        ReadOnlyMemory<byte> header = start.Slice(8, (int)n);
+        ReadOnlySpan<byte> json = header.Span;
         try
         {
             _ = new UTF8Encoding(false, throwOnInvalidBytes: true).GetCharCount(json);
@@ -55,7 +57,7 @@ internal sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
         try
         {
-            using JsonDocument document = JsonDocument.Parse(json.ToArray(), new JsonDocumentOptions { MaxDepth = 8 });
+            using JsonDocument document = JsonDocument.Parse(header, new JsonDocumentOptions { MaxDepth = 8 });
             JsonElement root = document.RootElement;
             if (root.ValueKind != JsonValueKind.Object) throw FormatErrors.Refuse(path, $"the JSON header is a {root.ValueKind}, not an object");
             foreach (JsonProperty property in Distinct(path, root, "the header"))
@@ -68,8 +70,13 @@ internal sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors
         {
             throw FormatErrors.Refuse(path, $"the header is not valid JSON ({e.Message})");
         }
+        catch (InvalidOperationException)
+        {
+            // System.Text.Json reads a name or string with an unpaired surrogate escape (\ud800) only to throw here.
+            throw FormatErrors.Refuse(path, "the header has a JSON string that is not valid UTF-16 (an unpaired surrogate escape)");
+        }
         CheckTiling(path, tensors, bufferBytes);
-        return new SafetensorsHeader(tensors, metadata, 8 + n);
+        return new SafetensorsHeader(tensors, metadata.ToFrozenDictionary(StringComparer.Ordinal), 8 + n);
     }
 
     private static long JsonLength(string path, ReadOnlySpan<byte> start, long fileLength)
@@ -113,17 +120,7 @@ internal sealed record SafetensorsHeader(IReadOnlyList<SafetensorsEntry> Tensors
         if (offsets.Length != 2) throw FormatErrors.Refuse(path, $"tensor '{name}' data_offsets has {offsets.Length} numbers, not [begin, end]");
         (long begin, long end) = (offsets[0], offsets[1]);
         if (begin > end) throw FormatErrors.Refuse(path, $"tensor '{name}' data_offsets [{begin}, {end}]: begin is past end");
-        long bytes;
-        try
-        {
-            long count = 1;
-            foreach (long extent in shape) count = checked(count * extent);
-            bytes = checked(count * dtype.SizeOf());
-        }
-        catch (OverflowException)
-        {
-            throw FormatErrors.Refuse(path, $"tensor '{name}' shape [{string.Join(", ", shape)}] overflows a 64-bit byte count");
-        }
+        long bytes = FormatErrors.ShapeBytes(path, $"tensor '{name}' shape", shape, dtype.SizeOf());
         if (end - begin != bytes)
             throw FormatErrors.Refuse(path, $"tensor '{name}' data_offsets [{begin}, {end}] hold {end - begin} bytes but shape [{string.Join(", ", shape)}] of {dtypeName} needs {bytes}");
         return new SafetensorsEntry(name, dtype, shape, begin, end);

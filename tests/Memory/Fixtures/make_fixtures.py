@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the small .npy and .safetensors fixtures of tests/Memory (run: python3 make_fixtures.py in this folder).
 
-Values come from formulas the C# tests recompute (FixtureValues.cs), element by flat C-order index i:
+Values come from formulas the C# tests recompute (MappedFixtures.cs), element by flat C-order index i:
   float32 / bfloat16: i * 0.25 - 3      float16: i * 0.5 - 2
   int32: i * 7 - 20                     int64: i * 3_000_000_000 - 7
 bfloat16 is the top 16 bits of the float32 value (exact for these values), stored as uint16 (NumPy has no bfloat16).
