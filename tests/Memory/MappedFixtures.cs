@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
+using NativeTensor.Tests.Infrastructure;
 
 namespace NativeTensor.Tests.Memory;
 
@@ -11,7 +12,7 @@ namespace NativeTensor.Tests.Memory;
 internal static class MappedFixtures
 {
     /// <summary>The fixture folder, found from the test assembly's folder up to the repository.</summary>
-    public static string Folder { get; } = FindFolder();
+    public static string Folder { get; } = Fixtures.Folder(System.IO.Path.Combine("Memory", "Fixtures"));
 
     public static string Path(string name) => System.IO.Path.Combine(Folder, name);
 
@@ -79,16 +80,6 @@ internal static class MappedFixtures
         string error = process.StandardError.ReadToEnd();
         process.WaitForExit();
         return (process.ExitCode, output.Result, error);
-    }
-
-    private static string FindFolder()
-    {
-        for (DirectoryInfo? dir = new(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            string candidate = System.IO.Path.Combine(dir.FullName, "tests", "Memory", "Fixtures");
-            if (File.Exists(System.IO.Path.Combine(candidate, "make_fixtures.py"))) return candidate;
-        }
-        throw new DirectoryNotFoundException($"tests/Memory/Fixtures not found above {AppContext.BaseDirectory}");
     }
 }
 

@@ -1,4 +1,5 @@
 using NativeTensor.Memory;
+using NativeTensor.Tests.Infrastructure;
 
 namespace NativeTensor.Tests.Memory;
 
@@ -217,16 +218,7 @@ public sealed class MemoryBudgetParsingTests
     internal static Func<string, string?> Fixture(string name, string? over = null) => path =>
         ReadIn(name, path) ?? (over is null ? null : ReadIn(over, path));
 
-    private static readonly Lazy<string> Root = new(() =>
-    {
-        // The fixtures are source files: walk up from the test assembly to the tree that holds them.
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            string candidate = Path.Combine(dir.FullName, "tests", "Memory", "Fixtures", "Budget");
-            if (Directory.Exists(candidate)) return candidate;
-        }
-        throw new DirectoryNotFoundException($"tests/Memory/Fixtures/Budget not found above {AppContext.BaseDirectory}");
-    });
+    private static readonly Lazy<string> Root = new(() => Fixtures.Folder(Path.Combine("Memory", "Fixtures", "Budget")));
 
     private static string? ReadIn(string name, string absolutePath)
     {
