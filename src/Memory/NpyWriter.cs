@@ -24,7 +24,11 @@ namespace NativeTensor.Memory;
 /// <para>A writer whose <see cref="Append"/> failed deletes its partial file at <see cref="Dispose"/>; one never disposed
 /// (or whose process died) leaves it behind, with a first byte of 0x00 instead of NumPy's magic 0x93 and a shape of 0
 /// rows, which <c>np.load</c> refuses and <see cref="MappedTensor.OpenNpy"/> refuses naming it an unfinished NpyWriter
-/// file. The renamed file is flushed to the operating system, not synced to the disk.</para>
+/// file.</para>
+/// <para>Crash consistency: if the process dies at any point, <see cref="Path"/> holds either the file it held before
+/// or the complete new one. The new file is flushed to the operating system before the rename but not synced to the
+/// disk (no fsync, which would wait for gigabytes of writeback): after a power loss or kernel crash the file at the
+/// path may be the new one with some of its data missing.</para>
 /// <para>Not thread-safe: one thread appends at a time.</para>
 /// </remarks>
 public sealed class NpyWriter : IDisposable
@@ -52,6 +56,12 @@ public sealed class NpyWriter : IDisposable
     /// <exception cref="ArgumentException">An extent of rowShape is negative, rowShape has more than 63 axes, or a row's byte count overflows.</exception>
     /// <exception cref="IOException">The partial file cannot be created next to path.</exception>
     public NpyWriter(string path, DType dtype, params long[] rowShape)
+        : this(path, dtype, rowShape, partial => new FileStream(partial, FileMode.CreateNew, FileAccess.Write, FileShare.Read, bufferSize: 1 << 20))
+    {
+    }
+
+    /// <summary>As the public constructor, with <paramref name="openPartial"/> opening the stream the rows go to (tests point it at <c>/dev/full</c>).</summary>
+    internal NpyWriter(string path, DType dtype, long[] rowShape, Func<string, FileStream> openPartial)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(rowShape);
@@ -66,7 +76,7 @@ public sealed class NpyWriter : IDisposable
         DType = dtype;
         _rowShape = (long[])rowShape.Clone();
         _partialPath = $"{System.IO.Path.GetFullPath(path)}.partial-{Guid.NewGuid():N}";
-        _file = new FileStream(_partialPath, FileMode.CreateNew, FileAccess.Write, FileShare.Read, bufferSize: 1 << 20);
+        _file = openPartial(_partialPath);
         try
         {
             byte[] header = Header(0, finished: false);
@@ -75,7 +85,7 @@ public sealed class NpyWriter : IDisposable
         }
         catch
         {
-            _file.Dispose();
+            DisposeQuietly(_file);
             DeleteQuietly(_partialPath);
             throw;
         }
@@ -87,7 +97,7 @@ public sealed class NpyWriter : IDisposable
     /// <summary>Where the rows go until <see cref="Dispose"/> renames the file over <see cref="Path"/>.</summary>
     internal string PartialPath => _partialPath;
 
-    /// <summary>The stream to the partial file, for tests that make a write fail.</summary>
+    /// <summary>The stream to the partial file, for tests that flush it to inspect the partial file.</summary>
     internal FileStream Stream => _file;
 
     /// <summary>The element type.</summary>
@@ -161,8 +171,7 @@ public sealed class NpyWriter : IDisposable
         if (_failed)
         {
             // The stream may still hold the bytes whose write failed, and would fail again flushing them.
-            try { _file.Dispose(); }
-            catch (IOException) { }
+            DisposeQuietly(_file);
             DeleteQuietly(_partialPath);
             return;
         }
@@ -173,8 +182,7 @@ public sealed class NpyWriter : IDisposable
         }
         catch
         {
-            try { _file.Dispose(); }
-            catch (IOException) { }
+            DisposeQuietly(_file);
             DeleteQuietly(_partialPath);
             throw;
         }
@@ -232,6 +240,13 @@ public sealed class NpyWriter : IDisposable
         Encoding.Latin1.GetBytes(dict, text);
         text[^1] = (byte)'\n';
         return bytes;
+    }
+
+    /// <summary>Closes the stream after a failure, whose buffered bytes would fail again on the way out.</summary>
+    private static void DisposeQuietly(FileStream file)
+    {
+        try { file.Dispose(); }
+        catch (IOException) { }
     }
 
     /// <summary>Removes a partial file after a failure; the failure itself is what the caller hears about.</summary>

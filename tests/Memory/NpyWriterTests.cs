@@ -77,20 +77,37 @@ public sealed class NpyWriterTests
         Assert.Equal(after, fresh.Tensor.ToArray<float>());
     }
 
-    [Fact]
+    [SkippableFact]
     public void A_failed_append_deletes_the_partial_file_and_dispose_does_not_throw_again()
     {
+        Skip.IfNot(File.Exists(DevFull), $"{DevFull} is missing: no device to make a write fail with ENOSPC");
         using TempFile file = Temp(".npy");
-        var writer = new NpyWriter(file.Path, DType.Float32, 8);
+        var writer = new NpyWriter(file.Path, DType.Float32, [1024], WritesFail);
         string partial = writer.PartialPath;
         Assert.True(File.Exists(partial));
-        writer.Stream.Dispose();                                     // every later write to the file fails
-        using Tensor rows = Tensor.Zeros(DType.Float32, [4, 8], Device.Cpu);
-        Assert.ThrowsAny<Exception>(() => writer.Append(rows));
+        using Tensor rows = Tensor.Zeros(DType.Float32, [1024, 1024], Device.Cpu); // 4 MiB: past the 1 MiB write buffer
+        Assert.Throws<IOException>(() => writer.Append(rows));
+        Assert.Equal(0, writer.Rows);
         Assert.Contains("failed part way", Assert.Throws<InvalidOperationException>(() => writer.Append(rows)).Message);
-        writer.Dispose();
+        writer.Dispose();                                            // the stream's stuck buffer fails again, quietly
         Assert.False(File.Exists(partial));
         Assert.False(File.Exists(file.Path));
+    }
+
+    [SkippableFact]
+    public void A_dispose_that_cannot_write_the_file_throws_deletes_it_and_leaves_the_old_file_at_the_path()
+    {
+        Skip.IfNot(File.Exists(DevFull), $"{DevFull} is missing: no device to make a write fail with ENOSPC");
+        using TempFile file = Temp(".npy");
+        float[] old = Expected(4 * 64, F32);
+        Write(file.Path, old);
+        var writer = new NpyWriter(file.Path, DType.Float32, [64], WritesFail);
+        using (Tensor rows = Tensor.Zeros(DType.Float32, [2, 64], Device.Cpu)) writer.Append(rows); // stays in the buffer
+        Assert.Throws<IOException>(writer.Dispose);
+        Assert.False(File.Exists(writer.PartialPath));
+        writer.Dispose();                                            // already disposed: nothing more to say
+        using MappedTensor mapped = MappedTensor.OpenNpy(file.Path);
+        Assert.Equal(old, mapped.Tensor.ToArray<float>());
     }
 
     [SkippableFact]
@@ -208,6 +225,15 @@ public sealed class NpyWriterTests
         Assert.Equal([rows, .. rowShape], mapped.Shape);
         Assert.Equal(dtype, mapped.DType);
         Assert.Equal(values, mapped.Tensor.ToArray<T>());
+    }
+
+    private const string DevFull = "/dev/full";
+
+    /// <summary>Creates the partial file (so its deletion can be seen) but sends the writes to /dev/full, where every one fails with ENOSPC.</summary>
+    private static FileStream WritesFail(string partial)
+    {
+        File.Create(partial).Dispose();
+        return new FileStream(DevFull, FileMode.Open, FileAccess.Write, FileShare.ReadWrite, bufferSize: 1 << 20);
     }
 
     private static void Write(string path, float[] values)
