@@ -91,13 +91,14 @@ typedef unsigned int uint;
 #define GROUP_SIZE(n) __launch_bounds__(n)
 #define LOCAL_PTR(T) T*
 
-__device__ __forceinline__ unsigned int nt_dim(uint3 v, int d) { return d == 0 ? v.x : d == 1 ? v.y : v.z; }
-__device__ __forceinline__ unsigned int nt_dim(dim3 v, int d) { return d == 0 ? v.x : d == 1 ? v.y : v.z; }
+/* One component of a builtin index variable, by field: NVRTC declares threadIdx as uint3 and blockDim as dim3, clang
+ * as structs of its own that convert to both, so a function overloaded on uint3 and dim3 would be ambiguous there. */
+#define NT_DIM(v, d) ((d) == 0 ? (v).x : (d) == 1 ? (v).y : (v).z)
 
-#define LID(d) ((int)nt_dim(threadIdx, (d)))
-#define LSIZE(d) ((int)nt_dim(blockDim, (d)))
-#define GROUP(d) ((i64)nt_dim(blockIdx, (d)))
-#define NGROUPS(d) ((i64)nt_dim(gridDim, (d)))
+#define LID(d) ((int)NT_DIM(threadIdx, (d)))
+#define LSIZE(d) ((int)NT_DIM(blockDim, (d)))
+#define GROUP(d) ((i64)NT_DIM(blockIdx, (d)))
+#define NGROUPS(d) ((i64)NT_DIM(gridDim, (d)))
 #define GID(d) (GROUP(d) * LSIZE(d) + LID(d))
 
 #define ATOMIC_MIN_INT(pointer, value) atomicMin((pointer), (value))

@@ -30,8 +30,19 @@ public static class Backends
         throw new SkipException(reason);
     }
 
-    public static bool IsRequired(DeviceKind kind) =>
+    public static bool IsRequired(DeviceKind kind) => IsRequired(Device.KindName(kind));
+
+    /// <summary>
+    /// Whether <c>NATIVETENSOR_REQUIRE</c> names <paramref name="what"/>: a device kind, or a tool some tests need
+    /// (<c>cc</c> for the fake CUDA driver, <c>clang-cuda</c> for the kernels' CUDA compile check).
+    /// </summary>
+    public static bool IsRequired(string what) =>
         (Environment.GetEnvironmentVariable("NATIVETENSOR_REQUIRE") ?? "")
             .Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-            .Contains(Device.KindName(kind), StringComparer.OrdinalIgnoreCase);
+            .Contains(what, StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Skips with <paramref name="reason"/>, or fails when <c>NATIVETENSOR_REQUIRE</c> names <paramref name="what"/>.</summary>
+    public static SkipException Missing(string what, string reason) => IsRequired(what)
+        ? throw new InvalidOperationException($"{reason}, but NATIVETENSOR_REQUIRE names {what}")
+        : new SkipException(reason);
 }

@@ -295,9 +295,10 @@ public sealed class CudaRuntimeTests
     public void DriverErrors_CarryTheDriversName()
     {
         Backends.Require(DeviceKind.Cuda);
-        Assert.Equal("CUDA_ERROR_ILLEGAL_ADDRESS", CudaStatus.Name(700));
-        Assert.Equal("CUDA_ERROR_OUT_OF_MEMORY", CudaStatus.Name(2));
-        var error = Assert.Throws<NativeTensorException>(() => CudaStatus.Check(CudaNative.cuDeviceGet(out _, 1_000_000), "cuDeviceGet"));
+        CudaDriver driver = CudaDriver.System;
+        Assert.Equal("CUDA_ERROR_ILLEGAL_ADDRESS", driver.ErrorName(700));
+        Assert.Equal("CUDA_ERROR_OUT_OF_MEMORY", driver.ErrorName(2));
+        var error = Assert.Throws<NativeTensorException>(() => driver.Check(driver.cuDeviceGet(out _, 1_000_000), "cuDeviceGet"));
         Assert.Equal("CUDA_ERROR_INVALID_DEVICE", error.ErrorName);
         Assert.Contains("CUDA_ERROR_INVALID_DEVICE", error.Message);
     }
@@ -306,9 +307,9 @@ public sealed class CudaRuntimeTests
     public void CompileErrors_CarryNvrtcsNameAndLog()
     {
         var backend = (CudaBackend)Backends.Require(DeviceKind.Cuda).Backend;
-        var error = Assert.Throws<NativeTensorException>(() => NvrtcCompiler.Compile(
-            "extern \"C\" __global__ void broken(int* x) { x[0] = no_such_name; }", "broken.cu",
-            NvrtcCompiler.TargetFor(backend.ComputeCapability)));
+        (Nvrtc nvrtc, Nvrtc.Target target) = Nvrtc.Select(backend.DriverVersion, backend.ComputeCapability, NativeLibraries.Nvrtc);
+        var error = Assert.Throws<NativeTensorException>(() => nvrtc.Compile(
+            "extern \"C\" __global__ void broken(int* x) { x[0] = no_such_name; }", "broken.cu", target));
         Assert.Equal("NVRTC_ERROR_COMPILATION", error.ErrorName);
         Assert.Contains("no_such_name", error.Message);
     }

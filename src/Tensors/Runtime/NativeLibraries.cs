@@ -4,23 +4,20 @@ using System.Runtime.InteropServices;
 namespace NativeTensor.Runtime;
 
 /// <summary>
-/// Resolves the three native libraries by versioned file name, so a machine needs only the runtime packages
+/// Finds the three native libraries by versioned file name, so a machine needs only the runtime packages
 /// (<c>libOpenCL.so.1</c>, <c>libcuda.so.1</c>, <c>libnvrtc.so.13</c>/<c>.12</c>), never the <c>-dev</c> symlinks.
-/// NVRTC often sits off the loader path, so it is also looked for under <c>$CUDA_PATH</c>, <c>/usr/local/cuda</c>
-/// and the <c>nvidia/*/lib</c> folders of Python wheels.
+/// OpenCL is bound by P/Invoke through the resolver installed here. The CUDA driver and NVRTC are bound from the
+/// handle one <see cref="LibrarySearch"/> loads (see <c>CudaDriver</c> and <c>Nvrtc</c>), so every symbol of one
+/// library comes from the same file, and a test can point a search at a fake library without touching this process's
+/// real one.
 /// </summary>
 internal static class NativeLibraries
 {
-    /// <summary>The names the P/Invoke declarations use.</summary>
+    /// <summary>The name the OpenCL P/Invoke declarations use.</summary>
     public const string OpenCl = "OpenCL";
-    public const string Cuda = "cuda";
-    public const string Nvrtc = "nvrtc";
 
-    private static readonly string[] OpenClNames = OperatingSystem.IsWindows() ? ["OpenCL.dll"] : ["libOpenCL.so.1", "libOpenCL.so"];
-    private static readonly string[] CudaNames = OperatingSystem.IsWindows() ? ["nvcuda.dll"] : ["libcuda.so.1", "libcuda.so"];
-    private static readonly string[] NvrtcNames = OperatingSystem.IsWindows()
-        ? ["nvrtc64_130_0.dll", "nvrtc64_120_0.dll"]
-        : ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"];
+    private static readonly LibrarySearch OpenClSearch =
+        new("OpenCL", OperatingSystem.IsWindows() ? ["OpenCL.dll"] : ["libOpenCL.so.1", "libOpenCL.so"], []);
 
     static NativeLibraries() => NativeLibrary.SetDllImportResolver(typeof(NativeLibraries).Assembly, Resolve);
 
@@ -28,39 +25,24 @@ internal static class NativeLibraries
     public static void EnsureRegistered() { }
 
     /// <summary>
-    /// Where the resolver looks for <paramref name="name"/> (one of the constants above), in words, for the message
-    /// of a library that did not load: the file names tried, then the extra folders.
+    /// The CUDA driver: <c>libcuda.so.1</c> (what the driver package installs) before <c>libcuda.so</c>, which on a
+    /// machine with only the toolkit is the stub that answers CUDA_ERROR_STUB_LIBRARY; WSL keeps the real one in
+    /// <c>/usr/lib/wsl/lib</c>.
     /// </summary>
-    public static string SearchDescription(string name)
-    {
-        string[] names = name switch { OpenCl => OpenClNames, Cuda => CudaNames, Nvrtc => NvrtcNames, _ => [name] };
-        string[] folders = name == Nvrtc ? NvrtcFolders().Distinct().ToArray() : [];
-        string where = "on the loader path (LD_LIBRARY_PATH, ldconfig)";
-        if (folders.Length > 0) where += " and in " + string.Join(", ", folders);
-        return $"{string.Join(", ", names)} {where}";
-    }
+    public static LibrarySearch CudaDriver { get; } = OperatingSystem.IsWindows()
+        ? new("the CUDA driver", ["nvcuda.dll"], [])
+        : new("the CUDA driver", ["libcuda.so.1", "libcuda.so"], ["/usr/lib/wsl/lib"]);
 
-    private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath) => name switch
-    {
-        OpenCl => LoadFirst(OpenClNames, []),
-        Cuda => LoadFirst(CudaNames, []),
-        Nvrtc => LoadFirst(NvrtcNames, NvrtcFolders()),
-        _ => IntPtr.Zero,
-    };
+    /// <summary>
+    /// NVRTC, newest major first. It often sits off the loader path, so it is also looked for under
+    /// <c>$CUDA_PATH</c>, <c>$CUDA_HOME</c>, <c>/usr/local/cuda</c> and the <c>nvidia/*/lib</c> folders of Python wheels.
+    /// </summary>
+    public static LibrarySearch Nvrtc => new("NVRTC",
+        OperatingSystem.IsWindows() ? ["nvrtc64_130_0.dll", "nvrtc64_120_0.dll"] : ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"],
+        NvrtcFolders().Distinct().ToArray());
 
-    /// <summary>Tries each name on the loader path, then in each folder; zero when none loads.</summary>
-    private static IntPtr LoadFirst(string[] names, IEnumerable<string> folders)
-    {
-        foreach (string name in names)
-            if (NativeLibrary.TryLoad(name, out IntPtr handle)) return handle;
-        foreach (string folder in folders)
-            foreach (string name in names)
-            {
-                string path = Path.Combine(folder, name);
-                if (File.Exists(path) && NativeLibrary.TryLoad(path, out IntPtr handle)) return handle;
-            }
-        return IntPtr.Zero;
-    }
+    private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath) =>
+        name == OpenCl && OpenClSearch.TryLoadFirst(out IntPtr handle, out _) ? handle : IntPtr.Zero;
 
     private static IEnumerable<string> NvrtcFolders()
     {
@@ -96,5 +78,60 @@ internal static class NativeLibraries
     {
         try { return Directory.Exists(folder) ? Directory.GetDirectories(folder, pattern) : []; }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return []; }
+    }
+}
+
+/// <summary>
+/// Where to look for one native library: file names in order of preference, each tried on the loader path
+/// (LD_LIBRARY_PATH, ldconfig's cache) and then in each extra folder.
+/// </summary>
+/// <param name="What">The library in words, for messages ("the CUDA driver").</param>
+/// <param name="Names">File names, most preferred first.</param>
+/// <param name="Folders">Folders searched after the loader path, in order.</param>
+/// <param name="LoaderPath">Whether the loader path is searched at all (a test's search of its own folder is not).</param>
+internal sealed record LibrarySearch(string What, IReadOnlyList<string> Names, IReadOnlyList<string> Folders, bool LoaderPath = true)
+{
+    /// <summary>Each place a library may be, in the order they are tried: every name on the loader path, then every name in each folder.</summary>
+    public IEnumerable<string> Locations()
+    {
+        if (LoaderPath)
+            foreach (string name in Names) yield return name;
+        foreach (string folder in Folders)
+            foreach (string name in Names)
+                yield return Path.Combine(folder, name);
+    }
+
+    /// <summary>Loads <paramref name="location"/> (a bare name goes to the loader, a path must exist); false when it does not load.</summary>
+    public static bool TryLoad(string location, out IntPtr handle)
+    {
+        handle = IntPtr.Zero;
+        if (Path.IsPathRooted(location) && !File.Exists(location)) return false;
+        return NativeLibrary.TryLoad(location, out handle);
+    }
+
+    /// <summary>The first location that loads; false when none does.</summary>
+    public bool TryLoadFirst(out IntPtr handle, out string location)
+    {
+        foreach (string candidate in Locations())
+            if (TryLoad(candidate, out handle))
+            {
+                location = candidate;
+                return true;
+            }
+        handle = IntPtr.Zero;
+        location = "";
+        return false;
+    }
+
+    /// <summary>Where this search looks, in words: the file names tried, then the extra folders.</summary>
+    public string Description
+    {
+        get
+        {
+            var places = new List<string>();
+            if (LoaderPath) places.Add("on the loader path (LD_LIBRARY_PATH, ldconfig)");
+            if (Folders.Count > 0) places.Add("in " + string.Join(", ", Folders));
+            return $"{string.Join(", ", Names)} {string.Join(" and ", places)}";
+        }
     }
 }

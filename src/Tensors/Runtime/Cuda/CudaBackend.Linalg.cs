@@ -38,7 +38,7 @@ internal sealed unsafe partial class CudaBackend
         arguments[6] = &flags;
         arguments[7] = &alphaBits;
         arguments[8] = &betaBits;
-        LaunchTiles(kernel, name, groups, work.Context.Stream, arguments);
+        Launch(work, kernel, name, (uint)groups, 1, LinalgGrid.GroupThreads, arguments);
     }
 
     public override void Syrk(DeviceBuffer a, DType aType, int rows, int columns, DeviceBuffer c, float alpha, float beta)
@@ -64,15 +64,7 @@ internal sealed unsafe partial class CudaBackend
         arguments[3] = &columns;
         arguments[4] = &alphaBits;
         arguments[5] = &betaBits;
-        LaunchTiles(kernel, name, groups, work.Context.Stream, arguments);
-    }
-
-    /// <summary>One block per tile in a 1-D grid; the caller holds every lease and the <see cref="Work"/>.</summary>
-    private static void LaunchTiles(IntPtr kernel, string name, long groups, IntPtr stream, void** arguments)
-    {
-        uint blocks = (uint)groups;  // LinalgGrid caps groups at gridDim.x's 2^31 - 1
-        int status = CudaNative.cuLaunchKernel(kernel, blocks, 1, 1, LinalgGrid.GroupThreads, 1, 1, 0, stream, arguments, null);
-        if (status != 0)
-            CudaStatus.Check(status, $"cuLaunchKernel({name}, grid {blocks}, block {LinalgGrid.GroupThreads})");
+        // One block per tile in a 1-D grid; LinalgGrid caps groups at gridDim.x's 2^31 - 1.
+        Launch(work, kernel, name, (uint)groups, 1, LinalgGrid.GroupThreads, arguments);
     }
 }

@@ -32,7 +32,7 @@ internal sealed unsafe partial class CudaBackend
         IntPtr kernel = _kernels.Function(MomentsSource, name);
         IntPtr stream = work.Context.Stream;
         if (rowFlags is not null && batchRows > 0)
-            CudaStatus.Check(CudaNative.cuMemsetD32Async(At(flagged, 0), 0, (nuint)batchRows, stream), "cuMemsetD32Async");
+            _driver.Check(_driver.cuMemsetD32Async(At(flagged, 0), 0, (nuint)batchRows, stream), "cuMemsetD32Async");
         if (chunks == 0 || columns == 0) return;
         ulong x = At(input, 0), s = At(output, 0);
         // An unused pointer is never dereferenced; the batch (read-only) and the sums stand in for it.
@@ -49,7 +49,7 @@ internal sealed unsafe partial class CudaBackend
         arguments[6] = &chunkRows;
         arguments[7] = &s;
         arguments[8] = &bad;
-        LaunchColumns(kernel, name, columns, chunks, stream, arguments);
+        LaunchColumns(work, kernel, name, columns, chunks, arguments);
     }
 
     public override void MomentCentre(DeviceBuffer batch, DType dtype, long batchRows, int rowElements, DeviceBuffer? rowIndex, long first,
@@ -82,7 +82,7 @@ internal sealed unsafe partial class CudaBackend
         arguments[7] = &count;
         arguments[8] = &p;
         arguments[9] = &o;
-        LaunchColumns(kernel, name, width, taken, work.Context.Stream, arguments);
+        LaunchColumns(work, kernel, name, width, taken, arguments);
     }
 
     public override void CompensatedAdd(DeviceBuffer hi, DeviceBuffer lo, DeviceBuffer addend, long count, bool start)
@@ -107,10 +107,7 @@ internal sealed unsafe partial class CudaBackend
         arguments[2] = &s;
         arguments[3] = &count;
         arguments[4] = &first;
-        uint blocks = ConvertBlocks(count, ResidentThreads);
-        int status = CudaNative.cuLaunchKernel(kernel, blocks, 1, 1, ConvertBlockThreads, 1, 1, 0, work.Context.Stream, arguments, null);
-        if (status != 0)
-            CudaStatus.Check(status, $"cuLaunchKernel({name}, grid {blocks}, block {ConvertBlockThreads})");
+        Launch(work, kernel, name, ConvertBlocks(count, ResidentThreads), 1, ConvertBlockThreads, arguments);
     }
 
     /// <summary>
@@ -118,11 +115,9 @@ internal sealed unsafe partial class CudaBackend
     /// <see cref="MaxColumnBlocks"/>) times <paramref name="gridRows"/> (at most gridDim.y's 65535, which the callers
     /// checked); the caller holds every lease and the <see cref="Work"/>.
     /// </summary>
-    private static void LaunchColumns(IntPtr kernel, string name, long columns, long gridRows, IntPtr stream, void** arguments)
+    private void LaunchColumns(in Work work, IntPtr kernel, string name, long columns, long gridRows, void** arguments)
     {
         uint blocks = (uint)Math.Clamp((columns + MomentsBlockThreads - 1) / MomentsBlockThreads, 1, MaxColumnBlocks);
-        int status = CudaNative.cuLaunchKernel(kernel, blocks, (uint)gridRows, 1, MomentsBlockThreads, 1, 1, 0, stream, arguments, null);
-        if (status != 0)
-            CudaStatus.Check(status, $"cuLaunchKernel({name}, grid {blocks} x {gridRows}, block {MomentsBlockThreads})");
+        Launch(work, kernel, name, blocks, (uint)gridRows, MomentsBlockThreads, arguments);
     }
 }

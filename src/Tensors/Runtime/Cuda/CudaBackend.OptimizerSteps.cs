@@ -31,7 +31,7 @@ internal sealed unsafe partial class CudaBackend
                     if (count > 0 && functions[NonFiniteSlot(dtype)] == IntPtr.Zero)
                         functions[NonFiniteSlot(dtype)] = _kernels.Function(UnscaleSource, NonFiniteKernel(dtype));
                 IntPtr stream = work.Context.Stream;
-                CudaStatus.Check(CudaNative.cuMemsetD32Async(_nonFiniteFlag, 0, 1, stream), "cuMemsetD32Async");
+                _driver.Check(_driver.cuMemsetD32Async(_nonFiniteFlag, 0, 1, stream), "cuMemsetD32Async");
                 ulong flag = _nonFiniteFlag;
                 ulong data = 0;
                 long elements = 0;
@@ -47,12 +47,9 @@ internal sealed unsafe partial class CudaBackend
                     using Lease target = Hold(buffer, 0, checked(count * dtype.SizeOf()), nameof(tensors));
                     data = At(target, 0);
                     elements = count;
-                    uint blocks = ConvertBlocks(count, ResidentThreads);
-                    int status = CudaNative.cuLaunchKernel(functions[NonFiniteSlot(dtype)], blocks, 1, 1, ConvertBlockThreads, 1, 1, 0, stream, arguments, null);
-                    if (status != 0)
-                        CudaStatus.Check(status, $"cuLaunchKernel({NonFiniteKernel(dtype)}, grid {blocks}, block {ConvertBlockThreads})");
+                    Launch(work, functions[NonFiniteSlot(dtype)], NonFiniteKernel(dtype), ConvertBlocks(count, ResidentThreads), 1, ConvertBlockThreads, arguments);
                 }
-                CudaStatus.Check(CudaNative.cuMemcpyDtoHAsync(&found, _nonFiniteFlag, sizeof(uint), stream), "cuMemcpyDtoHAsync_v2");
+                _driver.Check(_driver.cuMemcpyDtoHAsync(&found, _nonFiniteFlag, sizeof(uint), stream), "cuMemcpyDtoHAsync_v2");
                 work.Context.Synchronize();
             }
         }
@@ -97,7 +94,7 @@ internal sealed unsafe partial class CudaBackend
         arguments[12] = &stepSize;
         arguments[13] = &inverseSqrt;
         arguments[14] = &epsilon;
-        LaunchStep(kernel, name, count, work.Context.Stream, arguments);
+        Launch(work, kernel, name, ConvertBlocks(count, ResidentThreads), 1, ConvertBlockThreads, arguments);
     }
 
     public override void SgdStep(in StepBuffers buffers, in SgdConstants constants)
@@ -130,16 +127,7 @@ internal sealed unsafe partial class CudaBackend
         arguments[8] = &weightDecay;
         arguments[9] = &rate;
         arguments[10] = &flags;
-        LaunchStep(kernel, name, count, work.Context.Stream, arguments);
-    }
-
-    /// <summary>One grid-stride launch over <paramref name="count"/> elements, shaped as a conversion; the caller holds every lease.</summary>
-    private void LaunchStep(IntPtr kernel, string name, long count, IntPtr stream, void** arguments)
-    {
-        uint blocks = ConvertBlocks(count, ResidentThreads);
-        int status = CudaNative.cuLaunchKernel(kernel, blocks, 1, 1, ConvertBlockThreads, 1, 1, 0, stream, arguments, null);
-        if (status != 0)
-            CudaStatus.Check(status, $"cuLaunchKernel({name}, grid {blocks}, block {ConvertBlockThreads})");
+        Launch(work, kernel, name, ConvertBlocks(count, ResidentThreads), 1, ConvertBlockThreads, arguments);
     }
 
     private static int NonFiniteSlot(DType dtype) => dtype switch

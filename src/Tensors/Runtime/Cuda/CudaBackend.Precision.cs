@@ -46,10 +46,7 @@ internal sealed unsafe partial class CudaBackend
         arguments[0] = &src;
         arguments[1] = &dst;
         arguments[2] = &count;
-        uint blocks = ConvertBlocks(count, ResidentThreads);
-        int status = CudaNative.cuLaunchKernel(kernel, blocks, 1, 1, ConvertBlockThreads, 1, 1, 0, work.Context.Stream, arguments, null);
-        if (status != 0)
-            CudaStatus.Check(status, $"cuLaunchKernel({name}, grid {blocks}, block {ConvertBlockThreads})");
+        Launch(work, kernel, name, ConvertBlocks(count, ResidentThreads), 1, ConvertBlockThreads, arguments);
     }
 
     /// <summary>

@@ -30,7 +30,7 @@ internal sealed unsafe partial class CudaBackend
             lock (_nonFiniteLock)
             {
                 IntPtr stream = work.Context.Stream;
-                CudaStatus.Check(CudaNative.cuMemsetD32Async(_nonFiniteFlag, 0, 1, stream), "cuMemsetD32Async");
+                _driver.Check(_driver.cuMemsetD32Async(_nonFiniteFlag, 0, 1, stream), "cuMemsetD32Async");
                 ulong flag = _nonFiniteFlag;
                 ulong data = 0;
                 long elements = 0;
@@ -53,12 +53,9 @@ internal sealed unsafe partial class CudaBackend
                     using Lease target = Hold(buffer, 0, checked(count * dtype.SizeOf()), nameof(gradients));
                     data = At(target, 0);
                     elements = count;
-                    uint blocks = ConvertBlocks(count, ResidentThreads);
-                    int status = CudaNative.cuLaunchKernel(kernel, blocks, 1, 1, ConvertBlockThreads, 1, 1, 0, stream, arguments, null);
-                    if (status != 0)
-                        CudaStatus.Check(status, $"cuLaunchKernel({name}, grid {blocks}, block {ConvertBlockThreads})");
+                    Launch(work, kernel, name, ConvertBlocks(count, ResidentThreads), 1, ConvertBlockThreads, arguments);
                 }
-                CudaStatus.Check(CudaNative.cuMemcpyDtoHAsync(&found, _nonFiniteFlag, sizeof(uint), stream), "cuMemcpyDtoHAsync_v2");
+                _driver.Check(_driver.cuMemcpyDtoHAsync(&found, _nonFiniteFlag, sizeof(uint), stream), "cuMemcpyDtoHAsync_v2");
                 work.Context.Synchronize();
             }
         }

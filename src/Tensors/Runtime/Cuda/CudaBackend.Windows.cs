@@ -43,7 +43,7 @@ internal sealed unsafe partial class CudaBackend
             ulong deviceStarts = Upload(work.Context, starts);
             // The starts were checked on the host, so the kernel's own check never fires here; it gets the real frame
             // count anyway, so it would clamp rather than read out of bounds even if that check had been skipped.
-            LaunchGather(work.Context, kernel, "gather_windows", At(source, 0), deviceStarts, At(target, 0), frames.ByteCount / rowBytes, rowBytes, window,
+            LaunchGather(work, kernel, "gather_windows", At(source, 0), deviceStarts, At(target, 0), frames.ByteCount / rowBytes, rowBytes, window,
                 starts.Length, chunks, _sinkFlag);
         }
     }
@@ -79,7 +79,7 @@ internal sealed unsafe partial class CudaBackend
         {
             ulong deviceStarts = Upload(work.Context, starts);
             // As the copying gather: the real frame count, so the kernel would clamp rather than read out of bounds.
-            LaunchGather(work.Context, kernel, name, At(source, 0), deviceStarts, At(target, 0), frames.ByteCount / (rowElements * from.SizeOf()),
+            LaunchGather(work, kernel, name, At(source, 0), deviceStarts, At(target, 0), frames.ByteCount / (rowElements * from.SizeOf()),
                 rowElements, window, starts.Length, chunks, _sinkFlag);
         }
     }
@@ -117,9 +117,9 @@ internal sealed unsafe partial class CudaBackend
             lock (_flagLock)
             {
                 IntPtr stream = work.Context.Stream;
-                CudaStatus.Check(CudaNative.cuMemsetD32Async(_badFlag, NoBadStart, 1, stream), "cuMemsetD32Async");
-                LaunchGather(work.Context, kernel, name, frames, starts, output, frameCount, row, window, batch, chunks, _badFlag);
-                CudaStatus.Check(CudaNative.cuMemcpyDtoHAsync(&bad, _badFlag, sizeof(int), stream), "cuMemcpyDtoHAsync_v2");
+                _driver.Check(_driver.cuMemsetD32Async(_badFlag, NoBadStart, 1, stream), "cuMemsetD32Async");
+                LaunchGather(work, kernel, name, frames, starts, output, frameCount, row, window, batch, chunks, _badFlag);
+                _driver.Check(_driver.cuMemcpyDtoHAsync(&bad, _badFlag, sizeof(int), stream), "cuMemcpyDtoHAsync_v2");
                 work.Context.Synchronize();
             }
         }
@@ -149,7 +149,7 @@ internal sealed unsafe partial class CudaBackend
         {
             long windows = Math.Min(WindowGrid.MaxStridedWindows, count - first);
             // cuLaunchKernel copies the values it points at before returning, so advancing first is safe.
-            Launch(work.Context, kernel, "strided_windows", windows, WindowGrid.Chunks(block, rowBytes, windows, ResidentThreads), arguments);
+            LaunchWindows(work, kernel, "strided_windows", windows, WindowGrid.Chunks(block, rowBytes, windows, ResidentThreads), arguments);
         }
     }
 
@@ -157,7 +157,7 @@ internal sealed unsafe partial class CudaBackend
     /// A gather kernel's launch: gather_windows(frames, starts, out, frame_count, row_bytes, window, bad), or a
     /// gather-convert with row_elements for row_bytes; a pointer to each argument's value, in order.
     /// </summary>
-    private void LaunchGather(CudaContext context, IntPtr kernel, string name, ulong frames, ulong starts, ulong output,
+    private void LaunchGather(in Work work, IntPtr kernel, string name, ulong frames, ulong starts, ulong output,
         long frameCount, long row, int window, long batch, int chunks, ulong bad)
     {
         void** arguments = stackalloc void*[7];
@@ -168,17 +168,12 @@ internal sealed unsafe partial class CudaBackend
         arguments[4] = &row;
         arguments[5] = &window;
         arguments[6] = &bad;
-        Launch(context, kernel, name, batch, chunks, arguments);
+        LaunchWindows(work, kernel, name, batch, chunks, arguments);
     }
 
-    private static void Launch(CudaContext context, IntPtr kernel, string name, long windows, int chunks, void** arguments)
-    {
-        int status = CudaNative.cuLaunchKernel(kernel, checked((uint)windows), (uint)chunks, 1, WindowGrid.BlockThreads, 1, 1, 0,
-            context.Stream, arguments, null);
-        // The launch shape goes into the message only on failure: formatting it every batch would allocate on the hot path.
-        if (status != 0)
-            CudaStatus.Check(status, $"cuLaunchKernel({name}, grid {windows} x {chunks}, block {WindowGrid.BlockThreads})");
-    }
+    /// <summary>One block row per window (x) and <paramref name="chunks"/> blocks along each (y).</summary>
+    private void LaunchWindows(in Work work, IntPtr kernel, string name, long windows, int chunks, void** arguments) =>
+        Launch(work, kernel, name, checked((uint)windows), (uint)chunks, WindowGrid.BlockThreads, arguments);
 
     /// <summary>
     /// Queues the copy of host starts to the device through a pinned block, and returns the device block. A pageable
@@ -189,11 +184,11 @@ internal sealed unsafe partial class CudaBackend
     {
         long bytes = (long)starts.Length * sizeof(long);
         if (bytes > _uploadCapacity) GrowUpload(context, bytes);
-        else if (_uploadPending) CudaStatus.Check(CudaNative.cuEventSynchronize(_uploaded), "cuEventSynchronize");
+        else if (_uploadPending) _driver.Check(_driver.cuEventSynchronize(_uploaded), "cuEventSynchronize");
         _uploadPending = false;
         starts.CopyTo(new Span<long>((void*)_uploadHost, starts.Length));
-        CudaStatus.Check(CudaNative.cuMemcpyHtoDAsync(_uploadDevice, (void*)_uploadHost, (nuint)bytes, context.Stream), "cuMemcpyHtoDAsync_v2");
-        CudaStatus.Check(CudaNative.cuEventRecord(_uploaded, context.Stream), "cuEventRecord");
+        _driver.Check(_driver.cuMemcpyHtoDAsync(_uploadDevice, (void*)_uploadHost, (nuint)bytes, context.Stream), "cuMemcpyHtoDAsync_v2");
+        _driver.Check(_driver.cuEventRecord(_uploaded, context.Stream), "cuEventRecord");
         _uploadPending = true;
         return _uploadDevice;
     }
@@ -206,16 +201,16 @@ internal sealed unsafe partial class CudaBackend
         _uploadPending = false;
         long capacity = Math.Max(bytes, Math.Max(2 * _uploadCapacity, 4096));
         FreeUpload();
-        CudaStatus.Check(CudaNative.cuMemAllocHost(out _uploadHost, (nuint)capacity), "cuMemAllocHost_v2");
-        CudaStatus.Check(CudaNative.cuMemAlloc(out _uploadDevice, (nuint)capacity), "cuMemAlloc_v2");
+        _driver.Check(_driver.cuMemAllocHost(out _uploadHost, (nuint)capacity), "cuMemAllocHost_v2");
+        _driver.Check(_driver.cuMemAlloc(out _uploadDevice, (nuint)capacity), "cuMemAlloc_v2");
         _uploadCapacity = capacity;
     }
 
     private void FreeUpload()
     {
         _uploadCapacity = 0;
-        if (_uploadHost != IntPtr.Zero) CudaNative.cuMemFreeHost(_uploadHost);
-        if (_uploadDevice != 0) CudaNative.cuMemFree(_uploadDevice);
+        if (_uploadHost != IntPtr.Zero) _driver.cuMemFreeHost(_uploadHost);
+        if (_uploadDevice != 0) _driver.cuMemFree(_uploadDevice);
         _uploadHost = IntPtr.Zero;
         _uploadDevice = 0;
     }
@@ -229,10 +224,10 @@ internal sealed unsafe partial class CudaBackend
     {
         try
         {
-            CudaStatus.Check(CudaNative.cuMemAlloc(out _badFlag, sizeof(int)), "cuMemAlloc_v2");
-            CudaStatus.Check(CudaNative.cuMemAlloc(out _sinkFlag, sizeof(int)), "cuMemAlloc_v2");
-            CudaStatus.Check(CudaNative.cuMemAlloc(out _nonFiniteFlag, sizeof(uint)), "cuMemAlloc_v2");
-            CudaStatus.Check(CudaNative.cuEventCreate(out _uploaded, CudaNative.EventDisableTiming), "cuEventCreate");
+            _driver.Check(_driver.cuMemAlloc(out _badFlag, sizeof(int)), "cuMemAlloc_v2");
+            _driver.Check(_driver.cuMemAlloc(out _sinkFlag, sizeof(int)), "cuMemAlloc_v2");
+            _driver.Check(_driver.cuMemAlloc(out _nonFiniteFlag, sizeof(uint)), "cuMemAlloc_v2");
+            _driver.Check(_driver.cuEventCreate(out _uploaded, CudaDriver.EventDisableTiming), "cuEventCreate");
         }
         catch
         {
@@ -257,10 +252,10 @@ internal sealed unsafe partial class CudaBackend
     private void ReleaseScratch()
     {
         FreeUpload();
-        if (_badFlag != 0) CudaNative.cuMemFree(_badFlag);
-        if (_sinkFlag != 0) CudaNative.cuMemFree(_sinkFlag);
-        if (_nonFiniteFlag != 0) CudaNative.cuMemFree(_nonFiniteFlag);
-        if (_uploaded != IntPtr.Zero) CudaNative.cuEventDestroy(_uploaded);
+        if (_badFlag != 0) _driver.cuMemFree(_badFlag);
+        if (_sinkFlag != 0) _driver.cuMemFree(_sinkFlag);
+        if (_nonFiniteFlag != 0) _driver.cuMemFree(_nonFiniteFlag);
+        if (_uploaded != IntPtr.Zero) _driver.cuEventDestroy(_uploaded);
         _badFlag = 0;
         _sinkFlag = 0;
         _nonFiniteFlag = 0;

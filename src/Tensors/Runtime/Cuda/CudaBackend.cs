@@ -7,16 +7,23 @@ namespace NativeTensor.Runtime.Cuda;
 /// </summary>
 /// <remarks>
 /// <para>Nothing heavy happens at discovery: it reads names and attributes, which need no context. The primary
-/// context and the stream are taken at the first allocation, copy or launch; NVRTC is loaded at the first kernel.</para>
+/// context and the stream are taken at the first allocation, copy or launch; NVRTC is chosen (the newest the driver
+/// can follow, see <see cref="Nvrtc.Select"/>) and loaded at the first kernel.</para>
 /// <para>All work goes to one non-blocking stream, in order; a method returns as soon as its work is queued unless
 /// host memory is involved (Write, Read, host starts) or a device-side check must be read back.</para>
 /// <para>Two lifetimes meet at every enqueue. A buffer argument is held by a <see cref="Lease"/> from the moment its
-/// pointer is taken until the enqueue has returned (its Free then drains the stream before freeing, so nothing queued
-/// outlives it). The backend's own state (context, modules, scratch) is held by a <see cref="Work"/> from
+/// pointer is taken until the enqueue has returned (its free is then queued behind the stream's work, see
+/// <see cref="CudaContext"/>, so nothing queued outlives its memory). The backend's own state (context, modules, scratch) is held by a <see cref="Work"/> from
 /// <see cref="Begin"/>; <see cref="Dispose"/> waits for every Work to end before it tears that state down.</para>
+/// <para>Each Work pushes the context and pops it at its end, so a thread that had another library's context current
+/// (PyTorch, cuBLAS, a user's ILGPU) has it current again when the call returns.</para>
 /// </remarks>
 internal sealed unsafe partial class CudaBackend : Backend
 {
+    /// <summary>The environment switch for <see cref="SynchronizeLaunches"/>.</summary>
+    public const string SynchronizeVariable = "NATIVETENSOR_CUDA_SYNC";
+
+    private readonly CudaDriver _driver;
     private readonly int _device;
     private readonly object _contextLock = new();
     private readonly CudaKernels _kernels;
@@ -24,14 +31,18 @@ internal sealed unsafe partial class CudaBackend : Backend
     private bool _disposed;    // guarded by _contextLock
     private int _inFlight;     // Works begun and not yet ended; guarded by _contextLock
 
-    private CudaBackend(int device, string name, long totalMemory, int capability, long residentThreads)
+    private CudaBackend(CudaDriver driver, int device, string name, long totalMemory, int capability, long residentThreads, int driverVersion,
+        LibrarySearch nvrtc)
     {
+        _driver = driver;
         _device = device;
         Name = name;
         TotalMemory = totalMemory;
         ComputeCapability = capability;
         ResidentThreads = residentThreads;
-        _kernels = new CudaKernels(capability, DescribeDriver);
+        DriverVersion = driverVersion;
+        SynchronizeLaunches = Environment.GetEnvironmentVariable(SynchronizeVariable) == "1";
+        _kernels = new CudaKernels(driver, () => Nvrtc.Select(driverVersion, capability, nvrtc), DescribeDriver);
     }
 
     public override DeviceKind Kind => DeviceKind.Cuda;
@@ -46,31 +57,52 @@ internal sealed unsafe partial class CudaBackend : Backend
     /// <summary>Threads the GPU holds at once: multiprocessors times resident threads per multiprocessor.</summary>
     public long ResidentThreads { get; }
 
+    /// <summary>The driver's CUDA version as <c>cuDriverGetVersion</c> gives it: 1000 * major + 10 * minor (12040 for 12.4).</summary>
+    public int DriverVersion { get; }
+
     /// <summary>
-    /// Every CUDA device, or none and the reason. Never throws: a machine without the driver, with a driver but no
-    /// GPU, or with a broken install simply has no CUDA device.
+    /// Whether every launch is followed by a stream synchronisation whose failure is reported as that kernel's, instead
+    /// of surfacing in a later, unrelated call. Slow; for debugging and for the sanitizer runs. Starts as
+    /// <c>NATIVETENSOR_CUDA_SYNC=1</c> says.
+    /// </summary>
+    public bool SynchronizeLaunches { get; set; }
+
+    /// <summary>
+    /// Every CUDA device of the machine's driver, or none and the reason. Never throws: a machine without the driver,
+    /// with a driver but no GPU, or with a broken install simply has no CUDA device.
     /// </summary>
     public static (IReadOnlyList<Backend> Found, string? Reason) Discover()
     {
         string library = OperatingSystem.IsWindows() ? "nvcuda.dll" : "libcuda.so.1";
+        CudaDriver driver;
         try
         {
-            NativeLibraries.EnsureRegistered();
-            int initialised = CudaNative.cuInit(0);
-            if (initialised != CudaNative.Success) return ([], $"cuInit failed: {CudaStatus.Name(initialised)}");
-            CudaStatus.Check(CudaNative.cuDeviceGetCount(out int count), "cuDeviceGetCount");
-            if (count == 0) return ([], "the NVIDIA driver reports no CUDA device");
-            var found = new List<Backend>(count);
-            for (int ordinal = 0; ordinal < count; ordinal++) found.Add(Query(ordinal));
-            return (found, null);
+            driver = CudaDriver.System;
         }
-        catch (DllNotFoundException)
+        catch (DllNotFoundException e)
         {
-            return ([], $"{library} not found (no NVIDIA driver)");
+            return ([], $"{library} not found (no NVIDIA driver): {e.Message}");
         }
         catch (EntryPointNotFoundException e)
         {
             return ([], $"{library} is too old for this backend: {e.Message}");
+        }
+        return Discover(driver, NativeLibraries.Nvrtc);
+    }
+
+    /// <summary>Every device <paramref name="driver"/> reports, building kernels with an NVRTC from <paramref name="nvrtc"/>; never throws.</summary>
+    public static (IReadOnlyList<Backend> Found, string? Reason) Discover(CudaDriver driver, LibrarySearch nvrtc)
+    {
+        try
+        {
+            int initialised = driver.cuInit(0);
+            if (initialised != CudaDriver.Success) return ([], $"cuInit failed: {driver.ErrorName(initialised)}");
+            driver.Check(driver.cuDriverGetVersion(out int version), "cuDriverGetVersion");
+            driver.Check(driver.cuDeviceGetCount(out int count), "cuDeviceGetCount");
+            if (count == 0) return ([], "the NVIDIA driver reports no CUDA device");
+            var found = new List<Backend>(count);
+            for (int ordinal = 0; ordinal < count; ordinal++) found.Add(Query(driver, ordinal, version, nvrtc));
+            return (found, null);
         }
         catch (Exception e)
         {
@@ -79,24 +111,22 @@ internal sealed unsafe partial class CudaBackend : Backend
     }
 
     /// <summary>One device's name, memory and attributes, none of which needs a context.</summary>
-    private static CudaBackend Query(int ordinal)
+    private static CudaBackend Query(CudaDriver driver, int ordinal, int driverVersion, LibrarySearch nvrtc)
     {
-        CudaStatus.Check(CudaNative.cuDeviceGet(out int device, ordinal), "cuDeviceGet");
+        driver.Check(driver.cuDeviceGet(out int device, ordinal), "cuDeviceGet");
         byte* name = stackalloc byte[256];
-        CudaStatus.Check(CudaNative.cuDeviceGetName(name, 256, device), "cuDeviceGetName");
-        CudaStatus.Check(CudaNative.cuDeviceTotalMem(out nuint total, device), "cuDeviceTotalMem_v2");
-        int major = Attribute(device, CudaNative.AttributeComputeCapabilityMajor);
-        int minor = Attribute(device, CudaNative.AttributeComputeCapabilityMinor);
-        long resident = (long)Attribute(device, CudaNative.AttributeMultiprocessorCount)
-            * Attribute(device, CudaNative.AttributeMaxThreadsPerMultiprocessor);
+        driver.Check(driver.cuDeviceGetName(name, 256, device), "cuDeviceGetName");
+        driver.Check(driver.cuDeviceTotalMem(out nuint total, device), "cuDeviceTotalMem_v2");
+        int Attribute(int attribute)
+        {
+            driver.Check(driver.cuDeviceGetAttribute(out int value, attribute, device), $"cuDeviceGetAttribute({attribute})");
+            return value;
+        }
+        int major = Attribute(CudaDriver.AttributeComputeCapabilityMajor);
+        int minor = Attribute(CudaDriver.AttributeComputeCapabilityMinor);
+        long resident = (long)Attribute(CudaDriver.AttributeMultiprocessorCount) * Attribute(CudaDriver.AttributeMaxThreadsPerMultiprocessor);
         string text = new((sbyte*)name, 0, IndexOfNul(name, 256), Encoding.UTF8);
-        return new CudaBackend(device, text, (long)total, major * 10 + minor, resident);
-    }
-
-    private static int Attribute(int device, int attribute)
-    {
-        CudaStatus.Check(CudaNative.cuDeviceGetAttribute(out int value, attribute, device), $"cuDeviceGetAttribute({attribute})");
-        return value;
+        return new CudaBackend(driver, device, text, (long)total, major * 10 + minor, resident, driverVersion, nvrtc);
     }
 
     private static int IndexOfNul(byte* text, int length)
@@ -106,14 +136,14 @@ internal sealed unsafe partial class CudaBackend : Backend
         return i;
     }
 
-    private static string DescribeDriver() =>
-        CudaNative.cuDriverGetVersion(out int version) == CudaNative.Success ? $"CUDA {version / 1000}.{version % 1000 / 10}" : "an unknown CUDA version";
+    private string DescribeDriver() => $"CUDA {DriverVersion / 1000}.{DriverVersion % 1000 / 10} ({_driver.Location})";
 
     /// <summary>
-    /// Starts an operation that uses the stream, the modules or the scratch, with the context current on this thread.
-    /// Until the returned <see cref="Work"/> is disposed, <see cref="Dispose"/> waits instead of unloading a module a
-    /// launch holds a <c>CUfunction</c> of, freeing scratch it points at, or destroying the stream it queues on.
-    /// A count rather than a reader/writer lock, so one operation may begin another with no lock-recursion rules.
+    /// Starts an operation that uses the stream, the modules or the scratch, with the context pushed current on this
+    /// thread until the returned <see cref="Work"/> is disposed (which pops it, restoring the caller's context). Until
+    /// then <see cref="Dispose"/> waits instead of unloading a module a launch holds a <c>CUfunction</c> of, freeing
+    /// scratch it points at, or destroying the stream it queues on. A count rather than a reader/writer lock, so one
+    /// operation may begin another with no lock-recursion rules. Frees deferred by buffers are done here.
     /// </summary>
     /// <exception cref="ObjectDisposedException">The backend was disposed.</exception>
     private Work Begin()
@@ -125,7 +155,10 @@ internal sealed unsafe partial class CudaBackend : Backend
         }
         try
         {
-            return new Work(this, Enter());
+            CudaContext context = Volatile.Read(ref _context) ?? Open();
+            CudaContext.Current current = context.Enter();
+            context.FreeDeferred();
+            return new Work(this, context, current);
         }
         catch
         {
@@ -141,46 +174,68 @@ internal sealed unsafe partial class CudaBackend : Backend
     }
 
     /// <summary>An operation in flight, from <see cref="Begin"/> to Dispose; see there.</summary>
-    private ref struct Work(CudaBackend backend, CudaContext context)
+    private ref struct Work(CudaBackend backend, CudaContext context, CudaContext.Current current)
     {
         private CudaBackend? _backend = backend;
+        private CudaContext.Current _current = current;
 
         public readonly CudaContext Context => context;
 
         public void Dispose()
         {
+            _current.Dispose();
             _backend?.End();
             _backend = null;
         }
     }
 
-    /// <summary>Makes the context current on this thread, retaining the primary context on first use; only <see cref="Begin"/> calls it.</summary>
-    private CudaContext Enter()
+    /// <summary>Retains the primary context and makes the scratch, once; only <see cref="Begin"/> calls it.</summary>
+    private CudaContext Open()
     {
-        CudaContext context = Volatile.Read(ref _context) ?? Open();
-        context.MakeCurrent();
-        return context;
-
-        CudaContext Open()
+        lock (_contextLock)
         {
-            lock (_contextLock)
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_context is not null) return _context;
+            CudaContext created = CudaContext.Retain(_driver, _device);
+            try
             {
-                ObjectDisposedException.ThrowIf(_disposed, this);
-                if (_context is not null) return _context;
-                CudaContext created = CudaContext.Retain(_device);
-                try
-                {
-                    CreateScratch();
-                }
-                catch
-                {
-                    created.Release();
-                    throw;
-                }
-                Volatile.Write(ref _context, created);
-                return created;
+                using CudaContext.Current current = created.Enter();
+                CreateScratch();
             }
+            catch
+            {
+                created.Release();
+                throw;
+            }
+            Volatile.Write(ref _context, created);
+            return created;
         }
+    }
+
+    /// <summary>
+    /// Queues <paramref name="kernel"/> on the stream in a grid of <paramref name="gridX"/> x <paramref name="gridY"/>
+    /// blocks of <paramref name="block"/> threads, and with <see cref="SynchronizeLaunches"/> waits for it. The caller
+    /// holds the <see cref="Work"/> and every lease behind <paramref name="arguments"/>, a pointer to each argument's
+    /// value in the kernel's order (cuLaunchKernel copies the values before it returns).
+    /// </summary>
+    /// <exception cref="NativeTensorException">The launch was refused, or (synchronised) the kernel failed on the device.</exception>
+    private void Launch(in Work work, IntPtr kernel, string name, uint gridX, uint gridY, uint block, void** arguments)
+    {
+        int status = _driver.cuLaunchKernel(kernel, gridX, gridY, 1, block, 1, 1, 0, work.Context.Stream, arguments, null);
+        // The launch shape goes into the message only on failure: formatting it every batch would allocate on the hot path.
+        if (status != CudaDriver.Success)
+            throw _driver.Error(status, $"cuLaunchKernel({name}, grid {gridX} x {gridY}, block {block})");
+        if (!SynchronizeLaunches) return;
+        status = _driver.cuStreamSynchronize(work.Context.Stream);
+        if (status != CudaDriver.Success)
+            throw _driver.Error(status, $"{name} (grid {gridX} x {gridY}, block {block}), synchronised after its launch ({SynchronizeVariable}=1)");
+    }
+
+    /// <summary>What <paramref name="entry"/> of <paramref name="file"/> uses per thread and block, building its module if need be.</summary>
+    public KernelResources KernelResources(string file, string entry)
+    {
+        using Work work = Begin();
+        return _kernels.Resources(file, entry);
     }
 
     public override long? FreeMemory
@@ -188,7 +243,7 @@ internal sealed unsafe partial class CudaBackend : Backend
         get
         {
             using Work work = Begin();
-            CudaStatus.Check(CudaNative.cuMemGetInfo(out nuint free, out _), "cuMemGetInfo_v2");
+            _driver.Check(_driver.cuMemGetInfo(out nuint free, out _), "cuMemGetInfo_v2");
             return (long)free;
         }
     }
@@ -210,7 +265,7 @@ internal sealed unsafe partial class CudaBackend : Backend
         // for, because the caller may reuse its host memory as soon as this returns.
         fixed (byte* bytes = source)
         {
-            CudaStatus.Check(CudaNative.cuMemcpyHtoDAsync(At(target, offset), bytes, (nuint)source.Length, work.Context.Stream), "cuMemcpyHtoDAsync_v2");
+            _driver.Check(_driver.cuMemcpyHtoDAsync(At(target, offset), bytes, (nuint)source.Length, work.Context.Stream), "cuMemcpyHtoDAsync_v2");
             work.Context.Synchronize();
         }
     }
@@ -222,7 +277,7 @@ internal sealed unsafe partial class CudaBackend : Backend
         using Work work = Begin();
         fixed (byte* bytes = destination)
         {
-            CudaStatus.Check(CudaNative.cuMemcpyDtoHAsync(bytes, At(origin, offset), (nuint)destination.Length, work.Context.Stream), "cuMemcpyDtoHAsync_v2");
+            _driver.Check(_driver.cuMemcpyDtoHAsync(bytes, At(origin, offset), (nuint)destination.Length, work.Context.Stream), "cuMemcpyDtoHAsync_v2");
             work.Context.Synchronize();
         }
     }
@@ -233,7 +288,7 @@ internal sealed unsafe partial class CudaBackend : Backend
         using Lease target = Hold(destination, destinationOffset, bytes, nameof(destination));
         if (bytes == 0) return;
         using Work work = Begin();
-        CudaStatus.Check(CudaNative.cuMemcpyDtoDAsync(At(target, destinationOffset), At(origin, sourceOffset), (nuint)bytes, work.Context.Stream),
+        _driver.Check(_driver.cuMemcpyDtoDAsync(At(target, destinationOffset), At(origin, sourceOffset), (nuint)bytes, work.Context.Stream),
             "cuMemcpyDtoDAsync_v2");
     }
 
@@ -287,9 +342,13 @@ internal sealed unsafe partial class CudaBackend : Backend
         }
         if (context is null) return;
         // Best effort, never throwing: a context in an error state frees what it can and is released all the same.
-        if (context.TryMakeCurrent()) CudaNative.cuStreamSynchronize(context.Stream);
-        _kernels.Dispose();
-        FreeScratch();
+        bool entered = context.TryEnter(out CudaContext.Current current);
+        using (current)
+        {
+            if (entered) _driver.cuStreamSynchronize(context.Stream);
+            _kernels.Dispose();
+            FreeScratch();
+        }
         context.Release();
     }
 }

@@ -1,8 +1,8 @@
 namespace NativeTensor.Runtime.Cuda;
 
 /// <summary>
-/// Device memory from <c>cuMemAlloc_v2</c> (aligned to at least 256 bytes, so the windows kernel's 16-byte path applies
-/// whenever the byte offsets allow). The handle is the <c>CUdeviceptr</c>, read only through a <see cref="Lease"/>
+/// Device memory from <c>cuMemAllocAsync</c> or <c>cuMemAlloc_v2</c> (aligned to at least 256 bytes either way, so the
+/// windows kernel's 16-byte path applies whenever the byte offsets allow). The handle is the <c>CUdeviceptr</c>, read only through a <see cref="Lease"/>
 /// (see <c>CudaBackend.Hold</c>), so it cannot be freed while a copy or launch is being queued with it. The buffer
 /// holds a reference on its context so that it can always be freed, on whichever thread and in whichever order
 /// things are released.
@@ -14,18 +14,28 @@ internal sealed class CudaBuffer : DeviceBuffer
     private CudaBuffer(Backend owner, CudaContext context, ulong pointer, long byteCount)
         : base(owner, (IntPtr)(long)pointer, byteCount) => _context = context;
 
-    /// <summary>Allocates <paramref name="bytes"/> on the device of <paramref name="context"/>; zero bytes still gets a real, distinct allocation.</summary>
+    /// <summary>
+    /// Allocates <paramref name="bytes"/> on the device of <paramref name="context"/>, which must be current; zero bytes
+    /// still gets a real, distinct allocation. With stream-ordered memory a first out-of-memory waits for the stream,
+    /// whose queued frees may return enough to the pool, and tries once more.
+    /// </summary>
     /// <exception cref="NativeTensorException">Out of memory (the message says how much was asked and how much is free), or another driver error.</exception>
     public static CudaBuffer Allocate(Backend owner, CudaContext context, long bytes)
     {
         context.AddReference();
         try
         {
-            context.MakeCurrent();
             // cuMemAlloc refuses 0 bytes, and a zero handle would read as "invalid": one byte keeps both rules.
-            int result = CudaNative.cuMemAlloc(out ulong pointer, (nuint)Math.Max(bytes, 1));
-            if (result == CudaNative.ErrorOutOfMemory) throw OutOfMemory(owner, bytes);
-            CudaStatus.Check(result, "cuMemAlloc_v2");
+            var size = (nuint)Math.Max(bytes, 1);
+            int result = context.Allocate(out ulong pointer, size);
+            if (result == CudaDriver.ErrorOutOfMemory && context.StreamOrderedMemory)
+            {
+                context.Synchronize();
+                result = context.Allocate(out pointer, size);
+            }
+            string call = context.StreamOrderedMemory ? "cuMemAllocAsync" : "cuMemAlloc_v2";
+            if (result == CudaDriver.ErrorOutOfMemory) throw OutOfMemory(owner, context.Driver, call, bytes);
+            context.Driver.Check(result, call);
             return new CudaBuffer(owner, context, pointer, bytes);
         }
         catch
@@ -35,26 +45,23 @@ internal sealed class CudaBuffer : DeviceBuffer
         }
     }
 
-    private static NativeTensorException OutOfMemory(Backend owner, long bytes)
+    private static NativeTensorException OutOfMemory(Backend owner, CudaDriver driver, string call, long bytes)
     {
-        string free = CudaNative.cuMemGetInfo(out nuint available, out nuint total) == CudaNative.Success
+        string free = driver.cuMemGetInfo(out nuint available, out nuint total) == CudaDriver.Success
             ? $"{available:N0} of {total:N0} bytes free"
             : "free memory unknown";
-        return CudaStatus.Error(CudaNative.ErrorOutOfMemory, "cuMemAlloc_v2",
-            $"{owner.Name}: out of memory allocating {bytes:N0} bytes ({free})");
+        return driver.Error(CudaDriver.ErrorOutOfMemory, call, $"{owner.Name}: out of memory allocating {bytes:N0} bytes ({free})");
     }
 
     /// <summary>
-    /// Waits for the stream, so no queued copy or kernel still uses the memory, then frees it. Never throws: a driver
-    /// in an error state or already shut down leaves nothing to free.
+    /// Frees the memory without waiting for the stream (see <see cref="CudaContext.Free"/>): work already queued that
+    /// uses it still finishes first. Never throws: a driver in an error state or already shut down leaves nothing to free.
     /// </summary>
     protected override bool Free(IntPtr memory)
     {
         try
         {
-            if (!_context.TryMakeCurrent()) return false;
-            CudaNative.cuStreamSynchronize(_context.Stream);
-            return CudaNative.cuMemFree((ulong)(long)memory) == CudaNative.Success;
+            return _context.Free((ulong)(long)memory);
         }
         finally
         {

@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+
 namespace NativeTensor.Runtime.Cuda;
 
 /// <summary>
@@ -10,20 +12,31 @@ namespace NativeTensor.Runtime.Cuda;
 /// <para>Lifetime is reference-counted: the backend holds one reference and every live buffer or event one more, so
 /// a buffer released after <see cref="Backend.Dispose"/> (by a finaliser, say) still frees into a live context; the
 /// last release destroys the stream and releases the primary context.</para>
-/// <para>The driver keeps a current context per host thread, and calls arrive on any thread (Parallel loops,
-/// finalisers), so every entry point makes this context current first; <c>cuCtxSetCurrent</c> only swaps a
-/// thread-local pointer.</para>
+/// <para>The driver keeps a stack of current contexts per host thread, and calls arrive on any thread (Parallel
+/// loops, finalisers, a caller's thread that has its own context current for PyTorch or cuBLAS). So every entry point
+/// pushes this context for the length of its work and pops it after (<see cref="Enter"/>): whatever the thread had
+/// current before is current again afterwards, on every path, release paths included.</para>
+/// <para>Memory is stream-ordered where the device supports it (<c>cuMemAllocAsync</c>/<c>cuMemFreeAsync</c> on the
+/// stream): a free is queued behind the work that may still use the memory and returns at once, so neither a
+/// Dispose nor the finaliser thread waits for the stream. Elsewhere a free is deferred to the start of the next
+/// operation, which drains the stream once and frees everything deferred.</para>
 /// </remarks>
 internal sealed class CudaContext
 {
+    private readonly ConcurrentQueue<ulong> _deferredFrees = new();
     private long _references = 1;
 
-    private CudaContext(int device, IntPtr handle, IntPtr stream)
+    private CudaContext(CudaDriver driver, int device, IntPtr handle, IntPtr stream, bool streamOrderedMemory)
     {
+        Driver = driver;
         Device = device;
         Handle = handle;
         Stream = stream;
+        StreamOrderedMemory = streamOrderedMemory;
     }
+
+    /// <summary>The driver every call goes through.</summary>
+    public CudaDriver Driver { get; }
 
     /// <summary>The <c>CUdevice</c>.</summary>
     public int Device { get; }
@@ -34,31 +47,102 @@ internal sealed class CudaContext
     /// <summary>The backend's non-blocking <c>CUstream</c>: every copy and launch goes here, in order.</summary>
     public IntPtr Stream { get; }
 
+    /// <summary>Whether memory is allocated and freed in stream order (the device supports memory pools).</summary>
+    public bool StreamOrderedMemory { get; }
+
     /// <summary>Retains the device's primary context and creates the stream; the caller owns the first reference.</summary>
-    public static CudaContext Retain(int device)
+    public static CudaContext Retain(CudaDriver driver, int device)
     {
-        CudaStatus.Check(CudaNative.cuDevicePrimaryCtxRetain(out IntPtr context, device), "cuDevicePrimaryCtxRetain");
+        driver.Check(driver.cuDevicePrimaryCtxRetain(out IntPtr context, device), "cuDevicePrimaryCtxRetain");
         try
         {
-            CudaStatus.Check(CudaNative.cuCtxSetCurrent(context), "cuCtxSetCurrent");
-            CudaStatus.Check(CudaNative.cuStreamCreate(out IntPtr stream, CudaNative.StreamNonBlocking), "cuStreamCreate");
-            return new CudaContext(device, context, stream);
+            driver.Check(driver.cuCtxPushCurrent(context), "cuCtxPushCurrent_v2");
+            try
+            {
+                driver.Check(driver.cuStreamCreate(out IntPtr stream, CudaDriver.StreamNonBlocking), "cuStreamCreate");
+                bool pools = driver.HasStreamOrderedAllocator
+                    && driver.cuDeviceGetAttribute(out int supported, CudaDriver.AttributeMemoryPoolsSupported, device) == CudaDriver.Success
+                    && supported != 0;
+                return new CudaContext(driver, device, context, stream, pools);
+            }
+            finally
+            {
+                driver.cuCtxPopCurrent(out _);
+            }
         }
         catch
         {
-            CudaNative.cuDevicePrimaryCtxRelease(device);
+            driver.cuDevicePrimaryCtxRelease(device);
             throw;
         }
     }
 
-    /// <summary>Makes this context current on the calling thread.</summary>
-    public void MakeCurrent() => CudaStatus.Check(CudaNative.cuCtxSetCurrent(Handle), "cuCtxSetCurrent");
+    /// <summary>Makes this context current on the calling thread until the returned scope is disposed, which restores what was current before.</summary>
+    /// <exception cref="NativeTensorException">The driver refused (its error name is in the message).</exception>
+    public Current Enter()
+    {
+        Driver.Check(Driver.cuCtxPushCurrent(Handle), "cuCtxPushCurrent_v2");
+        return new Current(this);
+    }
 
-    /// <summary>As <see cref="MakeCurrent"/> for release paths, which must not throw.</summary>
-    public bool TryMakeCurrent() => CudaNative.cuCtxSetCurrent(Handle) == CudaNative.Success;
+    /// <summary>As <see cref="Enter"/> for release paths, which must not throw; false (and an empty scope) when the driver refused.</summary>
+    public bool TryEnter(out Current scope)
+    {
+        bool entered = Driver.cuCtxPushCurrent(Handle) == CudaDriver.Success;
+        scope = entered ? new Current(this) : default;
+        return entered;
+    }
 
-    /// <summary>Waits for everything queued on <see cref="Stream"/>.</summary>
-    public void Synchronize() => CudaStatus.Check(CudaNative.cuStreamSynchronize(Stream), "cuStreamSynchronize");
+    /// <summary>The span in which this context is current on one thread; see <see cref="Enter"/>.</summary>
+    public ref struct Current
+    {
+        private CudaContext? _context;
+
+        internal Current(CudaContext context) => _context = context;
+
+        /// <summary>Pops the context, restoring the thread's previous one. Never throws.</summary>
+        public void Dispose()
+        {
+            _context?.Driver.cuCtxPopCurrent(out _);
+            _context = null;
+        }
+    }
+
+    /// <summary>Waits for everything queued on <see cref="Stream"/>; the context must be current.</summary>
+    public void Synchronize() => Driver.Check(Driver.cuStreamSynchronize(Stream), "cuStreamSynchronize");
+
+    /// <summary>
+    /// Allocates <paramref name="bytes"/> of device memory, in stream order where supported; the context must be
+    /// current. Returns the driver's status.
+    /// </summary>
+    public int Allocate(out ulong pointer, nuint bytes) =>
+        StreamOrderedMemory ? Driver.cuMemAllocAsync(out pointer, bytes, Stream) : Driver.cuMemAlloc(out pointer, bytes);
+
+    /// <summary>
+    /// Frees memory from <see cref="Allocate"/> without waiting for the stream: queued behind the stream's work where
+    /// memory is stream-ordered, else deferred to <see cref="FreeDeferred"/>. Any thread, no context needed; never throws.
+    /// </summary>
+    public bool Free(ulong pointer)
+    {
+        if (!StreamOrderedMemory)
+        {
+            _deferredFrees.Enqueue(pointer);
+            return true;
+        }
+        if (!TryEnter(out Current scope)) return false;
+        using (scope) return Driver.cuMemFreeAsync(pointer, Stream) == CudaDriver.Success;
+    }
+
+    /// <summary>
+    /// Frees what <see cref="Free"/> deferred, after draining the stream once (some of it may still be in use by queued
+    /// work). Called at the start of every operation and at the last release; the context must be current. Never throws.
+    /// </summary>
+    public void FreeDeferred()
+    {
+        if (_deferredFrees.IsEmpty) return;
+        Driver.cuStreamSynchronize(Stream);
+        while (_deferredFrees.TryDequeue(out ulong pointer)) Driver.cuMemFree(pointer);
+    }
 
     /// <summary>Takes a reference for a new buffer or event.</summary>
     /// <exception cref="ObjectDisposedException">The context was already released by its last holder.</exception>
@@ -74,17 +158,20 @@ internal sealed class CudaContext
         }
     }
 
-    /// <summary>Drops a reference; the last one drains the stream, destroys it and releases the primary context. Never throws.</summary>
+    /// <summary>
+    /// Drops a reference; the last one drains the stream, frees what was deferred, destroys the stream and releases
+    /// the primary context. Never throws.
+    /// </summary>
     public void Release()
     {
         if (Interlocked.Decrement(ref _references) != 0) return;
-        if (TryMakeCurrent())
-        {
-            CudaNative.cuStreamSynchronize(Stream);
-            CudaNative.cuStreamDestroy(Stream);
-            // Release does not unbind the context from this thread, and a stale current context would be used by the next call here.
-            CudaNative.cuCtxSetCurrent(IntPtr.Zero);
-        }
-        CudaNative.cuDevicePrimaryCtxRelease(Device);
+        if (TryEnter(out Current scope))
+            using (scope)
+            {
+                Driver.cuStreamSynchronize(Stream);
+                FreeDeferred();
+                Driver.cuStreamDestroy(Stream);
+            }
+        Driver.cuDevicePrimaryCtxRelease(Device);
     }
 }

@@ -12,21 +12,21 @@ internal sealed class CudaEvent : DeviceEvent
         _event = handle;
     }
 
-    /// <summary>Creates an event and records it at the current end of the stream.</summary>
+    /// <summary>Creates an event and records it at the current end of the stream; the context must be current.</summary>
     public static CudaEvent Record(CudaContext context)
     {
+        CudaDriver driver = context.Driver;
         context.AddReference();
         IntPtr handle = IntPtr.Zero;
         try
         {
-            context.MakeCurrent();
-            CudaStatus.Check(CudaNative.cuEventCreate(out handle, CudaNative.EventDefault), "cuEventCreate");
-            CudaStatus.Check(CudaNative.cuEventRecord(handle, context.Stream), "cuEventRecord");
+            driver.Check(driver.cuEventCreate(out handle, CudaDriver.EventDefault), "cuEventCreate");
+            driver.Check(driver.cuEventRecord(handle, context.Stream), "cuEventRecord");
             return new CudaEvent(context, handle);
         }
         catch
         {
-            if (handle != IntPtr.Zero) CudaNative.cuEventDestroy(handle);
+            if (handle != IntPtr.Zero) driver.cuEventDestroy(handle);
             context.Release();
             throw;
         }
@@ -39,9 +39,10 @@ internal sealed class CudaEvent : DeviceEvent
         if (start is not CudaEvent first || first._context != _context)
             throw new ArgumentException("start must be an event recorded on the same CUDA device", nameof(start));
         ObjectDisposedException.ThrowIf(_event == IntPtr.Zero || first._event == IntPtr.Zero, this);
-        _context.MakeCurrent();
-        CudaStatus.Check(CudaNative.cuEventSynchronize(_event), "cuEventSynchronize");
-        CudaStatus.Check(CudaNative.EventElapsedTime(out float milliseconds, first._event, _event), "cuEventElapsedTime");
+        CudaDriver driver = _context.Driver;
+        using CudaContext.Current current = _context.Enter();
+        driver.Check(driver.cuEventSynchronize(_event), "cuEventSynchronize");
+        driver.Check(driver.cuEventElapsedTime(out float milliseconds, first._event, _event), "cuEventElapsedTime");
         return milliseconds;
     }
 
@@ -58,7 +59,8 @@ internal sealed class CudaEvent : DeviceEvent
     {
         IntPtr handle = Interlocked.Exchange(ref _event, IntPtr.Zero);
         if (handle == IntPtr.Zero) return;
-        if (_context.TryMakeCurrent()) CudaNative.cuEventDestroy(handle);
+        if (_context.TryEnter(out CudaContext.Current current))
+            using (current) _context.Driver.cuEventDestroy(handle);
         _context.Release();
     }
 }

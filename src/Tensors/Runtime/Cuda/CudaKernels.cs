@@ -7,14 +7,19 @@ namespace NativeTensor.Runtime.Cuda;
 /// <c>CUmodule</c>, and kept for the life of the process under <see cref="KernelSources.Hash"/> of its text and build
 /// options. Thread-safe; a build that fails is not cached, so the next call reports the same error afresh.
 /// </summary>
-/// <param name="capability">The device's compute capability as major * 10 + minor, e.g. 90 for sm_90.</param>
+/// <param name="driver">The driver that loads the modules.</param>
+/// <param name="selectCompiler">
+/// Chooses the NVRTC and target for this device (<see cref="Nvrtc.Select"/>), at the first build; a failure is not
+/// kept, so a later call chooses afresh.
+/// </param>
 /// <param name="describeDriver">The driver's CUDA version in words, for the message of a module the driver refuses.</param>
-internal sealed unsafe class CudaKernels(int capability, Func<string> describeDriver) : IDisposable
+internal sealed unsafe class CudaKernels(CudaDriver driver, Func<(Nvrtc Compiler, Nvrtc.Target Target)> selectCompiler, Func<string> describeDriver)
+    : IDisposable
 {
     private readonly ConcurrentDictionary<string, Module> _byFile = new();
     private readonly Dictionary<string, Module> _byHash = [];
     private readonly object _build = new();
-    private NvrtcCompiler.Target? _target;
+    private (Nvrtc Compiler, Nvrtc.Target Target)? _compiler;
     private bool _disposed;
 
     /// <summary>
@@ -30,13 +35,13 @@ internal sealed unsafe class CudaKernels(int capability, Func<string> describeDr
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_byFile.TryGetValue(file, out Module? loaded)) return loaded;
-            _target ??= NvrtcCompiler.TargetFor(capability);
+            (Nvrtc compiler, Nvrtc.Target target) = _compiler ??= selectCompiler();
             string source = KernelSources.Get(file);
-            string key = KernelSources.Hash(source, _target.OptionLine);
+            string key = KernelSources.Hash(source, target.OptionLine);
             if (!_byHash.TryGetValue(key, out Module? module))
             {
-                byte[] image = NvrtcCompiler.Compile(source, file, _target);
-                module = new Module(LoadImage(image, file), file);
+                byte[] image = compiler.Compile(source, file, target);
+                module = new Module(driver, LoadImage(image, file, compiler, target), file);
                 _byHash.Add(key, module);
             }
             _byFile[file] = module;
@@ -44,16 +49,31 @@ internal sealed unsafe class CudaKernels(int capability, Func<string> describeDr
         }
     }
 
-    private IntPtr LoadImage(byte[] image, string file)
+    private IntPtr LoadImage(byte[] image, string file, Nvrtc compiler, Nvrtc.Target target)
     {
         int result;
         IntPtr module;
-        fixed (byte* bytes = image) result = CudaNative.cuModuleLoadData(out module, bytes);
-        if (result == CudaNative.Success) return module;
-        // The usual cause is an NVRTC newer than the driver: its CUBIN or PTX then names an ISA the driver predates.
-        var (major, minor) = NvrtcCompiler.Version;
-        throw CudaStatus.Error(result, $"cuModuleLoadData({file}, {_target!.Architecture} {(_target.IsCubin ? "CUBIN" : "PTX")})",
-            $"built by NVRTC {major}.{minor}; the driver supports {describeDriver()} (an NVRTC newer than the driver makes images it cannot load)");
+        fixed (byte* bytes = image) result = driver.cuModuleLoadData(out module, bytes);
+        if (result == CudaDriver.Success) return module;
+        // Selection keeps NVRTC within what the driver loads, so this names both sides for whoever has to find out why.
+        throw driver.Error(result, $"cuModuleLoadData({file}, {target.Architecture} {(target.IsCubin ? "CUBIN" : "PTX")})",
+            $"built by {compiler}; the driver supports {describeDriver()}");
+    }
+
+    /// <summary>What the compiled <paramref name="entry"/> of <paramref name="file"/> uses per thread and block; the context must be current.</summary>
+    public KernelResources Resources(string file, string entry)
+    {
+        IntPtr function = Function(file, entry);
+        int Read(int attribute, string what)
+        {
+            driver.Check(driver.cuFuncGetAttribute(out int value, attribute, function), $"cuFuncGetAttribute({entry}, {what})");
+            return value;
+        }
+        return new KernelResources(entry,
+            Read(CudaDriver.FunctionRegisters, "NUM_REGS"),
+            Read(CudaDriver.FunctionLocalBytes, "LOCAL_SIZE_BYTES"),
+            Read(CudaDriver.FunctionSharedBytes, "SHARED_SIZE_BYTES"),
+            Read(CudaDriver.FunctionMaxThreadsPerBlock, "MAX_THREADS_PER_BLOCK"));
     }
 
     /// <summary>Unloads every module; the context must be current. Functions handed out before are invalid afterwards.</summary>
@@ -63,13 +83,13 @@ internal sealed unsafe class CudaKernels(int capability, Func<string> describeDr
         {
             if (_disposed) return;
             _disposed = true;
-            foreach (Module module in _byHash.Values) CudaNative.cuModuleUnload(module.Handle);
+            foreach (Module module in _byHash.Values) driver.cuModuleUnload(module.Handle);
             _byHash.Clear();
             _byFile.Clear();
         }
     }
 
-    private sealed class Module(IntPtr handle, string file)
+    private sealed class Module(CudaDriver driver, IntPtr handle, string file)
     {
         private readonly ConcurrentDictionary<string, IntPtr> _functions = new();
 
@@ -79,8 +99,15 @@ internal sealed unsafe class CudaKernels(int capability, Func<string> describeDr
 
         private IntPtr Resolve(string entry)
         {
-            CudaStatus.Check(CudaNative.cuModuleGetFunction(out IntPtr function, Handle, entry), $"cuModuleGetFunction({file}, {entry})");
+            driver.Check(driver.cuModuleGetFunction(out IntPtr function, Handle, entry), $"cuModuleGetFunction({file}, {entry})");
             return _functions.GetOrAdd(entry, function);
         }
     }
 }
+
+/// <summary>
+/// What one compiled kernel needs, as the driver reports it after loading: registers and local memory per thread
+/// (local memory is where spills and unpromoted arrays go), static shared memory per block, and the most threads a
+/// block of it may have (below the kernel's <c>__launch_bounds__</c> when registers run short).
+/// </summary>
+internal sealed record KernelResources(string Entry, int Registers, int LocalBytesPerThread, int SharedBytesPerBlock, int MaxThreadsPerBlock);

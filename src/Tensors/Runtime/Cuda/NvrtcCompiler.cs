@@ -1,43 +1,127 @@
+using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Text.RegularExpressions;
 
 namespace NativeTensor.Runtime.Cuda;
 
 /// <summary>
-/// Builds CUDA C++ source into a module image with NVRTC. The image is CUBIN for the device's own <c>sm_XY</c>
-/// whenever NVRTC knows that architecture, so the driver loads it without a JIT step; a device newer than the
-/// NVRTC at hand gets PTX for the newest <c>compute_XY</c> NVRTC knows below it, which the driver JIT-compiles
-/// once per process (PTX of an older virtual architecture runs on every newer GPU).
+/// Choosing an NVRTC the driver can follow, and building CUDA C++ source with it into a module image. The image is
+/// CUBIN for the device's own <c>sm_XY</c> whenever NVRTC knows that architecture, so the driver loads it without a
+/// JIT step; a device newer than the NVRTC at hand gets PTX for the newest <c>compute_XY</c> NVRTC knows below it,
+/// which the driver JIT-compiles once per process (PTX of an older virtual architecture runs on every newer GPU).
 /// </summary>
-internal static unsafe class NvrtcCompiler
+internal sealed unsafe partial class Nvrtc
 {
-    private static readonly Lazy<(int Major, int Minor, int[] Architectures)> Library = new(Load);
+    /// <summary>Every NVRTC loaded so far, by location; a library that failed to load is never kept.</summary>
+    private static readonly ConcurrentDictionary<string, Nvrtc> Loaded = new(StringComparer.Ordinal);
 
     /// <summary>What NVRTC should produce for one device: the <c>--gpu-architecture</c> value and whether it is CUBIN.</summary>
     public sealed record Target(string Architecture, bool IsCubin)
     {
-        /// <summary>The options every kernel of this project is built with; they enter the kernel cache key.</summary>
-        public string[] Options { get; } = [$"--gpu-architecture={Architecture}", "-default-device", "--std=c++17"];
+        /// <summary>
+        /// The options every kernel of this project is built with; they enter the kernel cache key. The float options
+        /// are NVRTC's defaults, stated so that no toolkit's change of default can break the bit-exact tests: subnormals
+        /// kept (<c>--ftz=false</c>), IEEE division and square root, and no contraction of a separate multiply and add
+        /// into an FMA, as OpenCL's FP_CONTRACT OFF in dialect.h (the kernels round with the _rn intrinsics anyway).
+        /// </summary>
+        public string[] Options { get; } =
+        [
+            $"--gpu-architecture={Architecture}", "-default-device", "--std=c++17",
+            "--ftz=false", "--prec-div=true", "--prec-sqrt=true", "--fmad=false",
+        ];
 
         /// <summary>The options as one line, for cache keys and messages.</summary>
         public string OptionLine => string.Join(' ', Options);
     }
 
-    /// <summary>The NVRTC version, e.g. (12, 6); loads the library on first use.</summary>
-    /// <exception cref="NativeTensorException">NVRTC is not installed: the message lists the names and folders searched.</exception>
-    public static (int Major, int Minor) Version => (Library.Value.Major, Library.Value.Minor);
-
-    /// <summary>The target for a device of compute capability <paramref name="capability"/> (major * 10 + minor, e.g. 90).</summary>
-    /// <exception cref="NativeTensorException">NVRTC is missing, or is too new to know any architecture this old.</exception>
-    public static Target TargetFor(int capability)
+    /// <summary>
+    /// The NVRTC to build for a device of compute capability <paramref name="capability"/> (major * 10 + minor) under a
+    /// driver of <paramref name="driverVersion"/> (<c>cuDriverGetVersion</c>'s 1000 * major + 10 * minor), and the
+    /// target it builds. The driver loads CUBIN of any NVRTC of its own major version or older, but not a newer
+    /// major's, and JIT-compiles only PTX no newer than itself; so the first location of <paramref name="search"/>
+    /// (newest major first) whose NVRTC satisfies both rules wins. A major named in a file name that is newer than the
+    /// driver is not even loaded.
+    /// </summary>
+    /// <exception cref="NativeTensorException">
+    /// No NVRTC fits: the message lists what was found and why each was passed over, or where it was looked for.
+    /// </exception>
+    public static (Nvrtc Compiler, Target Target) Select(int driverVersion, int capability, LibrarySearch search)
     {
-        int[] known = Library.Value.Architectures;
-        if (Array.IndexOf(known, capability) >= 0) return new Target($"sm_{capability}", IsCubin: true);
-        int older = known.Where(a => a < capability).DefaultIfEmpty(-1).Max();
-        if (older > 0) return new Target($"compute_{older}", IsCubin: false);
+        var driver = (Major: driverVersion / 1000, Minor: driverVersion % 1000 / 10);
+        var passedOver = new List<string>();
+        foreach (string location in search.Locations())
+        {
+            if (MajorInName(location) is int named && named > driver.Major)
+            {
+                passedOver.Add($"{location} is NVRTC {named}, newer than the driver");
+                continue;
+            }
+            if (TryLoad(location, passedOver) is not Nvrtc nvrtc) continue;
+            if (nvrtc.Version.Major > driver.Major)
+            {
+                passedOver.Add($"{nvrtc} is newer than the driver");
+                continue;
+            }
+            if (nvrtc.TargetFor(capability) is not Target target)
+            {
+                passedOver.Add($"{nvrtc} builds for {Describe(nvrtc.Architectures)}, nothing at or below sm_{capability}");
+                continue;
+            }
+            if (!target.IsCubin && nvrtc.Version.CompareTo(driver) > 0)
+            {
+                passedOver.Add($"{nvrtc} would give PTX ({target.Architecture}) newer than the driver can compile");
+                continue;
+            }
+            return (nvrtc, target);
+        }
+        string driverText = $"the driver's CUDA {driver.Major}.{driver.Minor}";
+        if (passedOver.Count == 0)
+            throw new NativeTensorException(
+                $"cuda: NVRTC, which compiles the CUDA kernels, was not found; looked for {search.Description}. " +
+                "Install NVRTC 13 or 12 (the CUDA toolkit, or pip's nvidia-cuda-nvrtc), or point CUDA_PATH at a toolkit");
         throw new NativeTensorException(
-            $"nvrtc {Version.Major}.{Version.Minor} cannot build for sm_{capability}: it supports {Describe(known)}; " +
-            "an NVRTC from an older CUDA toolkit still supports this GPU");
+            $"cuda: no NVRTC found can build for sm_{capability} under {driverText}: {string.Join("; ", passedOver)}. " +
+            $"Install NVRTC {driver.Major} (the CUDA {driver.Major} toolkit, or pip's nvidia-cuda-nvrtc-cu{driver.Major}) or a newer driver");
+    }
+
+    /// <summary>The NVRTC at <paramref name="location"/>, loaded once per process; null (and the reason added) when it does not load.</summary>
+    private static Nvrtc? TryLoad(string location, List<string> passedOver)
+    {
+        if (Loaded.TryGetValue(location, out Nvrtc? loaded)) return loaded;
+        if (!LibrarySearch.TryLoad(location, out IntPtr handle)) return null;
+        try
+        {
+            return Loaded.GetOrAdd(location, new Nvrtc(handle, location));
+        }
+        catch (Exception e) when (e is EntryPointNotFoundException or NativeTensorException)
+        {
+            passedOver.Add($"{location} is unusable: {e.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>The major version a file name states: 13 for <c>libnvrtc.so.13</c> or <c>nvrtc64_130_0.dll</c>; null for <c>libnvrtc.so</c>.</summary>
+    internal static int? MajorInName(string location)
+    {
+        Match match = VersionedName().Match(Path.GetFileName(location));
+        if (!match.Success) return null;
+        if (match.Groups["so"].Success) return int.Parse(match.Groups["so"].Value);
+        return int.Parse(match.Groups["dll"].Value) / 10;
+    }
+
+    [GeneratedRegex(@"^(?:libnvrtc\.so\.(?<so>\d+)(?:\.\d+)*|nvrtc64_(?<dll>\d+)_\d+\.dll)$", RegexOptions.CultureInvariant)]
+    private static partial Regex VersionedName();
+
+    /// <summary>
+    /// The target for a device of compute capability <paramref name="capability"/>: CUBIN for <c>sm_XY</c> when this
+    /// NVRTC knows it, else PTX for the newest <c>compute_XY</c> below it; null when it knows nothing that old.
+    /// </summary>
+    public Target? TargetFor(int capability)
+    {
+        if (Architectures.Contains(capability)) return new Target($"sm_{capability}", IsCubin: true);
+        int older = Architectures.Where(a => a < capability).DefaultIfEmpty(-1).Max();
+        return older > 0 ? new Target($"compute_{older}", IsCubin: false) : null;
     }
 
     /// <summary>
@@ -45,9 +129,8 @@ internal static unsafe class NvrtcCompiler
     /// trailing NUL, as <c>cuModuleLoadData</c> wants either).
     /// </summary>
     /// <exception cref="NativeTensorException">The build failed: the message carries NVRTC's full log.</exception>
-    public static byte[] Compile(string source, string name, Target target)
+    public byte[] Compile(string source, string name, Target target)
     {
-        _ = Library.Value;
         byte[] sourceText = Utf8z(source);
         byte[] nameText = Utf8z(name);
         byte[][] options = target.Options.Select(Utf8z).ToArray();
@@ -63,72 +146,52 @@ internal static unsafe class NvrtcCompiler
             }
             fixed (byte* src = sourceText)
             fixed (byte* programName = nameText)
-                CudaStatus.CheckNvrtc(NvrtcNative.nvrtcCreateProgram(out program, src, programName, 0, null, null), "nvrtcCreateProgram");
+                Check(_createProgram(&program, src, programName, 0, null, null), "nvrtcCreateProgram");
 
-            int compiled = NvrtcNative.nvrtcCompileProgram(program, options.Length, optionPointers);
-            if (compiled != NvrtcNative.Success)
-                throw CudaStatus.NvrtcError(compiled, $"nvrtcCompileProgram({name}, {target.OptionLine}) with NVRTC {Version.Major}.{Version.Minor}",
-                    "build log:\n" + Log(program));
+            int compiled = _compileProgram(program, options.Length, optionPointers);
+            if (compiled != Success)
+                throw Error(compiled, $"nvrtcCompileProgram({name}, {target.OptionLine}) with {this}", "build log:\n" + Log(program));
             return target.IsCubin ? Cubin(program) : Ptx(program);
         }
         finally
         {
-            if (program != IntPtr.Zero) NvrtcNative.nvrtcDestroyProgram(ref program);
+            if (program != IntPtr.Zero) _destroyProgram(&program);
             foreach (GCHandle handle in handles)
                 if (handle.IsAllocated) handle.Free();
         }
     }
 
-    private static string Log(IntPtr program)
+    private string Log(IntPtr program)
     {
-        CudaStatus.CheckNvrtc(NvrtcNative.nvrtcGetProgramLogSize(program, out nuint size), "nvrtcGetProgramLogSize");
+        nuint size = 0;
+        Check(_getProgramLogSize(program, &size), "nvrtcGetProgramLogSize");
         if (size <= 1) return "(empty)";
         var log = new byte[(int)size];
-        fixed (byte* text = log) CudaStatus.CheckNvrtc(NvrtcNative.nvrtcGetProgramLog(program, text), "nvrtcGetProgramLog");
+        fixed (byte* text = log) Check(_getProgramLog(program, text), "nvrtcGetProgramLog");
         return Encoding.UTF8.GetString(log, 0, log.Length - 1);
     }
 
-    private static byte[] Cubin(IntPtr program)
+    private byte[] Cubin(IntPtr program)
     {
-        CudaStatus.CheckNvrtc(NvrtcNative.nvrtcGetCUBINSize(program, out nuint size), "nvrtcGetCUBINSize");
+        nuint size = 0;
+        Check(_getCubinSize(program, &size), "nvrtcGetCUBINSize");
         if (size == 0) throw new NativeTensorException("nvrtc: nvrtcGetCUBINSize returned 0 bytes for a real sm_ architecture");
         var image = new byte[(int)size];
-        fixed (byte* bytes = image) CudaStatus.CheckNvrtc(NvrtcNative.nvrtcGetCUBIN(program, bytes), "nvrtcGetCUBIN");
+        fixed (byte* bytes = image) Check(_getCubin(program, bytes), "nvrtcGetCUBIN");
         return image;
     }
 
-    private static byte[] Ptx(IntPtr program)
+    private byte[] Ptx(IntPtr program)
     {
-        CudaStatus.CheckNvrtc(NvrtcNative.nvrtcGetPTXSize(program, out nuint size), "nvrtcGetPTXSize");
+        nuint size = 0;
+        Check(_getPtxSize(program, &size), "nvrtcGetPTXSize");
         var image = new byte[(int)size];
-        fixed (byte* bytes = image) CudaStatus.CheckNvrtc(NvrtcNative.nvrtcGetPTX(program, bytes), "nvrtcGetPTX");
+        fixed (byte* bytes = image) Check(_getPtx(program, bytes), "nvrtcGetPTX");
         return image;
     }
 
-    /// <summary>Loads NVRTC (through the resolver) and reads its version and architecture list once per process.</summary>
-    private static (int Major, int Minor, int[] Architectures) Load()
-    {
-        NativeLibraries.EnsureRegistered();
-        int major, minor;
-        try
-        {
-            CudaStatus.CheckNvrtc(NvrtcNative.nvrtcVersion(out major, out minor), "nvrtcVersion");
-        }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-        {
-            throw new NativeTensorException(
-                $"cuda: NVRTC, which compiles the CUDA kernels, was not found; looked for {NativeLibraries.SearchDescription(NativeLibraries.Nvrtc)}. " +
-                "Install NVRTC 13 or 12 (the CUDA toolkit, or pip's nvidia-cuda-nvrtc), or point CUDA_PATH at a toolkit", e);
-        }
-        CudaStatus.CheckNvrtc(NvrtcNative.nvrtcGetNumSupportedArchs(out int count), "nvrtcGetNumSupportedArchs");
-        var architectures = new int[count];
-        fixed (int* list = architectures)
-            if (count > 0) CudaStatus.CheckNvrtc(NvrtcNative.nvrtcGetSupportedArchs(list), "nvrtcGetSupportedArchs");
-        return (major, minor, architectures);
-    }
-
-    private static string Describe(int[] architectures) =>
-        architectures.Length == 0 ? "no architecture" : $"sm_{architectures.Min()} to sm_{architectures.Max()}";
+    private static string Describe(IReadOnlyList<int> architectures) =>
+        architectures.Count == 0 ? "no architecture" : $"sm_{architectures.Min()} to sm_{architectures.Max()}";
 
     private static byte[] Utf8z(string text)
     {
