@@ -1,4 +1,6 @@
 using NativeTensor.Reference;
+using NativeTensor.Runtime;
+using NativeTensor.Runtime.Cuda;
 using NativeTensor.Tests.Infrastructure;
 
 namespace NativeTensor.Perf;
@@ -46,9 +48,33 @@ internal static class Linalg
             rows.AddRange(Peers.NumpyMatMul(plan, report));
         }
         foreach (Device cuda in devices.Where(d => d.Kind == DeviceKind.Cuda && rows.Any(r => r.Backend == d.Spec)))
+        {
+            PrintKernelResources(cuda, report);
             rows.AddRange(Peers.TorchMatMul(cuda, plan, report));
+        }
         Print(rows, peak?.Gflops, report);
         return (rows, failed);
+    }
+
+    /// <summary>
+    /// Registers, local memory and shared memory of every MatMul and Syrk kernel as the driver compiled them: under
+    /// <c>__launch_bounds__(256)</c> a register budget past 255 per thread spills to local memory, which costs more than
+    /// any tuning gains, so a nonzero local size is the first thing to read here.
+    /// </summary>
+    private static void PrintKernelResources(Device cuda, Report report)
+    {
+        var backend = (CudaBackend)cuda.Backend;
+        DType[] dtypes = [DType.Float32, DType.Float16, DType.BFloat16];
+        IEnumerable<string> entries = dtypes.SelectMany(a => dtypes.Select(b => LinalgGrid.MatMulKernel(a, b)))
+            .Concat(dtypes.Select(LinalgGrid.SyrkKernel));
+        var table = new List<string[]> { new[] { "kernel", "registers/thread", "local B/thread", "shared B/block", "max threads/block" } };
+        foreach (string entry in entries)
+        {
+            KernelResources used = backend.KernelResources(LinalgGrid.Source, entry);
+            table.Add([entry, $"{used.Registers}", $"{used.LocalBytesPerThread}", $"{used.SharedBytesPerBlock}", $"{used.MaxThreadsPerBlock}"]);
+        }
+        report.Line($"{cuda.Spec} kernel resources ({cuda.Name}, as compiled for sm_{backend.ComputeCapability}):");
+        report.Table(table, [false, true, true, true, true]);
     }
 
     private static string? Validate(Device device)

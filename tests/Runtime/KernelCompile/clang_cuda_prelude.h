@@ -1,0 +1,29 @@
+/*
+ * clang_cuda_prelude.h — what NVRTC declares before a kernel's first line, for clang's CUDA front end without a CUDA
+ * toolkit (-nocudainc -nocudalib): the execution-space keywords, the builtin index variables, the vector types uint2,
+ * uint3, uint4 and dim3, the device math intrinsics (__fmul_rn, __clz, ...), and atomicMin. With it, a kernel that
+ * compiles here uses nothing NVRTC lacks; clang's own declarations are stricter in places (threadIdx is not a uint3),
+ * which is the point. Only the tests include it.
+ */
+#define CUDA_VERSION 12000
+typedef __SIZE_TYPE__ size_t;
+
+#define __host__ __attribute__((host))
+#define __device__ __attribute__((device))
+#define __global__ __attribute__((global))
+#define __shared__ __attribute__((shared))
+#define __constant__ __attribute__((constant))
+#define __forceinline__ __inline__ __attribute__((always_inline))
+#define __launch_bounds__(...) __attribute__((launch_bounds(__VA_ARGS__)))
+#define __restrict__ __restrict
+
+struct uint3 { unsigned int x, y, z; };
+struct dim3 { unsigned int x, y, z; };
+struct __attribute__((aligned(8))) uint2 { unsigned int x, y; };
+struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
+
+#include <__clang_cuda_builtin_vars.h>
+#include <__clang_cuda_libdevice_declares.h>
+#include <__clang_cuda_device_functions.h>
+
+__device__ inline int atomicMin(int *address, int value) { return __nvvm_atom_min_gen_i(address, value); }
