@@ -1,5 +1,6 @@
 using NativeTensor.Cpu;
 using NativeTensor.Runtime.Cpu;
+using Xunit.Sdk;
 
 namespace NativeTensor.Tests.Infrastructure;
 
@@ -27,7 +28,7 @@ public static class Backends
         string reason = $"no {Device.KindName(kind)} device: {Device.UnavailableReason(kind)}";
         if (IsRequired(kind))
             throw new InvalidOperationException($"{reason}, but NATIVETENSOR_REQUIRE names {Device.KindName(kind)}");
-        throw new SkipException(reason);
+        throw SkipException.ForSkip(reason);
     }
 
     public static bool IsRequired(DeviceKind kind) => IsRequired(Device.KindName(kind));
@@ -42,7 +43,7 @@ public static class Backends
             .Contains(what, StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Skips with <paramref name="reason"/>, or fails when <c>NATIVETENSOR_REQUIRE</c> names <paramref name="what"/>.</summary>
-    public static SkipException Missing(string what, string reason) => IsRequired(what)
-        ? throw new InvalidOperationException($"{reason}, but NATIVETENSOR_REQUIRE names {what}")
-        : new SkipException(reason);
+    public static Exception Missing(string what, string reason) => IsRequired(what)
+        ? new InvalidOperationException($"{reason}, but NATIVETENSOR_REQUIRE names {what}")
+        : SkipException.ForSkip(reason);
 }

@@ -44,7 +44,7 @@ internal sealed unsafe class FakeCuda : IDisposable
     /// <param name="nvrtcs">The NVRTCs beside the driver; by default one NVRTC 12.4.</param>
     public FakeCuda(int elapsed = 2, bool stub = false, int driverVersion = 12040, bool pools = true, IReadOnlyList<FakeNvrtc>? nvrtcs = null)
     {
-        if (!OperatingSystem.IsLinux()) throw new SkipException("the fake CUDA driver is built and loaded on Linux only");
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the fake CUDA driver is built and loaded on Linux only");
         if (Compiler.Value is null)
             throw Backends.Missing(Requirement, "no C compiler (cc, gcc or clang) on PATH to build the fake CUDA driver");
         Folder = Path.Combine(Root, $"instance-{Interlocked.Increment(ref _instances)}");

@@ -56,7 +56,7 @@ public sealed class KvCacheBadInputTests
         Assert.Throws<ArgumentException>(() => new KvCache(Heads, Capacity, HeadDim, DType.Float32, ""));
     }
 
-    [SkippableFact]
+    [Fact]
     public void A_backing_directory_with_a_device_other_than_the_cpu_is_refused()
     {
         Device openCl = Backends.Require(DeviceKind.OpenCl);

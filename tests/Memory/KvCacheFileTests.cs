@@ -15,10 +15,10 @@ public sealed class KvCacheFileTests : IDisposable
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
-    [SkippableFact]
+    [Fact]
     public void The_file_is_nameless_while_the_cache_lives_and_gone_from_the_process_after_dispose()
     {
-        Skip.IfNot(OperatingSystem.IsLinux(), "/proc/self/maps and /proc/self/fd are Linux's");
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "/proc/self/maps and /proc/self/fd are Linux's");
         var cache = new KvCache(2, 64, 16, DType.BFloat16, _directory, ring: true);
         Assert.Empty(Directory.EnumerateFileSystemEntries(_directory));
         Assert.StartsWith(_directory + Path.DirectorySeparatorChar, cache.BackingPath);
@@ -39,10 +39,10 @@ public sealed class KvCacheFileTests : IDisposable
         Assert.Empty(Directory.EnumerateFileSystemEntries(_directory));
     }
 
-    [SkippableFact]
+    [Fact]
     public void A_multi_layer_cache_that_fails_at_a_layer_releases_the_layers_it_made()
     {
-        Skip.IfNot(OperatingSystem.IsLinux(), "/proc/self/maps and /proc/self/fd are Linux's");
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "/proc/self/maps and /proc/self/fd are Linux's");
         long bytes = Device.Cpu.AllocatedBytes;
         int made = 0;
         var failure = new IOException("layer 3 fails");
@@ -81,7 +81,7 @@ public sealed class KvCacheFileTests : IDisposable
         Assert.Empty(Directory.EnumerateFileSystemEntries(_directory));
     }
 
-    [SkippableFact]
+    [Fact]
     public void A_cache_in_device_memory_frees_it_on_dispose()
     {
         Device openCl = Backends.Require(DeviceKind.OpenCl);

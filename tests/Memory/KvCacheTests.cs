@@ -61,7 +61,7 @@ public sealed class KvCacheTests
         }
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(DeviceKind.OpenCl)]
     [InlineData(DeviceKind.Cuda)]
     public void A_cache_in_device_memory_equals_the_model_for_host_and_device_inputs(DeviceKind kind)

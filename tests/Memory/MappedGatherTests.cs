@@ -41,16 +41,16 @@ public sealed class MappedGatherTests
         Assert.Equal(b.ToArray<float>(), a.ToArray<float>());
     }
 
-    [SkippableFact]
+    [Fact]
     public void A_cold_gather_reads_only_the_header_and_the_gathered_rows_pages()
     {
-        Skip.IfNot(OperatingSystem.IsLinux(), "mincore and posix_fadvise are Linux's");
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "mincore and posix_fadvise are Linux's");
         using TempFile file = Temp(".npy");
         MappedLifetimeTests.WriteRows(file.Path, Frames, Row);
         using (var stream = new FileStream(file.Path, FileMode.Open, FileAccess.ReadWrite))
         {
             stream.Flush(flushToDisk: true); // only clean pages can be dropped
-            Skip.IfNot(FileMapping.DropFromPageCache(stream.SafeFileHandle), "posix_fadvise(DONTNEED) was refused");
+            Assert.SkipUnless(FileMapping.DropFromPageCache(stream.SafeFileHandle), "posix_fadvise(DONTNEED) was refused");
         }
         using MappedTensor mapped = MappedTensor.OpenNpy(file.Path);
         long page = Environment.SystemPageSize;
@@ -59,7 +59,7 @@ public sealed class MappedGatherTests
         int residentBefore = before.Count(r => r);
         // Opening read the header (one page) through a random-access handle: nothing else may be resident. A kernel
         // or file system that keeps pages anyway cannot show which pages a gather touched.
-        Skip.If(residentBefore > 2, $"{residentBefore} of {before.Length} pages stayed in the page cache after DropFromPageCache: this kernel or file system keeps them");
+        Assert.SkipWhen(residentBefore > 2, $"{residentBefore} of {before.Length} pages stayed in the page cache after DropFromPageCache: this kernel or file system keeps them");
 
         long[] starts = [17, 1500, 640, 1996];
         using Tensor batch = Windows.Gather(mapped.Tensor, starts, Window);

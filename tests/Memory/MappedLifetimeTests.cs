@@ -11,10 +11,10 @@ namespace NativeTensor.Tests.Memory;
 /// </summary>
 public sealed unsafe class MappedLifetimeTests
 {
-    [SkippableFact]
+    [Fact]
     public void The_tensors_of_one_file_share_one_mapping_that_goes_when_the_last_is_disposed_in_any_order()
     {
-        Skip.IfNot(OperatingSystem.IsLinux(), "/proc/self/maps is Linux's");
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "/proc/self/maps is Linux's");
         string path = Path("all_dtypes.safetensors");
         foreach (int seed in new[] { 1, 2, 3 })
         {
@@ -40,10 +40,10 @@ public sealed unsafe class MappedLifetimeTests
         }
     }
 
-    [SkippableFact]
+    [Fact]
     public void Many_opens_leak_no_mappings()
     {
-        Skip.IfNot(OperatingSystem.IsLinux(), "/proc/self/maps is Linux's");
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "/proc/self/maps is Linux's");
         for (int i = 0; i < 200; i++)
         {
             using (MappedTensor npy = MappedTensor.OpenNpy(Path("f4_v2.npy")))
@@ -60,10 +60,10 @@ public sealed unsafe class MappedLifetimeTests
         Assert.Equal(0, MapsEntries(Path("only_metadata.safetensors")));
     }
 
-    [SkippableFact]
+    [Fact]
     public void To_streams_to_the_cpu_while_the_file_adds_at_most_about_a_chunk_to_resident_memory()
     {
-        Skip.IfNot(OperatingSystem.IsLinux(), "/proc/self/smaps is Linux's");
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "/proc/self/smaps is Linux's");
         const long Rows = 16_384, Row = 1024, Chunk = 4 << 20; // 64 MiB of file, 4 MiB chunks
         using TempFile file = Temp(".npy");
         WriteRows(file.Path, Rows, Row);
@@ -95,7 +95,7 @@ public sealed unsafe class MappedLifetimeTests
         Assert.Equal(RowValue(values.Length - 1), values[^1]);
     }
 
-    [SkippableFact]
+    [Fact]
     public void To_streams_to_an_opencl_device_in_chunks_that_do_not_divide_the_tensor()
     {
         Device opencl = Backends.Require(DeviceKind.OpenCl);

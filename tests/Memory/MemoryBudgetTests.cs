@@ -14,10 +14,10 @@ public sealed class MemoryBudgetTests
     /// <summary>See <see cref="Tolerances.ResidentSetSlackBytes"/>: per-CPU counter batches plus the runtime's own allocation.</summary>
     private static readonly long MeasureSlackBytes = Tolerances.ResidentSetSlackBytes;
 
-    [SkippableFact]
+    [Fact]
     public void Current_agrees_with_meminfo_and_status_read_here_and_rss_rises_by_a_touched_block()
     {
-        Skip.IfNot(OperatingSystem.IsLinux(), "/proc/meminfo and /proc/self/status are Linux's");
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "/proc/meminfo and /proc/self/status are Linux's");
         long availableBefore = ProcKilobytes("/proc/meminfo", "MemAvailable");
         long rssBefore = ProcKilobytes("/proc/self/status", "VmRSS");
         MemoryBudget b = MemoryBudget.Current();
@@ -52,25 +52,25 @@ public sealed class MemoryBudgetTests
         Assert.Contains("available", b.ToString());
     }
 
-    [SkippableFact]
+    [Fact]
     public void Total_agrees_with_the_runtimes_own_reading_of_meminfo_and_the_cgroup_when_nothing_limits_the_heap()
     {
-        Skip.IfNot(OperatingSystem.IsLinux(), "the runtime reads /proc and cgroups only on Linux");
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "the runtime reads /proc and cgroups only on Linux");
         MemoryBudget b = MemoryBudget.Current();
         // Under a cgroup limit the runtime reports its GC heap hard limit (75% of the limit by default), and a configured
         // hard limit replaces the figure anywhere: then the two need not agree (the next test bounds it).
-        Skip.If(b.LimitBytes is not null, $"a cgroup limit ({b.LimitBytes} B) makes the runtime report its heap hard limit instead");
+        Assert.SkipWhen(b.LimitBytes is not null, $"a cgroup limit ({b.LimitBytes} B) makes the runtime report its heap hard limit instead");
         string? knob = HeapHardLimitConfigured();
-        Skip.If(knob is not null, $"a GC heap hard limit is configured ({knob})");
+        Assert.SkipWhen(knob is not null, $"a GC heap hard limit is configured ({knob})");
         // The .NET runtime computes its physical memory limit independently (src/coreclr/gc/unix/cgroup.cpp): the same
         // min(physical pages, cgroup limit) must come out.
         Assert.Equal(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, b.TotalBytes);
     }
 
-    [SkippableFact]
+    [Fact]
     public void The_runtimes_available_memory_never_exceeds_total()
     {
-        Skip.IfNot(OperatingSystem.IsLinux(), "off Linux TotalBytes is the runtime's figure itself");
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "off Linux TotalBytes is the runtime's figure itself");
         // A heap hard limit (a cgroup's default 75%, or configured) is at most what the process may use; without one it is equal.
         Assert.InRange(GC.GetGCMemoryInfo().TotalAvailableMemoryBytes, 1, MemoryBudget.Current().TotalBytes);
     }
@@ -91,7 +91,7 @@ public sealed class MemoryBudgetTests
         }
     }
 
-    [SkippableFact]
+    [Fact]
     public void Measure_reports_the_peak_of_touching_256_MiB_even_after_it_is_freed()
     {
         SkipUnlessPeakCanBeReset();
@@ -110,7 +110,7 @@ public sealed class MemoryBudgetTests
         Assert.Equal(frozen, scope.PeakRssBytes);   // fixed at Dispose
     }
 
-    [SkippableFact]
+    [Fact]
     public void Measure_around_nothing_reports_near_zero_after_a_larger_earlier_peak_and_keeps_the_lifetime_peak()
     {
         SkipUnlessPeakCanBeReset();
@@ -129,7 +129,7 @@ public sealed class MemoryBudgetTests
         Assert.True(ProcessMemory.PeakResidentBytes >= lifetime);
     }
 
-    [SkippableFact]
+    [Fact]
     public void An_outer_scope_keeps_the_peak_an_inner_scope_reset_away()
     {
         SkipUnlessPeakCanBeReset();
@@ -162,7 +162,7 @@ public sealed class MemoryBudgetTests
     private static WeakReference<MemoryMeasurement>[] Abandon(int count) =>
         Enumerable.Range(0, count).Select(_ => new WeakReference<MemoryMeasurement>(MemoryBudget.Measure())).ToArray();
 
-    private static void SkipUnlessPeakCanBeReset() => Skip.IfNot(PeakTracker.CanReset(out string reason), reason);
+    private static void SkipUnlessPeakCanBeReset() => Assert.SkipUnless(PeakTracker.CanReset(out string reason), reason);
 
     /// <summary>A <c>Key: value kB</c> line of a /proc file in bytes, parsed here apart from the library's parser.</summary>
     private static long ProcKilobytes(string path, string key)

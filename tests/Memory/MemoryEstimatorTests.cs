@@ -1,5 +1,6 @@
 using FsCheck;
 using FsCheck.Fluent;
+using FsCheck.Xunit;
 using NativeTensor.Memory;
 
 namespace NativeTensor.Tests.Memory;
@@ -9,7 +10,10 @@ public sealed class MemoryEstimatorTests
 {
     private static readonly DType[] AllTypes = Enum.GetValues<DType>();
 
-    private static readonly Gen<(long Frames, long Row, DType DType, int Window, int Stride, int Batch, int Prefetch)> Cases =
+    /// <summary>One window dataset and batching: frames of rows of a dtype, cut in windows at a stride, batched and prefetched.</summary>
+    public sealed record WindowCase(long Frames, long Row, DType DType, int Window, int Stride, int Batch, int Prefetch);
+
+    private static readonly Gen<WindowCase> Cases =
         from frames in Gen.OneOf(Gen.Choose(1, 300), Gen.Choose(300, 2_000_000))
         from window in Gen.Choose(1, Math.Min(frames, 600))
         from stride in Gen.OneOf(Gen.Constant(1), Gen.Choose(1, 64))
@@ -17,7 +21,14 @@ public sealed class MemoryEstimatorTests
         from dtype in Gen.Elements(AllTypes)
         from batch in Gen.Choose(1, 1024)
         from prefetch in Gen.Choose(0, 4)
-        select ((long)frames, (long)row, dtype, window, stride, batch, prefetch);
+        select new WindowCase(frames, row, dtype, window, stride, batch, prefetch);
+
+    /// <summary>The generators of the properties below, by type: window cases, and growths of 1 to 1000.</summary>
+    public static class Generators
+    {
+        public static Arbitrary<WindowCase> Windows() => Cases.ToArbitrary();
+        public static Arbitrary<int> Growth() => Gen.Choose(1, 1000).ToArbitrary();
+    }
 
     [Fact]
     public void The_sequence_embedding_scenario_is_13_GB_eager_and_under_half_a_GB_lazy()
@@ -58,42 +69,32 @@ public sealed class MemoryEstimatorTests
         Assert.Equal("outputType", refused.ParamName);
     }
 
-    [Fact]
-    public void Eager_is_the_window_count_times_the_window_bytes()
+    [Property(Arbitrary = [typeof(Generators)], MaxTest = 500)]
+    public void Eager_is_the_window_count_times_the_window_bytes(WindowCase c)
     {
-        Prop.ForAll(Cases.ToArbitrary(), c =>
-        {
-            Int128 expected = (Int128)NativeTensor.Windows.Count(c.Frames, c.Window, c.Stride) * c.Window * c.Row * c.DType.SizeOf();
-            Assert.Equal(expected, MemoryEstimator.EagerWindowBytes(c.Frames, c.Row, c.DType, c.Window, c.Stride));
-            Int128 lazy = (Int128)c.Frames * c.Row * c.DType.SizeOf() + (Int128)(1 + c.Prefetch) * c.Batch * (c.Window * c.Row * c.DType.SizeOf() + 8);
-            Assert.Equal(lazy, MemoryEstimator.LazyWindowBytes(c.Frames, c.Row, c.DType, c.Window, c.Batch, c.Prefetch));
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(500));
+        Int128 expected = (Int128)NativeTensor.Windows.Count(c.Frames, c.Window, c.Stride) * c.Window * c.Row * c.DType.SizeOf();
+        Assert.Equal(expected, MemoryEstimator.EagerWindowBytes(c.Frames, c.Row, c.DType, c.Window, c.Stride));
+        Int128 lazy = (Int128)c.Frames * c.Row * c.DType.SizeOf() + (Int128)(1 + c.Prefetch) * c.Batch * (c.Window * c.Row * c.DType.SizeOf() + 8);
+        Assert.Equal(lazy, MemoryEstimator.LazyWindowBytes(c.Frames, c.Row, c.DType, c.Window, c.Batch, c.Prefetch));
     }
 
-    [Fact]
-    public void Both_grow_with_every_size_argument_and_eager_shrinks_with_the_stride()
+    [Property(Arbitrary = [typeof(Generators)], MaxTest = 500)]
+    public void Both_grow_with_every_size_argument_and_eager_shrinks_with_the_stride(WindowCase c, int more)
     {
-        var grown = from c in Cases
-                    from more in Gen.Choose(1, 1000)
-                    select (c, more);
-        Prop.ForAll(grown.ToArbitrary(), x =>
-        {
-            var (c, more) = x;
-            long Eager(long frames, long row, DType t, int stride) => MemoryEstimator.EagerWindowBytes(frames, row, t, c.Window, stride);
-            long Lazy(long frames, long row, DType t, int window, int batch, int prefetch) => MemoryEstimator.LazyWindowBytes(frames, row, t, window, batch, prefetch);
-            long eager = Eager(c.Frames, c.Row, c.DType, c.Stride);
-            Assert.True(Eager(c.Frames + more, c.Row, c.DType, c.Stride) >= eager);
-            Assert.True(Eager(c.Frames, c.Row + more, c.DType, c.Stride) > eager || eager == 0);
-            Assert.True(Eager(c.Frames, c.Row, DType.Int64, c.Stride) >= eager);
-            Assert.True(Eager(c.Frames, c.Row, c.DType, c.Stride + more) <= eager);
-            long lazy = Lazy(c.Frames, c.Row, c.DType, c.Window, c.Batch, c.Prefetch);
-            Assert.True(Lazy(c.Frames + more, c.Row, c.DType, c.Window, c.Batch, c.Prefetch) > lazy);
-            Assert.True(Lazy(c.Frames, c.Row + more, c.DType, c.Window, c.Batch, c.Prefetch) > lazy);
-            Assert.True(Lazy(c.Frames, c.Row, DType.Int64, c.Window, c.Batch, c.Prefetch) >= lazy);
-            Assert.True(Lazy(c.Frames + more, c.Row, c.DType, c.Window + more, c.Batch, c.Prefetch) > Lazy(c.Frames + more, c.Row, c.DType, c.Window, c.Batch, c.Prefetch));
-            Assert.True(Lazy(c.Frames, c.Row, c.DType, c.Window, c.Batch + more, c.Prefetch) > lazy);
-            Assert.True(Lazy(c.Frames, c.Row, c.DType, c.Window, c.Batch, c.Prefetch + more) > lazy);
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(500));
+        long Eager(long frames, long row, DType t, int stride) => MemoryEstimator.EagerWindowBytes(frames, row, t, c.Window, stride);
+        long Lazy(long frames, long row, DType t, int window, int batch, int prefetch) => MemoryEstimator.LazyWindowBytes(frames, row, t, window, batch, prefetch);
+        long eager = Eager(c.Frames, c.Row, c.DType, c.Stride);
+        Assert.True(Eager(c.Frames + more, c.Row, c.DType, c.Stride) >= eager);
+        Assert.True(Eager(c.Frames, c.Row + more, c.DType, c.Stride) > eager || eager == 0);
+        Assert.True(Eager(c.Frames, c.Row, DType.Int64, c.Stride) >= eager);
+        Assert.True(Eager(c.Frames, c.Row, c.DType, c.Stride + more) <= eager);
+        long lazy = Lazy(c.Frames, c.Row, c.DType, c.Window, c.Batch, c.Prefetch);
+        Assert.True(Lazy(c.Frames + more, c.Row, c.DType, c.Window, c.Batch, c.Prefetch) > lazy);
+        Assert.True(Lazy(c.Frames, c.Row + more, c.DType, c.Window, c.Batch, c.Prefetch) > lazy);
+        Assert.True(Lazy(c.Frames, c.Row, DType.Int64, c.Window, c.Batch, c.Prefetch) >= lazy);
+        Assert.True(Lazy(c.Frames + more, c.Row, c.DType, c.Window + more, c.Batch, c.Prefetch) > Lazy(c.Frames + more, c.Row, c.DType, c.Window, c.Batch, c.Prefetch));
+        Assert.True(Lazy(c.Frames, c.Row, c.DType, c.Window, c.Batch + more, c.Prefetch) > lazy);
+        Assert.True(Lazy(c.Frames, c.Row, c.DType, c.Window, c.Batch, c.Prefetch + more) > lazy);
     }
 
     /// <summary>

@@ -77,10 +77,10 @@ public sealed class NpyWriterTests
         Assert.Equal(after, fresh.Tensor.ToArray<float>());
     }
 
-    [SkippableFact]
+    [Fact]
     public void A_failed_append_deletes_the_partial_file_and_dispose_does_not_throw_again()
     {
-        Skip.IfNot(File.Exists(DevFull), $"{DevFull} is missing: no device to make a write fail with ENOSPC");
+        Assert.SkipUnless(File.Exists(DevFull), $"{DevFull} is missing: no device to make a write fail with ENOSPC");
         using TempFile file = Temp(".npy");
         var writer = new NpyWriter(file.Path, DType.Float32, [1024], WritesFail);
         string partial = writer.PartialPath;
@@ -94,10 +94,10 @@ public sealed class NpyWriterTests
         Assert.False(File.Exists(file.Path));
     }
 
-    [SkippableFact]
+    [Fact]
     public void A_dispose_that_cannot_write_the_file_throws_deletes_it_and_leaves_the_old_file_at_the_path()
     {
-        Skip.IfNot(File.Exists(DevFull), $"{DevFull} is missing: no device to make a write fail with ENOSPC");
+        Assert.SkipUnless(File.Exists(DevFull), $"{DevFull} is missing: no device to make a write fail with ENOSPC");
         using TempFile file = Temp(".npy");
         float[] old = Expected(4 * 64, F32);
         Write(file.Path, old);
@@ -110,11 +110,11 @@ public sealed class NpyWriterTests
         Assert.Equal(old, mapped.Tensor.ToArray<float>());
     }
 
-    [SkippableFact]
+    [Fact]
     public void Numpy_loads_what_the_writer_wrote()
     {
         string? why = PythonWithNumpyMissing();
-        Skip.If(why is not null, why);
+        if (why is not null) Assert.Skip(why);
         (DType DType, string Descr, byte[] Data)[] cases =
         [
             (DType.Float32, "<f4", MemoryMarshal.AsBytes(Expected(5 * 287, F32).AsSpan()).ToArray()),
@@ -157,11 +157,11 @@ public sealed class NpyWriterTests
         Assert.Equal([1024L, 1024], mapped.Shape);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Numpy_refuses_an_unfinished_partial_file()
     {
         string? why = PythonWithNumpyMissing();
-        Skip.If(why is not null, why);
+        if (why is not null) Assert.Skip(why);
         using TempFile file = Temp(".npy");
         using var writer = new NpyWriter(file.Path, DType.Float32, 16);
         using (Tensor rows = Tensor.Zeros(DType.Float32, [8, 16], Device.Cpu)) writer.Append(rows);
@@ -171,7 +171,7 @@ public sealed class NpyWriterTests
         Assert.Contains("pickle", error); // NumPy: not the .npy magic, so not a .npy file
     }
 
-    [SkippableFact]
+    [Fact]
     public void Rows_on_a_device_are_streamed_to_the_file()
     {
         Device opencl = Backends.Require(DeviceKind.OpenCl);

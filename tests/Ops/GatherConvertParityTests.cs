@@ -21,7 +21,7 @@ public abstract class GatherConvertParityTests
     protected abstract Device Device { get; }
 
     /// <summary>A converting batch large enough to be split across cores, cut so a core's piece starts inside a window.</summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(DType.Float32, DType.Float16, 24, 64, 300)]
     [InlineData(DType.BFloat16, DType.Float32, 37, 41, 287)]
     public void Converting_batches_split_across_cores_equal_the_reference(DType from, DType to, int batch, int window, int row)
@@ -90,7 +90,7 @@ public abstract class GatherConvertParityTests
         from seed in Gen.Choose(0, int.MaxValue)
         select new Case(direction.From, direction.To, [frames, .. rest], window, starts, seed);
 
-    [SkippableFact]
+    [Fact]
     public void Every_direction_equals_the_unfused_and_the_reference_composition_into_a_reused_output()
     {
         Device device = Device;
@@ -121,7 +121,7 @@ public abstract class GatherConvertParityTests
     }
 
     /// <summary>Every special value of each source dtype, in windows of the sequence-embedding row 287.</summary>
-    [SkippableTheory]
+    [Theory]
     [MemberData(nameof(AllDirections))]
     public void Special_values_convert_exactly(DType from, DType to)
     {
@@ -134,7 +134,7 @@ public abstract class GatherConvertParityTests
     }
 
     /// <summary>Runs both backend entry points into a buffer longer than the output: the bytes after it must keep their poison.</summary>
-    [SkippableTheory]
+    [Theory]
     [MemberData(nameof(AllDirections))]
     public void Kernels_write_nothing_past_the_output(DType from, DType to)
     {
@@ -166,7 +166,7 @@ public abstract class GatherConvertParityTests
         }
     }
 
-    [SkippableFact]
+    [Fact]
     public void A_bad_device_start_is_clamped_and_flagged_on_devices_and_refused_before_writing_on_the_cpu()
     {
         Device device = Device;
@@ -183,7 +183,7 @@ public abstract class GatherConvertParityTests
             BitExact(Reference(DType.Float32, DType.BFloat16, bytes, N, D, [3, N - W, 0], W), after, "clamped windows");
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData("integer frames", "host starts")]
     [InlineData("integer frames", "device starts")]
     [InlineData("integer outputType", "host starts")]

@@ -29,7 +29,7 @@ public abstract class LinalgParityTests
         from n in large == 0 ? Gen.Choose(300, 700) : Gen.Choose(1, 257)
         select n;
 
-    [SkippableFact]
+    [Fact]
     public void MatMul_on_random_shapes_transposes_dtypes_and_scalars_stays_within_the_derived_bound()
     {
         Device device = Device;   // skips (or fails) here, not inside the property, when the backend is missing
@@ -47,7 +47,7 @@ public abstract class LinalgParityTests
         Prop.ForAll(cases.ToArbitrary(), c => c.Check(device)).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
     }
 
-    [SkippableFact]
+    [Fact]
     public void Syrk_on_random_shapes_dtypes_and_scalars_is_symmetric_and_within_the_derived_bound()
     {
         Device device = Device;
@@ -62,7 +62,7 @@ public abstract class LinalgParityTests
     }
 
     /// <summary>m from 1 to 257 against n from 257 down to 1: every row and column tail of every tile shape, both cores.</summary>
-    [SkippableFact]
+    [Fact]
     public void Every_row_and_column_count_up_to_257_stays_within_the_bound()
     {
         Device device = Device;
@@ -72,7 +72,7 @@ public abstract class LinalgParityTests
     }
 
     /// <summary>Shapes that cross the CPU's depth (256) and width (512) blocks, its row panels and the parallel split.</summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(300, 513, 513, false, false)]
     [InlineData(129, 1100, 70, false, true)]
     [InlineData(700, 33, 1030, true, false)]
@@ -84,7 +84,7 @@ public abstract class LinalgParityTests
         new MatMulCase(m, n, k, transposeA, transposeB, DType.BFloat16, DType.Float16, -0.5f, 1, m * n).Check(Device);
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(1030, 300)]
     [InlineData(600, 545)]
     [InlineData(3, 700)]
@@ -98,7 +98,7 @@ public abstract class LinalgParityTests
     /// A NaN or ±Inf in A reaches exactly the elements of C whose sums contain it, as in the reference; the zero padding
     /// of edge tiles (0 * Inf = NaN there) never reaches C.
     /// </summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(false, false)]
     [InlineData(true, true)]
     public void Non_finite_inputs_spoil_only_the_sums_they_enter(bool transposeA, bool transposeB)
@@ -122,7 +122,7 @@ public abstract class LinalgParityTests
     }
 
     /// <summary>The kernels run with C in a buffer longer than C: every byte after it must keep its poison.</summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(1, 1, 1, false, false, 0f)]
     [InlineData(17, 33, 5, true, false, 1f)]
     [InlineData(14, 32, 256, false, true, 0f)]
@@ -150,7 +150,7 @@ public abstract class LinalgParityTests
             n, expected, k, 1.5f, beta, old);
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(1, 1)]
     [InlineData(9, 15)]
     [InlineData(300, 33)]
@@ -175,7 +175,7 @@ public abstract class LinalgParityTests
     }
 
     /// <summary>k = 0 is an empty sum (C = beta * C, zeros with beta 0 whatever C held); an empty C is left as it is.</summary>
-    [SkippableFact]
+    [Fact]
     public void Empty_sums_and_empty_outputs_follow_blas()
     {
         Device device = Device;
@@ -216,7 +216,7 @@ public abstract class LinalgParityTests
     }
 
     /// <summary>Without c the product is allocated on A's device and equals the one written into a given c.</summary>
-    [SkippableFact]
+    [Fact]
     public void A_new_output_equals_a_given_one()
     {
         Device device = Device;

@@ -2,7 +2,6 @@ using FsCheck;
 using FsCheck.Fluent;
 using NativeTensor.Reference;
 using NativeTensor.Tests.Infrastructure;
-using Xunit.Abstractions;
 
 namespace NativeTensor.Tests.Ops;
 
@@ -23,7 +22,7 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
     private sealed record Plan(int Groups, int Features, DType DType, int Rows, int Shards, bool Rank2, bool RoundTrip,
         bool Diagonal, double Mean, double Scale, int Seed);
 
-    [SkippableFact]
+    [Fact]
     public void Updates_merged_in_any_partition_and_order_match_the_two_pass_reference()
     {
         _ = Device;   // skips (or fails) here, not inside the property
@@ -87,7 +86,7 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
     /// The stability test: mean 1e4, unit variance. The pipeline is within 1e-5 (max-norm relative); the naive
     /// <c>(Σ x x^T - N μ μ^T) / (N - 1)</c>, blocked and accumulated exactly as the pipeline is, is not (negative control).
     /// </summary>
-    [SkippableFact]
+    [Fact]
     public void A_mean_of_1e4_with_unit_variance_stays_within_1e_5_where_the_naive_formula_fails()
     {
         const int rows = 2048, features = 8, batchRows = 512;
@@ -148,7 +147,7 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
         return covariance;
     }
 
-    [SkippableFact]
+    [Fact]
     public void Correlation_matches_the_reference()
     {
         var data = MomentsData.Random(300, 2, 6, DType.Float32, seed: 3, mean: 5, scale: 2);
@@ -173,7 +172,7 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
     }
 
     /// <summary>A NaN (or ±Inf) in one feature of one row poisons that feature's mean, row and column, and nothing else; the row still counts.</summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(float.NaN)]
     [InlineData(float.PositiveInfinity)]
     [InlineData(float.NegativeInfinity)]
@@ -201,7 +200,7 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
     }
 
     /// <summary>skipNonFiniteRows: rows with NaN or ±Inf in any group are left out and counted; the rest match the reference.</summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(DType.Float32)]
     [InlineData(DType.BFloat16)]
     public void Skipping_non_finite_rows_counts_them_and_matches_the_reference_on_the_rest(DType dtype)
@@ -218,7 +217,7 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
         MomentsAssert.MatchesReference(state, data, [.. Enumerable.Range(0, rows).Except(bad)], Device.Kind, "skipping");
     }
 
-    [SkippableFact]
+    [Fact]
     public void A_batch_of_only_non_finite_rows_changes_only_the_skip_count()
     {
         var state = new Moments(3, device: Device, skipNonFiniteRows: true);
@@ -236,12 +235,12 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
     /// the row flags when skipping, and each group's (hi, lo) scatter pair once — the same bytes for 8192 rows as for
     /// 16384, a few percent of either batch. Every scratch buffer is released again.
     /// </summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public void A_device_batch_reads_back_only_sums_flags_and_scatter_pairs(bool skip)
     {
-        Skip.If(Device.Kind == DeviceKind.Cpu, "the cpu path reads its batch in place: nothing comes back from a device");
+        Assert.SkipWhen(Device.Kind == DeviceKind.Cpu, "the cpu path reads its batch in place: nothing comes back from a device");
         const int groups = 2, d = 8, rowElements = groups * d;
         var read = new List<long>();
         foreach (int rows in (int[])[8192, 16384])
@@ -277,7 +276,7 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
     };
 
     /// <summary>Each bad batch is refused, naming the batch and the shapes, and the state keeps its bytes.</summary>
-    [SkippableTheory]
+    [Theory]
     [MemberData(nameof(BadBatches))]
     public void A_bad_batch_is_refused_before_the_state_changes(string rule, long[] shape, DType dtype)
     {
@@ -292,7 +291,7 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
         _ = rule;
     }
 
-    [SkippableFact]
+    [Fact]
     public void Null_disposed_and_foreign_batches_are_refused_before_the_state_changes()
     {
         var state = new Moments(3, device: Device);
@@ -308,7 +307,7 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
         Assert.Equal(before, state.ToBytes());
     }
 
-    [SkippableFact]
+    [Fact]
     public void An_empty_batch_changes_nothing()
     {
         var state = new Moments(4, 2, Device);

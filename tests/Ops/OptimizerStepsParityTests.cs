@@ -60,14 +60,14 @@ public abstract class OptimizerStepsParityTests
             .Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
     }
 
-    [SkippableFact]
+    [Fact]
     public void AdamW_on_random_shapes_and_options_stays_within_the_derived_bound() => Property(adamW: true);
 
-    [SkippableFact]
+    [Fact]
     public void Sgd_on_random_shapes_and_options_stays_within_the_derived_bound() => Property(adamW: false);
 
     /// <summary>A thousand steps: the bound grows with every step and must still hold (and stay informative) at the end.</summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(true, DType.BFloat16, DType.BFloat16)]
     [InlineData(true, DType.Float16, DType.Float16)]
     [InlineData(false, DType.Float32, DType.BFloat16)]
@@ -79,7 +79,7 @@ public abstract class OptimizerStepsParityTests
     }
 
     /// <summary>Every length 0..257 (every vector tail of every width) and one split over the cores.</summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(true)]
     [InlineData(false)]
     public void Every_tail_length_and_a_multi_core_length_stay_within_the_bound(bool adamW)
@@ -96,11 +96,11 @@ public abstract class OptimizerStepsParityTests
     /// Every (gradient, working) pair of both optimizers: the same bits as the CPU scalar kernel, which follows the
     /// documented binary32 sequence one element at a time (every CPU width and CUDA must agree with it exactly).
     /// </summary>
-    [SkippableFact]
+    [Fact]
     public void Bits_equal_the_cpu_scalar_kernel_where_arithmetic_is_correctly_rounded()
     {
         Device device = Device;
-        Skip.IfNot(BitIdenticalToCpu, $"{device}: divide and sqrt are not correctly rounded here; the derived bound tests it instead");
+        Assert.SkipUnless(BitIdenticalToCpu, $"{device}: divide and sqrt are not correctly rounded here; the derived bound tests it instead");
         foreach (bool adamW in new[] { true, false })
             foreach (DType gradient in GradientTypes)
                 foreach (DType? working in WorkingTypes)
@@ -117,7 +117,7 @@ public abstract class OptimizerStepsParityTests
     }
 
     /// <summary>The kernels run over buffers longer than the step: every byte after each tensor must keep its poison.</summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(true, 17)]
     [InlineData(true, 1023)]
     [InlineData(false, 1)]
@@ -151,7 +151,7 @@ public abstract class OptimizerStepsParityTests
     private static byte[] RandomFinite(Random random, int count) =>
         [.. Enumerable.Range(0, count).SelectMany(_ => BitConverter.GetBytes((ushort)(random.Next(0x7F00) | (random.Next(2) << 15))))];
 
-    [SkippableFact]
+    [Fact]
     public void A_non_finite_gradient_element_spoils_only_its_own_element()
     {
         Device device = Device;
@@ -170,7 +170,7 @@ public abstract class OptimizerStepsParityTests
     /// buffer with -0 exactly; an infinite weight with no decay stays infinite (0 * Inf is never formed); and a NaN-poisoned
     /// momentum buffer is ignored on the first step.
     /// </summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public void Sgd_first_step_seeds_the_buffer_and_keeps_the_sign_of_zero(bool negativeZeroDecay)
@@ -216,7 +216,7 @@ public abstract class OptimizerStepsParityTests
     }
 
     /// <summary>Any one NaN or ±Inf, in any tensor of a list, at any position (first, last, odd tails, past the vector loop).</summary>
-    [SkippableTheory]
+    [Theory]
     [MemberData(nameof(NonFiniteValues))]
     public void FindNonFinite_finds_one_special_value_anywhere(DType dtype, ulong special)
     {
@@ -252,7 +252,7 @@ public abstract class OptimizerStepsParityTests
         }
     }
 
-    [SkippableFact]
+    [Fact]
     public void FindNonFinite_of_an_empty_list_or_empty_tensors_is_false()
     {
         Assert.False(Precision.FindNonFinite([]));

@@ -29,7 +29,7 @@ public abstract class PrecisionParityTests
         return data;
     }
 
-    [SkippableTheory]
+    [Theory]
     [MemberData(nameof(From16Bits))]
     public void Every_16_bit_pattern_converts_exactly(DType from, DType to)
     {
@@ -37,7 +37,7 @@ public abstract class PrecisionParityTests
         Check(from, to, all, $"all 65,536 {from} patterns");
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(DType.Float16)]
     [InlineData(DType.BFloat16)]
     public void Every_rounding_boundary_narrows_exactly(DType to)
@@ -45,7 +45,7 @@ public abstract class PrecisionParityTests
         Check(DType.Float32, to, Boundaries(to), $"every {to} rounding boundary and its neighbours");
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(DType.Float16)]
     [InlineData(DType.BFloat16)]
     public void Random_binary32_patterns_narrow_exactly(DType to)
@@ -55,7 +55,7 @@ public abstract class PrecisionParityTests
         Check(DType.Float32, to, bits, $"a million random binary32 patterns to {to}");
     }
 
-    [SkippableFact]
+    [Fact]
     public void Every_length_and_direction_equals_the_reference_into_a_reused_output()
     {
         Device device = Device;
@@ -78,7 +78,7 @@ public abstract class PrecisionParityTests
         }).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
     }
 
-    [SkippableFact]
+    [Fact]
     public void Shapes_are_kept()
     {
         using Tensor source = Tensor.Empty(DType.Float32, [3, 0, 5], Device);
@@ -90,7 +90,7 @@ public abstract class PrecisionParityTests
         BitExact(Expected(DType.Float16, DType.Float32, SpecialValues.Fill(DType.Float16, 63)), Bytes(wide), "special values");
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData("source dtype")]
     [InlineData("target dtype")]
     [InlineData("output dtype")]

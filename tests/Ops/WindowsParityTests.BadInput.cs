@@ -30,40 +30,40 @@ public abstract partial class WindowsParityTests
         }
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(0)]
     [InlineData(-3)]
     public void A_window_below_one_is_refused(int window) =>
         Refused<ArgumentOutOfRangeException>((f, o) => Windows.Gather(f, [0L, 1L, 2L], window, o), $"window = {window}", ">= 1");
 
-    [SkippableFact]
+    [Fact]
     public void A_window_longer_than_the_frames_is_refused() =>
         Refused<ArgumentOutOfRangeException>((f, o) => Windows.Gather(f, [0L, 1L, 2L], N + 1, o), $"window = {N + 1}", $"frame count {N}");
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(0)]
     [InlineData(-1)]
     public void A_stride_below_one_is_refused(int stride) =>
         Refused<ArgumentOutOfRangeException>((f, _) => Windows.Eager(f, W, stride), $"stride = {stride}");
 
-    [SkippableFact]
+    [Fact]
     public void Eager_refuses_a_window_longer_than_the_frames() =>
         Refused<ArgumentOutOfRangeException>((f, _) => Windows.Eager(f, N + 1), $"window = {N + 1}", $"frame count {N}");
 
-    [SkippableFact]
+    [Fact]
     public void A_negative_start_is_refused_with_its_index() =>
         Refused<ArgumentOutOfRangeException>((f, o) => Windows.Gather(f, [0L, -1L, 2L], W, o), "starts[1] = -1", ">= 0");
 
-    [SkippableFact]
+    [Fact]
     public void A_start_whose_window_runs_past_the_frames_is_refused_with_its_index() =>
         Refused<ArgumentOutOfRangeException>((f, o) => Windows.Gather(f, [0L, N - W, N - W + 1], W, o),
             $"starts[2] = {N - W + 1}: window {W} runs past frame count {N}");
 
-    [SkippableFact]
+    [Fact]
     public void A_huge_start_cannot_overflow_past_the_check() =>
         Refused<ArgumentOutOfRangeException>((f, o) => Windows.Gather(f, [long.MaxValue, 0L, 0L], W, o), $"starts[0] = {long.MaxValue}");
 
-    [SkippableFact]
+    [Fact]
     public void Rank_zero_frames_are_refused()
     {
         using Tensor scalar = Tensor.Empty(DType.Float32, [], Device);
@@ -72,7 +72,7 @@ public abstract partial class WindowsParityTests
         Assert.Throws<ArgumentException>(() => Windows.Eager(scalar, 1));
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData("shape")]
     [InlineData("dtype")]
     [InlineData("device")]
@@ -93,7 +93,7 @@ public abstract partial class WindowsParityTests
         Assert.True(Bytes(wrong).AsSpan().IndexOfAnyExcept(Poison) < 0, "a refused call wrote into the output");
     }
 
-    [SkippableFact]
+    [Fact]
     public void Starts_of_the_wrong_dtype_rank_or_device_are_refused()
     {
         Device device = Device;
@@ -106,7 +106,7 @@ public abstract partial class WindowsParityTests
         Refused<ArgumentException>((f, o) => Windows.Gather(f, elsewhere, W, o), "starts is on");
     }
 
-    [SkippableFact]
+    [Fact]
     public void Disposed_tensors_are_refused()
     {
         Device device = Device;
@@ -123,7 +123,7 @@ public abstract partial class WindowsParityTests
         Refused<ObjectDisposedException>((f, o) => Windows.Gather(f, disposedStarts, W, o));
     }
 
-    [SkippableFact]
+    [Fact]
     public void A_bad_device_start_is_reported_with_its_index_and_never_read_out_of_bounds()
     {
         Device device = Device;

@@ -21,7 +21,7 @@ public abstract partial class WindowsParityTests
 
     private Config Runs => Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns);
 
-    [SkippableFact]
+    [Fact]
     public void Gather_with_host_starts_equals_the_reference()
     {
         Device device = Device;
@@ -41,7 +41,7 @@ public abstract partial class WindowsParityTests
         }).Check(Runs);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Gather_with_device_starts_equals_the_host_starts_path()
     {
         Device device = Device;
@@ -58,7 +58,7 @@ public abstract partial class WindowsParityTests
         }).Check(Runs);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Gather_equals_the_matching_rows_of_eager()
     {
         Device device = Device;
@@ -86,7 +86,7 @@ public abstract partial class WindowsParityTests
         }).Check(Runs);
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(DType.Float32)]
     [InlineData(DType.Float16)]
     [InlineData(DType.BFloat16)]
@@ -102,7 +102,7 @@ public abstract partial class WindowsParityTests
         BitExact(Expected(c, bytes), Bytes(output), $"{dtype} special values");
     }
 
-    [SkippableFact]
+    [Fact]
     public void The_memory_scenario_shape_equals_the_reference_over_reused_outputs()
     {
         Device device = Device;
@@ -122,7 +122,7 @@ public abstract partial class WindowsParityTests
     }
 
     /// <summary>Batches large enough to be split across cores, cut so a core's piece begins and ends inside a window.</summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(255, 30, 287)]
     [InlineData(97, 31, 301)]
     [InlineData(3, 2000, 129)]
@@ -140,7 +140,7 @@ public abstract partial class WindowsParityTests
     }
 
     /// <summary>Runs the kernel into a buffer longer than the output: the bytes after it must keep their poison.</summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(1, 287 * 4)]
     [InlineData(7, 3 * 2)]
     [InlineData(30, 1148)]
@@ -178,7 +178,7 @@ public abstract partial class WindowsParityTests
         }
     }
 
-    [SkippableFact]
+    [Fact]
     public void Windows_past_two_to_the_31_rows_address_with_64_bit_offsets()
     {
         Device device = Device;
@@ -187,7 +187,7 @@ public abstract partial class WindowsParityTests
         long frameCount = (1L << 31) + 4096;
         Tensor frames;
         try { frames = Tensor.Empty(DType.Float16, [frameCount], device); }
-        catch (NativeTensorException e) { throw new SkipException($"{device.Spec} cannot hold a 4 GiB buffer: {e.Message}"); }
+        catch (NativeTensorException e) { throw Xunit.Sdk.SkipException.ForSkip($"{device.Spec} cannot hold a 4 GiB buffer: {e.Message}"); }
         using (frames)
         {
             var random = new Random(31);
@@ -204,7 +204,7 @@ public abstract partial class WindowsParityTests
         }
     }
 
-    [SkippableFact]
+    [Fact]
     public void Disposing_tensors_frees_their_device_memory()
     {
         Device device = Device;

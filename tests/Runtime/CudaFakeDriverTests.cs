@@ -17,7 +17,7 @@ public sealed class CudaFakeDriverTests
 
     // ---- Event timing binds cuEventElapsedTime from the driver it loaded ------------------------------------------
 
-    [SkippableFact]
+    [Fact]
     public void Timing_BindsTheOldSymbol_FromTheVersionedDriver_NotTheToolkitStub()
     {
         // libcuda.so (the stub, which answers CUDA_ERROR_STUB_LIBRARY) and libcuda.so.1 (a driver older than CUDA 12.8,
@@ -30,7 +30,7 @@ public sealed class CudaFakeDriverTests
         Assert.Equal(1, fake.Counter("elapsed_v1"));
     }
 
-    [SkippableFact]
+    [Fact]
     public void Timing_PrefersTheV2Symbol_WhenTheDriverExportsBoth()
     {
         using var fake = new FakeCuda(elapsed: 2);
@@ -42,7 +42,7 @@ public sealed class CudaFakeDriverTests
         Assert.Equal((2, 0), (fake.Counter("elapsed_v2"), fake.Counter("elapsed_v1")));
     }
 
-    [SkippableFact]
+    [Fact]
     public void Timing_WithNeitherSymbol_FailsClearlyEachTime_AndEverythingElseWorks()
     {
         using var fake = new FakeCuda(elapsed: 0);
@@ -62,7 +62,7 @@ public sealed class CudaFakeDriverTests
     private static readonly FakeNvrtc Nvrtc13 = new("libnvrtc.so.13", 13, 0, Newest: 120);
     private static readonly FakeNvrtc Nvrtc12 = new("libnvrtc.so.12", 12, 4, Newest: 90);
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(12040, "libnvrtc.so.12")]   // an R550 driver on a machine with CUDA 13 installed too
     [InlineData(12080, "libnvrtc.so.12")]
     [InlineData(13000, "libnvrtc.so.13")]
@@ -76,7 +76,7 @@ public sealed class CudaFakeDriverTests
         Assert.StartsWith("f32_to_f16 grid", fake.LastLaunch);
     }
 
-    [SkippableFact]
+    [Fact]
     public void OnlyAnNvrtcNewerThanTheDriver_IsRefusedWithWhatToInstall_AndAnInstallLaterIsFound()
     {
         using var fake = new FakeCuda(driverVersion: 12020, nvrtcs: [Nvrtc13]);
@@ -91,7 +91,7 @@ public sealed class CudaFakeDriverTests
         Assert.Equal(1, fake.NvrtcCompiles("libnvrtc.so.12"));
     }
 
-    [SkippableFact]
+    [Fact]
     public void AnUnversionedNvrtc_IsAskedItsVersion_AndRefusedWhenNewer()
     {
         using var fake = new FakeCuda(driverVersion: 12040, nvrtcs: [Nvrtc13 with { FileName = "libnvrtc.so" }]);
@@ -99,7 +99,7 @@ public sealed class CudaFakeDriverTests
         Assert.Contains($"NVRTC 13.0 ({Path.Combine(fake.Folder, "libnvrtc.so")}) is newer than the driver", error.Message);
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(12040, true)]    // PTX of NVRTC 12.4 for a GPU it does not know: a 12.4 driver compiles it
     [InlineData(12020, false)]   // a 12.2 driver cannot, so that NVRTC is passed over
     public void PtxForAGpuNvrtcDoesNotKnow_IsBuiltOnlyForADriverAtLeastAsNew(int driverVersion, bool builds)
@@ -127,7 +127,7 @@ public sealed class CudaFakeDriverTests
     [InlineData("libnvrtc-builtins.so.12", null)]
     public void TheMajorVersionInAFileName_IsRead(string location, int? major) => Assert.Equal(major, Nvrtc.MajorInName(location));
 
-    [SkippableFact]
+    [Fact]
     public void Kernels_AreBuiltWithTheFloatOptionsStated()
     {
         using var fake = new FakeCuda();
@@ -137,7 +137,7 @@ public sealed class CudaFakeDriverTests
             Assert.Contains(option + " ", options);
     }
 
-    [SkippableFact]
+    [Fact]
     public void CompileErrors_CarryNvrtcsNameAndLog()
     {
         using var fake = new FakeCuda();
@@ -149,7 +149,7 @@ public sealed class CudaFakeDriverTests
 
     // ---- The caller's current context is left as it was ------------------------------------------------------------
 
-    [SkippableFact]
+    [Fact]
     public void EveryOperation_LeavesTheCallersContextCurrent()
     {
         using var fake = new FakeCuda();
@@ -202,7 +202,7 @@ public sealed class CudaFakeDriverTests
         Assert.Equal(0, fake.Counter("primary_refs"));
     }
 
-    [SkippableFact]
+    [Fact]
     public void FinaliserFrees_EnterTheContextOnTheirOwnThread()
     {
         using var fake = new FakeCuda();
@@ -217,7 +217,7 @@ public sealed class CudaFakeDriverTests
 
     // ---- Frees never wait for the stream on the freeing thread ------------------------------------------------------
 
-    [SkippableFact]
+    [Fact]
     public void Frees_AreStreamOrdered_AndNeverWaitForTheStream()
     {
         using var fake = new FakeCuda(pools: true);
@@ -234,7 +234,7 @@ public sealed class CudaFakeDriverTests
         Assert.Equal(0, fake.Counter("sync_frees"));
     }
 
-    [SkippableFact]
+    [Fact]
     public void WithoutMemoryPools_FreesAreDeferredToTheNextOperation_WhichWaitsOnce()
     {
         using var fake = new FakeCuda(pools: false);
@@ -254,7 +254,7 @@ public sealed class CudaFakeDriverTests
         Assert.Equal(0, fake.Counter("async_allocs"));
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(true)]
     [InlineData(false)]
     public void Dispose_ReturnsEverythingTheDriverHandedOut(bool pools)
@@ -280,7 +280,7 @@ public sealed class CudaFakeDriverTests
 
     // ---- Device faults, and what the kernels use ---------------------------------------------------------------------
 
-    [SkippableFact]
+    [Fact]
     public void SynchronisedLaunches_ReportADeviceFault_AsTheKernelsOwn()
     {
         using var fake = new FakeCuda();
@@ -293,7 +293,7 @@ public sealed class CudaFakeDriverTests
         fake.Backend.Synchronize();   // reported once, not again by the next call
     }
 
-    [SkippableFact]
+    [Fact]
     public void UnsynchronisedLaunches_ReportADeviceFault_InTheNextCallThatWaits()
     {
         using var fake = new FakeCuda();
@@ -305,7 +305,7 @@ public sealed class CudaFakeDriverTests
         Assert.Contains("cuStreamSynchronize", error.Message);
     }
 
-    [SkippableFact]
+    [Fact]
     public void KernelResources_AreTheDriversFiguresForThatKernel()
     {
         using var fake = new FakeCuda();
@@ -313,7 +313,7 @@ public sealed class CudaFakeDriverTests
         Assert.Equal(new KernelResources("f32_to_bf16", 24, 0, 0, 256), fake.Backend.KernelResources("precision.cl", "f32_to_bf16"));
     }
 
-    [SkippableFact]
+    [Fact]
     public void Memory_RoundTripsThroughTheFakeDevice()
     {
         using var fake = new FakeCuda();

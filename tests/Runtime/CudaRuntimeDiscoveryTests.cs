@@ -33,41 +33,41 @@ public sealed class CudaRuntimeDiscoveryTests
         Assert.True(reason is null || reason.Length > 0);
     }
 
-    [SkippableFact]
+    [Fact]
     public void WithoutADriver_NoDeviceIsListed_AndTheReasonNamesTheLibrary()
     {
-        Skip.If(DriverLoads, "the NVIDIA driver is installed here");
+        Assert.SkipWhen(DriverLoads, "the NVIDIA driver is installed here");
         Assert.DoesNotContain(Device.Available, d => d.Kind == DeviceKind.Cuda);
         string? reason = Device.UnavailableReason(DeviceKind.Cuda);
         Assert.NotNull(reason);
         Assert.Contains(OperatingSystem.IsWindows() ? "nvcuda.dll not found" : "libcuda.so.1 not found", reason);
     }
 
-    [SkippableFact]
+    [Fact]
     public void WithoutADevice_GetThrowsWithTheReason()
     {
-        Skip.If(Device.Available.Any(d => d.Kind == DeviceKind.Cuda), "a CUDA device is present");
+        Assert.SkipWhen(Device.Available.Any(d => d.Kind == DeviceKind.Cuda), "a CUDA device is present");
         var error = Assert.Throws<NativeTensorException>(() => Device.Get("cuda"));
         Assert.Contains("'cuda' is not available", error.Message);
         Assert.Contains(Device.UnavailableReason(DeviceKind.Cuda)!, error.Message);
         Assert.Throws<NativeTensorException>(() => Device.Get("cuda:1"));
     }
 
-    [SkippableFact]
+    [Fact]
     public void WithoutNvrtc_TheErrorListsTheVersionsAndFoldersSearched()
     {
         LibrarySearch search = NativeLibraries.Nvrtc;
-        Skip.If(search.TryLoadFirst(out _, out string found), $"NVRTC is installed here ({found})");
+        Assert.SkipWhen(search.TryLoadFirst(out _, out string found), $"NVRTC is installed here ({found})");
         var error = Assert.Throws<NativeTensorException>(() => Nvrtc.Select(13000, 90, search));
         Assert.Contains("libnvrtc.so.13", error.Message);
         Assert.Contains("libnvrtc.so.12", error.Message);
         Assert.Contains("/usr/local/cuda/lib64", error.Message);
     }
 
-    [SkippableFact]
+    [Fact]
     public void WithoutADriver_EveryLoadFails_NamingWhereItLooked()
     {
-        Skip.If(DriverLoads, "the NVIDIA driver is installed here");
+        Assert.SkipWhen(DriverLoads, "the NVIDIA driver is installed here");
         // A failure is not kept: each call looks again, so a driver installed later would be found.
         for (int attempt = 0; attempt < 2; attempt++)
         {

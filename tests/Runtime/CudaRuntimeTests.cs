@@ -14,7 +14,7 @@ public sealed class CudaRuntimeTests
 {
     private static readonly Random Seeded = new(20260);
 
-    [SkippableFact]
+    [Fact]
     public void RoundTrip_KeepsEveryByte_AtEverySizeAndOffset()
     {
         Backend backend = Backends.Require(DeviceKind.Cuda).Backend;
@@ -29,7 +29,7 @@ public sealed class CudaRuntimeTests
         }
     }
 
-    [SkippableFact]
+    [Fact]
     public void Allocate_ZeroBytes_GivesValidDistinctBuffers()
     {
         Backend backend = Backends.Require(DeviceKind.Cuda).Backend;
@@ -41,7 +41,7 @@ public sealed class CudaRuntimeTests
         backend.Read(first, 0, Span<byte>.Empty);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Copy_OnTheDevice_IsOrderedWithLaterReads()
     {
         Backend backend = Backends.Require(DeviceKind.Cuda).Backend;
@@ -55,7 +55,7 @@ public sealed class CudaRuntimeTests
         Assert.Equal(data, back);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Write_OutsideTheBuffer_IsRefused()
     {
         Backend backend = Backends.Require(DeviceKind.Cuda).Backend;
@@ -72,7 +72,7 @@ public sealed class CudaRuntimeTests
         { DType.BFloat16, [257, 5, 3] }, // rank 3, odd row
     };
 
-    [SkippableTheory]
+    [Theory]
     [MemberData(nameof(Shapes))]
     public void Gather_HostAndDeviceStarts_MatchTheReference(DType dtype, long[] shape)
     {
@@ -95,7 +95,7 @@ public sealed class CudaRuntimeTests
         Assert.Equal(expected, TestTensors.Bytes(fromDevice));
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(1)]
     [InlineData(3)]
     public void Eager_MatchesTheReference(int stride)
@@ -109,7 +109,7 @@ public sealed class CudaRuntimeTests
         Assert.Equal(expected, TestTensors.Bytes(windows));
     }
 
-    [SkippableFact]
+    [Fact]
     public void Gather_WritesNothingPastItsOutput()
     {
         Backend backend = Backends.Require(DeviceKind.Cuda).Backend;
@@ -130,7 +130,7 @@ public sealed class CudaRuntimeTests
         Assert.All(back[(int)outputBytes..], b => Assert.Equal(0xFF, b));
     }
 
-    [SkippableTheory]
+    [Theory]
     [InlineData(5, 471L, 470L)]  // 500 - 30 + 1: the first start whose window runs past the end; clamped to the last good one
     [InlineData(2, -1L, 0L)]
     public void Gather_BadDeviceStart_ThrowsNamingTheIndex_AndCopiesTheClampedWindow(int index, long value, long clamped)
@@ -154,7 +154,7 @@ public sealed class CudaRuntimeTests
         TestTensors.BitExact(WindowsReference.Gather(bytes, Frames, RowBytes, starts, Window), TestTensors.Bytes(output), "clamped windows");
     }
 
-    [SkippableFact]
+    [Fact]
     public void Gather_ZeroByteRows_LaunchesNothingButStillChecksStarts()
     {
         Device device = Backends.Require(DeviceKind.Cuda);
@@ -167,7 +167,7 @@ public sealed class CudaRuntimeTests
         Assert.Contains("starts[1] = 8", error.Message);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Launches_from_many_threads_match_the_reference_while_other_threads_dispose_their_tensors()
     {
         Device device = Backends.Require(DeviceKind.Cuda);
@@ -203,8 +203,8 @@ public sealed class CudaRuntimeTests
         });
     }
 
-    [SkippableFact]
-    public void Dispose_waits_for_launches_in_flight_and_later_ones_are_refused()
+    [Fact]
+    public async Task Dispose_waits_for_launches_in_flight_and_later_ones_are_refused()
     {
         Backends.Require(DeviceKind.Cuda);
         // A private backend, so disposing it cannot disturb tests running beside this one.
@@ -235,14 +235,14 @@ public sealed class CudaRuntimeTests
                 }
             }
         })).ToArray();
-        started.Wait();
+        started.Wait(TestContext.Current.CancellationToken);
         Thread.Sleep(50);
         backend.Dispose();
-        Task.WaitAll(launchers);
+        await Task.WhenAll(launchers);
         Assert.All(refused, count => Assert.Equal(1, count));
     }
 
-    [SkippableFact]
+    [Fact]
     public void LeakCounters_ReturnToBaseline_AfterDispose_AndAfterTheBackendIsGone()
     {
         Backends.Require(DeviceKind.Cuda);
@@ -265,7 +265,7 @@ public sealed class CudaRuntimeTests
         Assert.Equal(0, backend.LiveBuffers);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Finaliser_FreesAnUndisposedBuffer()
     {
         Backends.Require(DeviceKind.Cuda);
@@ -280,7 +280,7 @@ public sealed class CudaRuntimeTests
         static void AllocateAndDrop(Backend owner) => owner.Allocate(4096);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Allocate_TooMuch_SaysHowMuchWasAskedAndIsFree()
     {
         Backend backend = Backends.Require(DeviceKind.Cuda).Backend;
@@ -291,7 +291,7 @@ public sealed class CudaRuntimeTests
         Assert.Contains("bytes free", error.Message);
     }
 
-    [SkippableFact]
+    [Fact]
     public void DriverErrors_CarryTheDriversName()
     {
         Backends.Require(DeviceKind.Cuda);
@@ -303,7 +303,7 @@ public sealed class CudaRuntimeTests
         Assert.Contains("CUDA_ERROR_INVALID_DEVICE", error.Message);
     }
 
-    [SkippableFact]
+    [Fact]
     public void CompileErrors_CarryNvrtcsNameAndLog()
     {
         var backend = (CudaBackend)Backends.Require(DeviceKind.Cuda).Backend;
@@ -314,7 +314,7 @@ public sealed class CudaRuntimeTests
         Assert.Contains("no_such_name", error.Message);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Events_TimeQueuedWork()
     {
         Device device = Backends.Require(DeviceKind.Cuda);

@@ -29,7 +29,7 @@ public sealed partial class KernelCudaCompileTests
         return files;
     }
 
-    [SkippableTheory]
+    [Theory]
     [MemberData(nameof(Files))]
     public void Every_kernel_compiles_as_CUDA_C_and_defines_the_kernels_its_OpenCL_reading_defines(string file)
     {

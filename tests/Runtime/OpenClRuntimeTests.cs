@@ -18,7 +18,7 @@ public sealed class OpenClRuntimeTests
 
     private static OpenClBackend Backend => (OpenClBackend)OpenCl.Backend;
 
-    [SkippableFact]
+    [Fact]
     public void Discovery_finds_a_device_with_its_name_and_memory()
     {
         Device device = OpenCl;
@@ -31,7 +31,7 @@ public sealed class OpenClRuntimeTests
         Assert.Null(OpenClBackend.Discover().Reason);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Write_read_and_copy_round_trip_at_offsets()
     {
         OpenClBackend backend = Backend;
@@ -57,7 +57,7 @@ public sealed class OpenClRuntimeTests
         Assert.Throws<ArgumentOutOfRangeException>(() => backend.Copy(a, 0, b, 500, 501));
     }
 
-    [SkippableFact]
+    [Fact]
     public void Zero_byte_allocations_are_valid_and_distinct()
     {
         OpenClBackend backend = Backend;
@@ -70,7 +70,7 @@ public sealed class OpenClRuntimeTests
         backend.Copy(a, 0, b, 0, 0);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Allocation_past_the_device_limit_says_what_was_asked_and_what_the_device_has()
     {
         OpenClBackend backend = Backend;
@@ -103,7 +103,7 @@ public sealed class OpenClRuntimeTests
         Assert.Contains("CL_INVALID_KERNEL_ARGS", e.Message);
     }
 
-    [SkippableFact]
+    [Fact]
     public void A_broken_program_fails_with_the_build_log()
     {
         const string source = "__kernel void broken(__global int* x) { x[0] = undeclared_identifier_42; }";
@@ -113,7 +113,7 @@ public sealed class OpenClRuntimeTests
         Assert.Contains("undeclared_identifier_42", e.Message);
     }
 
-    [SkippableFact]
+    [Fact]
     public void A_program_is_built_once_and_cached()
     {
         string source = KernelSources.Get("windows.cl");
@@ -123,7 +123,7 @@ public sealed class OpenClRuntimeTests
         Assert.Equal("CL_INVALID_KERNEL_NAME", e.ErrorName);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Events_time_a_large_copy_on_the_device_clock()
     {
         OpenClBackend backend = Backend;
@@ -143,7 +143,7 @@ public sealed class OpenClRuntimeTests
         Assert.Throws<ArgumentException>(() => stop.MillisecondsSince(cpu));
     }
 
-    [SkippableFact]
+    [Fact]
     public void Buffers_are_freed_by_dispose_and_by_the_finaliser()
     {
         _ = OpenCl;  // skips, or fails when required, before anything else
@@ -184,7 +184,7 @@ public sealed class OpenClRuntimeTests
         for (int i = 0; i < count; i++) _ = Tensor.Empty(DType.Float16, [123, i], device);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Gather_and_strided_match_the_reference_for_unaligned_rows()
     {
         Check(Random(40 * 287, seed: 3, bits => BitConverter.Int32BitsToSingle(bits)), 287, 7);   // 1148-byte rows: 4-byte units
@@ -215,7 +215,7 @@ public sealed class OpenClRuntimeTests
         }
     }
 
-    [SkippableFact]
+    [Fact]
     public void Odd_byte_rows_copy_bytewise_and_stay_inside_their_output()
     {
         OpenClBackend backend = Backend;
@@ -246,7 +246,7 @@ public sealed class OpenClRuntimeTests
         }
     }
 
-    [SkippableFact]
+    [Fact]
     public void Launches_from_many_threads_share_kernels_and_scratch_safely()
     {
         const int frames = 64, row = 33, window = 5;
@@ -266,7 +266,7 @@ public sealed class OpenClRuntimeTests
         });
     }
 
-    [SkippableFact]
+    [Fact]
     public void Bad_device_starts_throw_naming_the_first_bad_index()
     {
         using Tensor source = Tensor.FromArray(Random(30 * 5, seed: 9, bits => bits), 30, 5).To(OpenCl);
@@ -287,7 +287,7 @@ public sealed class OpenClRuntimeTests
         Windows.Gather(source, good, 4, output);
     }
 
-    [SkippableFact]
+    [Fact]
     public void Zero_byte_rows_launch_nothing_but_still_check_device_starts()
     {
         using Tensor source = Tensor.Empty(DType.Float32, [10, 0], OpenCl);

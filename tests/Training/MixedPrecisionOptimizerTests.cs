@@ -18,7 +18,7 @@ public abstract class MixedPrecisionOptimizerParityTests
     /// Two weights (a [7, 37] matrix and a bias of 5), 400 steps of loss-scaled gradients in the working dtype, an Inf
     /// or NaN planted every 37th step: the applied steps equal the reference's within <see cref="StepErrorBound"/>.
     /// </summary>
-    [SkippableTheory]
+    [Theory]
     [InlineData(true, DType.Float16)]
     [InlineData(true, DType.BFloat16)]
     [InlineData(false, DType.BFloat16)]
@@ -130,7 +130,7 @@ public abstract class MixedPrecisionOptimizerParityTests
 
     private static ulong Infinity(DType dtype) => dtype == DType.Float16 ? 0xFC00u : 0xFF80u;
 
-    [SkippableFact]
+    [Fact]
     public void Dispose_frees_what_the_optimizer_allocated_and_leaves_the_masters()
     {
         Device device = Device;

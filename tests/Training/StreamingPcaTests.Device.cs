@@ -61,7 +61,7 @@ public abstract class StreamingPcaDeviceTests
     /// Random sizes, seeds and k: a spectrum of 10, 5, 2, 1 over a floor in [0, 1e-3), with a -8 that makes it indefinite (so the
     /// proven Gershgorin interval, not a semidefinite one, is what the Float32 path works with).
     /// </summary>
-    [SkippableFact]
+    [Fact]
     public void Float32_path_recovers_planted_spectra_within_the_derived_bound()
     {
         Device device = Device;
@@ -85,7 +85,7 @@ public abstract class StreamingPcaDeviceTests
     }
 
     /// <summary>k = d: the block is the whole space, so Jacobi on the Float32 values in double answers, every pair.</summary>
-    [SkippableFact]
+    [Fact]
     public void K_equal_to_d_gives_every_pair_descending_and_an_orthonormal_basis()
     {
         const int d = 20;
@@ -105,7 +105,7 @@ public abstract class StreamingPcaDeviceTests
     /// it must be close to (measured to the rest of the spectrum); the values stay within the bound, and the block, which
     /// holds the whole cluster, converges without growing.
     /// </summary>
-    [SkippableFact]
+    [Fact]
     public void A_nearly_degenerate_cluster_at_the_kth_value_gives_a_vector_in_its_span()
     {
         const int d = 120;
@@ -118,7 +118,7 @@ public abstract class StreamingPcaDeviceTests
         AssertWithinSingleBound(planted, seen, result, q, [([0], 10, 10, 5), ([1], 5, 5, 3), ([2, 3, 4], 2 - 2e-6, 2, 2 - 1e-3)], Block(d, 3));
     }
 
-    [SkippableFact]
+    [Fact]
     public void The_same_matrix_gives_the_same_bits()
     {
         double[][] q = Orthogonal(60, seed: 3);
@@ -130,7 +130,7 @@ public abstract class StreamingPcaDeviceTests
     }
 
     /// <summary>Entries beyond 2^60 would overflow the Float32 products: the host solves in double, to the double path's accuracy.</summary>
-    [SkippableFact]
+    [Fact]
     public void A_matrix_outside_the_Float32_range_is_solved_on_the_host()
     {
         const int d = 40;
@@ -146,7 +146,7 @@ public abstract class StreamingPcaDeviceTests
     }
 
     /// <summary>d = 256 (at <see cref="StreamingPca.DeviceMinimumFeatures"/>): the state's device iterates, the host refines.</summary>
-    [SkippableFact]
+    [Fact]
     public void TopK_of_moments_on_the_device_keeps_the_double_accuracy()
     {
         Device device = Device;
@@ -177,7 +177,7 @@ public abstract class StreamingPcaDeviceTests
     }
 
     /// <summary>The refinement with a cluster at the k-th value: converged residuals, and the vector in the cluster's span.</summary>
-    [SkippableFact]
+    [Fact]
     public void TopK_of_moments_with_a_cluster_at_the_kth_value_converges_in_double()
     {
         Device device = Device;
@@ -196,7 +196,7 @@ public abstract class StreamingPcaDeviceTests
     }
 
     /// <summary>The contrastive difference (indefinite, the proven interval) through the device and the refinement.</summary>
-    [SkippableFact]
+    [Fact]
     public void Contrastive_on_the_device_keeps_the_double_accuracy()
     {
         Device device = Device;
@@ -249,7 +249,7 @@ public abstract class StreamingPcaDeviceTests
         { "k past d", typeof(ArgumentOutOfRangeException), "k" },
     };
 
-    [SkippableTheory]
+    [Theory]
     [MemberData(nameof(BadInputs))]
     public void Bad_input_is_refused_naming_the_argument_and_left_as_it_was(string rule, Type exception, string argument)
     {
@@ -289,7 +289,7 @@ public abstract class StreamingPcaDeviceTests
     }
 
     /// <summary>Half what the symmetry rule allows, on one mirror pair: accepted, and the pairs are those of (A + A^T) / 2 within the bound.</summary>
-    [SkippableFact]
+    [Fact]
     public void Asymmetry_within_the_derived_rule_is_accepted()
     {
         const int d = 40;
