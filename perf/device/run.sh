@@ -4,25 +4,36 @@
 # $OUT (default ./out beside it):
 #   steps.txt               one line per step: name, exit code, seconds
 #   environment.log         nvidia-smi, driver, NVRTC and compute capability, CPU, PyTorch
-#   tests.log, tests.xml,   every test suite with NATIVETENSOR_REQUIRE=cuda (a skipped CUDA test is a failure here),
-#   tests.junit.xml         its summary and machine-readable reports
-#   memcheck.log            compute-sanitizer memcheck over the CUDA suites, synchronising after each launch
-#   racecheck.log           compute-sanitizer racecheck over the suites of the kernels that use shared memory
-#   perf.log, perf-cuda.md  perf on cuda: validation of every op, then every section's table beside the PyTorch peers
+#   tests.log, tests.xml,   the CUDA suites (every Cuda* class, the KV cache and device tests, the fake-driver and
+#   tests.junit.xml         compile checks) with NATIVETENSOR_REQUIRE=cuda: a skipped CUDA test is a failure here
+#   memcheck.log            compute-sanitizer memcheck over perf's validation of every op on the device, one launch at
+#                           a time (NATIVETENSOR_CUDA_SYNC=1) so a fault names its kernel
+#   racecheck.log           compute-sanitizer racecheck over the same validation (the shared-memory kernels' races)
+#   perf.log, perf-cuda.md  perf on the device: validation of every op, then every section's table beside the peers
 # Each step has its own time limit, so one hang cannot lose the rest; together they stay under 9 minutes.
+#
+# Settings (environment):
+#   OUT                          where results go
+#   NATIVETENSOR_REQUIRE         default cuda; set it empty for a dry run on a machine without a GPU
+#   NATIVETENSOR_BUNDLE_DEVICE   the device perf and the sanitizers use (default cuda; opencl for a dry run on PoCL)
+#   NATIVETENSOR_BUNDLE_TESTS    cuda (default) or all: every suite, CPU and OpenCL included (CI runs those anyway)
+#   NATIVETENSOR_TIME_SCALE      multiplies every step's limit (default 1; a 2-core machine without a GPU wants 4)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-$here/out}
 mkdir -p "$OUT"
 tests="$here/tests/NativeTensor.Tests"
 perf="$here/perf/NativeTensor.Perf"
+device=${NATIVETENSOR_BUNDLE_DEVICE:-cuda}
+scale=${NATIVETENSOR_TIME_SCALE:-1}
 export NATIVETENSOR_REQUIRE=${NATIVETENSOR_REQUIRE-cuda}
-export DOTNET_CLI_TELEMETRY_OPTOUT=1
+# The machine may have no ICU; nothing here depends on culture.
+export DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
 : > "$OUT/steps.txt"
 
-# step NAME LIMIT_SECONDS COMMAND...: runs COMMAND with its output in $OUT/NAME.log, killed past the limit.
+# step NAME LIMIT_SECONDS COMMAND...: runs COMMAND with its output in $OUT/NAME.log, killed past the (scaled) limit.
 step() {
-  local name=$1 limit=$2 start rc
+  local name=$1 limit=$(( $2 * scale )) start rc
   shift 2
   echo "== $name (at most ${limit} s)"
   start=$(date +%s)
@@ -64,23 +75,31 @@ PY
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))' || true
 }
 
-step environment 30 environment
+export -f environment
+export here
+step environment 20 bash -c environment
 
-# Every suite: CPU and OpenCL where present, CUDA required.
-step tests 210 "$tests" -parallel collections -xml "$OUT/tests.xml" -junit "$OUT/tests.junit.xml"
-
-# The CUDA suites again under the sanitizers, one launch at a time so a fault names its kernel.
-if command -v compute-sanitizer >/dev/null; then
-  step memcheck 100 env NATIVETENSOR_CUDA_SYNC=1 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
-    "$tests" -class "NativeTensor.Tests.*.Cuda*" -parallel none
-  step racecheck 50 env NATIVETENSOR_CUDA_SYNC=1 compute-sanitizer --tool racecheck --error-exitcode 9 \
-    "$tests" -class "NativeTensor.Tests.Ops.CudaLinalg*" -class "NativeTensor.Tests.Ops.CudaMoments*" -parallel none
+# The suites that run on CUDA: every Cuda* class, and the classes with CUDA rows of their own.
+if [ "${NATIVETENSOR_BUNDLE_TESTS:-cuda}" = all ]; then
+  selection=()
 else
-  echo "compute-sanitizer rc=127 0s (not on PATH)" | tee -a "$OUT/steps.txt"
+  selection=(-class "NativeTensor.Tests.*.Cuda*" -class "NativeTensor.Tests.Memory.KvCacheTests" \
+             -class "NativeTensor.Tests.Core.DeviceTests" -class "NativeTensor.Tests.Runtime.KernelCudaCompileTests")
+fi
+step tests 150 "$tests" "${selection[@]}" -xml "$OUT/tests.xml" -junit "$OUT/tests.junit.xml"
+
+# Every op's validation on the device under the sanitizers, one launch at a time so a fault names its kernel.
+if command -v compute-sanitizer >/dev/null; then
+  step memcheck 90 env NATIVETENSOR_CUDA_SYNC=1 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
+    "$perf" validate --device "$device" --out "$OUT/memcheck-validate.md"
+  step racecheck 60 env NATIVETENSOR_CUDA_SYNC=1 compute-sanitizer --tool racecheck --error-exitcode 9 \
+    "$perf" validate --device "$device" --out "$OUT/racecheck-validate.md"
+else
+  echo "sanitizers rc=127 0s (compute-sanitizer is not on PATH)" | tee -a "$OUT/steps.txt"
 fi
 
-# Perf on the GPU: validates every op, then times each section beside the PyTorch peers.
-step perf 150 "$perf" all --device cuda --out "$OUT/perf-cuda.md"
+# Perf on the device: validates every op, then times each section beside the peers.
+step perf 180 "$perf" all --device "$device" --out "$OUT/perf-$device.md"
 
 echo "== done: $OUT"
 cat "$OUT/steps.txt"

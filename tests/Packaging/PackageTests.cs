@@ -124,7 +124,7 @@ public sealed class PackageTests
     }
 
     /// <summary>The dotnet that runs these tests when it is an SDK (DOTNET_HOST_PATH), else the first on PATH that has one.</summary>
-    private static string? Sdk()
+    internal static string? Sdk()
     {
         var candidates = new List<string>();
         if (Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host) candidates.Add(host);

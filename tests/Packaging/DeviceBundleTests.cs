@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using System.Reflection;
+using System.Text.RegularExpressions;
+using NativeTensor.Tests.Infrastructure;
+
+namespace NativeTensor.Tests.Packaging;
+
+/// <summary>
+/// The device bundle (<c>perf/device/bundle.sh</c> and <c>run.sh</c>) stays runnable without building it, which takes
+/// about two minutes: both scripts parse, every class pattern run.sh selects still names test classes, and the test
+/// executable and perf accept the very arguments run.sh gives them.
+/// </summary>
+public sealed partial class DeviceBundleTests
+{
+    private const string Requirement = "dotnet-sdk";
+
+    [Theory]
+    [InlineData("perf/device/bundle.sh")]
+    [InlineData("perf/device/run.sh")]
+    public void The_scripts_parse(string script)
+    {
+        string root = Root();
+        Run("bash", root, "-n", Path.Combine(root, script));
+    }
+
+    [Fact]
+    public void Every_class_pattern_run_sh_selects_names_test_classes()
+    {
+        string[] patterns = ClassPattern().Matches(File.ReadAllText(Path.Combine(Root(), "perf/device/run.sh"))).Select(m => m.Groups["pattern"].Value).ToArray();
+        Assert.NotEmpty(patterns);
+        string[] classes = Assembly.GetExecutingAssembly().GetTypes()
+            .Where(t => t.IsClass && !t.IsAbstract && t.GetMethods().Any(m => m.GetCustomAttributes<FactAttribute>(inherit: true).Any()))
+            .Select(t => t.FullName!).ToArray();
+        foreach (string pattern in patterns)
+        {
+            var match = new Regex("^" + Regex.Escape(pattern).Replace(@"\*", ".*") + "$");
+            Assert.True(classes.Any(match.IsMatch), $"run.sh selects -class \"{pattern}\", which names no test class");
+        }
+        Assert.Contains(classes, c => c.EndsWith(".CudaRuntimeTests", StringComparison.Ordinal) && new Regex("^NativeTensor\\.Tests\\..*\\.Cuda.*$").IsMatch(c));
+    }
+
+    [Fact]
+    public void The_test_executable_takes_run_sh_s_selection_and_report_options()
+    {
+        string dotnet = Sdk();
+        string folder = Directory.CreateTempSubdirectory("nativetensor-bundle-").FullName;
+        try
+        {
+            string xml = Path.Combine(folder, "tests.xml"), junit = Path.Combine(folder, "tests.junit.xml");
+            string assembly = Path.Combine(AppContext.BaseDirectory, "NativeTensor.Tests.dll");
+            string output = Run(dotnet, folder, assembly, "-class", "NativeTensor.Tests.Runtime.KernelSource*", "-xml", xml, "-junit", junit);
+            Assert.Contains("Every_header_is_pasted_once", File.ReadAllText(xml));
+            Assert.Contains("<testsuite", File.ReadAllText(junit));
+            Assert.DoesNotContain("CudaRuntimeTests", File.ReadAllText(xml));
+            Assert.Contains("Total: 4", output);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("validate")]
+    [InlineData("all")]
+    public void Perf_takes_run_sh_s_commands_and_options(string command)
+    {
+        string root = Root(), dotnet = Sdk();
+        string perf = Path.Combine(root, "perf/bin/Release/net10.0/NativeTensor.Perf.dll");
+        if (!File.Exists(perf)) throw Backends.Missing(Requirement, $"perf is not built at {perf} (dotnet build NativeTensor.sln -c Release)");
+        // A device that cannot exist: the options parse, and perf stops at the device with exit code 2 before any work.
+        (int exit, string output) = Start(dotnet, root, perf, command, "--device", "cuda:99", "--out", Path.Combine(Path.GetTempPath(), "never.md"));
+        Assert.Equal(2, exit);
+        Assert.Contains("--device cuda:99:", output);
+        Assert.DoesNotContain("unknown command", output);
+        Assert.DoesNotContain("unknown or incomplete option", output);
+    }
+
+    [GeneratedRegex(@"-class ""(?<pattern>[^""]+)""")]
+    private static partial Regex ClassPattern();
+
+    private static string Root()
+    {
+        for (var folder = new DirectoryInfo(AppContext.BaseDirectory); folder is not null; folder = folder.Parent)
+            if (File.Exists(Path.Combine(folder.FullName, "perf/device/run.sh"))) return folder.FullName;
+        throw Backends.Missing(Requirement, "not run from a clone of the repository (the device bundle holds no scripts' sources)");
+    }
+
+    private static string Sdk() => PackageTests.Sdk() ?? throw Backends.Missing(Requirement, "no .NET SDK here to run the test assembly and perf with");
+
+    private static string Run(string program, string folder, params string[] arguments)
+    {
+        (int exit, string output) = Start(program, folder, arguments);
+        Assert.True(exit == 0, $"{program} {string.Join(' ', arguments)} exited {exit}:\n{output}");
+        return output;
+    }
+
+    private static (int Exit, string Output) Start(string program, string folder, params string[] arguments)
+    {
+        var start = new ProcessStartInfo(program, arguments) { WorkingDirectory = folder, RedirectStandardOutput = true, RedirectStandardError = true };
+        using Process process = Process.Start(start)!;
+        Task<string> errors = process.StandardError.ReadToEndAsync();
+        string output = process.StandardOutput.ReadToEnd();
+        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)), $"{program} {string.Join(' ', arguments)} did not finish in 3 minutes");
+        return (process.ExitCode, output + errors.Result);
+    }
+}
