@@ -31,6 +31,18 @@ public sealed class CudaFakeDriverTests
     }
 
     [Fact]
+    public void The_toolkits_stub_is_never_taken_for_the_driver()
+    {
+        using var fake = new FakeCuda(stub: true);
+        // The stub first in the order of preference, then the driver: the stub loads, answers CUDA_ERROR_STUB_LIBRARY, and is passed over.
+        CudaDriver driver = CudaDriver.Load(fake.DriverSearch with { Names = ["libcuda.so", "libcuda.so.1"] });
+        Assert.Equal(Path.Combine(fake.Folder, "libcuda.so.1"), driver.Location);
+        var error = Assert.Throws<DllNotFoundException>(() => CudaDriver.Load(fake.DriverSearch with { Names = ["libcuda.so"] }));
+        Assert.Contains("only the CUDA toolkit's stub loaded", error.Message);
+        Assert.Contains(Path.Combine(fake.Folder, "libcuda.so"), error.Message);
+    }
+
+    [Fact]
     public void Timing_PrefersTheV2Symbol_WhenTheDriverExportsBoth()
     {
         using var fake = new FakeCuda(elapsed: 2);
@@ -76,11 +88,33 @@ public sealed class CudaFakeDriverTests
         Assert.StartsWith("f32_to_f16 grid", fake.LastLaunch);
     }
 
+    [Theory]
+    [InlineData(13000, 13, 1, 90, "--gpu-architecture=sm_90")]        // CUBIN of a newer minor: the driver loads it
+    [InlineData(13000, 12, 4, 89, "--gpu-architecture=compute_89")]   // PTX of an older major: the driver compiles it
+    public void Minor_version_and_older_major_images_are_accepted(int driverVersion, int major, int minor, int newest, string target)
+    {
+        var nvrtc = new FakeNvrtc($"libnvrtc.so.{major}", major, minor, newest);
+        using var fake = new FakeCuda(driverVersion: driverVersion, nvrtcs: [nvrtc]);
+        Convert(fake);
+        Assert.Contains(target + " ", fake.NvrtcOptions(nvrtc.FileName));
+        Assert.Equal(1, fake.Counter("modules"));
+    }
+
     [Fact]
     public void OnlyAnNvrtcNewerThanTheDriver_IsRefusedWithWhatToInstall_AndAnInstallLaterIsFound()
     {
         using var fake = new FakeCuda(driverVersion: 12020, nvrtcs: [Nvrtc13]);
-        var error = Assert.Throws<NativeTensorException>(() => Convert(fake));
+        NativeTensorException error;
+        fake.PushForeign();
+        try
+        {
+            error = Assert.Throws<NativeTensorException>(() => Convert(fake));
+            Assert.Equal(fake.Foreign, fake.Current);   // a failure inside an operation leaves the caller's context too
+        }
+        finally
+        {
+            fake.Pop();
+        }
         Assert.Contains("libnvrtc.so.13 is NVRTC 13, newer than the driver", error.Message);
         Assert.Contains("CUDA 12.2", error.Message);
         Assert.Contains("nvidia-cuda-nvrtc-cu12", error.Message);
@@ -286,7 +320,18 @@ public sealed class CudaFakeDriverTests
         using var fake = new FakeCuda();
         fake.Backend.SynchronizeLaunches = true;
         fake.FaultNextLaunch();
-        var error = Assert.Throws<NativeTensorException>(() => Convert(fake));
+        NativeTensorException error;
+        fake.PushForeign();
+        try
+        {
+            error = Assert.Throws<NativeTensorException>(() => Convert(fake));
+            Assert.Equal(fake.Foreign, fake.Current);
+        }
+        finally
+        {
+            fake.Pop();
+        }
+        Assert.Equal(0, fake.Counter("wrong_context"));
         Assert.Equal("CUDA_ERROR_ILLEGAL_ADDRESS", error.ErrorName);
         Assert.Contains("f32_to_f16 (grid", error.Message);
         Assert.Contains(CudaBackend.SynchronizeVariable, error.Message);

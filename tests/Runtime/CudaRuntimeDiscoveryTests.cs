@@ -77,6 +77,15 @@ public sealed class CudaRuntimeDiscoveryTests
         Assert.Equal("CUresult 700", CudaDriver.UnknownName(700));
     }
 
+    [Fact]
+    public void A_search_tries_each_name_everywhere_before_the_next_name()
+    {
+        var search = new LibrarySearch("a library", ["libx.so.2", "libx.so"], ["/opt/a", "/opt/b"]);
+        Assert.Equal(["libx.so.2", "/opt/a/libx.so.2", "/opt/b/libx.so.2", "libx.so", "/opt/a/libx.so", "/opt/b/libx.so"], search.Locations());
+        Assert.Equal(["/opt/a/libx.so.2", "/opt/b/libx.so.2", "/opt/a/libx.so", "/opt/b/libx.so"], (search with { LoaderPath = false }).Locations());
+        Assert.Equal("libx.so.2, libx.so on the loader path (LD_LIBRARY_PATH, ldconfig) and in /opt/a, /opt/b", search.Description);
+    }
+
     [Theory]
     [InlineData(1148L, 4)]
     [InlineData(1150L, 2)]

@@ -83,7 +83,7 @@ internal static class NativeLibraries
 
 /// <summary>
 /// Where to look for one native library: file names in order of preference, each tried on the loader path
-/// (LD_LIBRARY_PATH, ldconfig's cache) and then in each extra folder.
+/// (LD_LIBRARY_PATH, ldconfig's cache) and then in each extra folder before the next name is tried.
 /// </summary>
 /// <param name="What">The library in words, for messages ("the CUDA driver").</param>
 /// <param name="Names">File names, most preferred first.</param>
@@ -91,14 +91,19 @@ internal static class NativeLibraries
 /// <param name="LoaderPath">Whether the loader path is searched at all (a test's search of its own folder is not).</param>
 internal sealed record LibrarySearch(string What, IReadOnlyList<string> Names, IReadOnlyList<string> Folders, bool LoaderPath = true)
 {
-    /// <summary>Each place a library may be, in the order they are tried: every name on the loader path, then every name in each folder.</summary>
+    /// <summary>
+    /// Each place a library may be, in the order they are tried: the most preferred name everywhere (the loader path,
+    /// then each folder) before the next name, so a preferred name in a folder beats a lesser one on the loader path
+    /// (WSL's libcuda.so.1 beats a toolkit stub libcuda.so on LD_LIBRARY_PATH; NVRTC 13 in a toolkit beats NVRTC 12 on
+    /// the loader path, where the driver can load it).
+    /// </summary>
     public IEnumerable<string> Locations()
     {
-        if (LoaderPath)
-            foreach (string name in Names) yield return name;
-        foreach (string folder in Folders)
-            foreach (string name in Names)
-                yield return Path.Combine(folder, name);
+        foreach (string name in Names)
+        {
+            if (LoaderPath) yield return name;
+            foreach (string folder in Folders) yield return Path.Combine(folder, name);
+        }
     }
 
     /// <summary>Loads <paramref name="location"/> (a bare name goes to the loader, a path must exist); false when it does not load.</summary>

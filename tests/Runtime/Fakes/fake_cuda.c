@@ -175,11 +175,13 @@ EXPORT CUresult cuCtxPushCurrent_v2(void *context)
     return SUCCESS;
 }
 
+/* The backend pops only what it pushed: popping another library's context, or an empty stack, is a violation. */
 EXPORT CUresult cuCtxPopCurrent_v2(void **context)
 {
     ENTER;
-    if (context_depth == 0) return INVALID_CONTEXT;
+    if (context_depth == 0) { add(WRONG_CONTEXT, 1); return INVALID_CONTEXT; }
     void *top = context_stack[--context_depth];
+    if (top != &primary_context) add(WRONG_CONTEXT, 1);
     if (context != NULL) *context = top;
     return SUCCESS;
 }

@@ -79,9 +79,9 @@ internal sealed unsafe partial class CudaBackend : Backend
         {
             driver = CudaDriver.System;
         }
-        catch (DllNotFoundException e)
+        catch (DllNotFoundException)
         {
-            return ([], $"{library} not found (no NVIDIA driver): {e.Message}");
+            return ([], $"{library} not found (no NVIDIA driver; looked for {NativeLibraries.CudaDriver.Description})");
         }
         catch (EntryPointNotFoundException e)
         {
@@ -342,13 +342,15 @@ internal sealed unsafe partial class CudaBackend : Backend
         }
         if (context is null) return;
         // Best effort, never throwing: a context in an error state frees what it can and is released all the same.
-        bool entered = context.TryEnter(out CudaContext.Current current);
-        using (current)
-        {
-            if (entered) _driver.cuStreamSynchronize(context.Stream);
-            _kernels.Dispose();
-            FreeScratch();
-        }
+        // Without the context current the driver would refuse every call (and a context that cannot be pushed is gone
+        // with its modules and memory), so only the release is left to do then.
+        if (context.TryEnter(out CudaContext.Current current))
+            using (current)
+            {
+                _driver.cuStreamSynchronize(context.Stream);
+                _kernels.Dispose();
+                FreeScratch();
+            }
         context.Release();
     }
 }

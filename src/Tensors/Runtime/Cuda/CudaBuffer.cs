@@ -16,8 +16,8 @@ internal sealed class CudaBuffer : DeviceBuffer
 
     /// <summary>
     /// Allocates <paramref name="bytes"/> on the device of <paramref name="context"/>, which must be current; zero bytes
-    /// still gets a real, distinct allocation. With stream-ordered memory a first out-of-memory waits for the stream,
-    /// whose queued frees may return enough to the pool, and tries once more.
+    /// still gets a real, distinct allocation. (Memory freed on the same stream is reused by the pool at once, and
+    /// deferred frees were done when the operation began, so there is nothing to wait for before reporting out of memory.)
     /// </summary>
     /// <exception cref="NativeTensorException">Out of memory (the message says how much was asked and how much is free), or another driver error.</exception>
     public static CudaBuffer Allocate(Backend owner, CudaContext context, long bytes)
@@ -26,13 +26,7 @@ internal sealed class CudaBuffer : DeviceBuffer
         try
         {
             // cuMemAlloc refuses 0 bytes, and a zero handle would read as "invalid": one byte keeps both rules.
-            var size = (nuint)Math.Max(bytes, 1);
-            int result = context.Allocate(out ulong pointer, size);
-            if (result == CudaDriver.ErrorOutOfMemory && context.StreamOrderedMemory)
-            {
-                context.Synchronize();
-                result = context.Allocate(out pointer, size);
-            }
+            int result = context.Allocate(out ulong pointer, (nuint)Math.Max(bytes, 1));
             string call = context.StreamOrderedMemory ? "cuMemAllocAsync" : "cuMemAlloc_v2";
             if (result == CudaDriver.ErrorOutOfMemory) throw OutOfMemory(owner, context.Driver, call, bytes);
             context.Driver.Check(result, call);

@@ -24,6 +24,7 @@ namespace NativeTensor.Runtime.Cuda;
 internal sealed class CudaContext
 {
     private readonly ConcurrentQueue<ulong> _deferredFrees = new();
+    private readonly object _drain = new();
     private long _references = 1;
 
     private CudaContext(CudaDriver driver, int device, IntPtr handle, IntPtr stream, bool streamOrderedMemory)
@@ -140,8 +141,15 @@ internal sealed class CudaContext
     public void FreeDeferred()
     {
         if (_deferredFrees.IsEmpty) return;
-        Driver.cuStreamSynchronize(Stream);
-        while (_deferredFrees.TryDequeue(out ulong pointer)) Driver.cuMemFree(pointer);
+        lock (_drain)
+        {
+            // Only what was deferred before the synchronisation is known to be out of use after it: a buffer deferred
+            // while this thread waits may have had work queued behind the wait, so it stays for the next drain. Drains
+            // are serialised, so the first `count` entries are exactly those counted.
+            int count = _deferredFrees.Count;
+            Driver.cuStreamSynchronize(Stream);
+            for (int i = 0; i < count && _deferredFrees.TryDequeue(out ulong pointer); i++) Driver.cuMemFree(pointer);
+        }
     }
 
     /// <summary>Takes a reference for a new buffer or event.</summary>

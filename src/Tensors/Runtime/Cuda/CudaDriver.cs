@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using System.Text;
 
 namespace NativeTensor.Runtime.Cuda;
 
@@ -26,6 +27,8 @@ internal sealed unsafe partial class CudaDriver
 {
     public const int Success = 0;
     public const int ErrorOutOfMemory = 2;
+    /// <summary>CUDA_ERROR_STUB_LIBRARY: the toolkit's link-time stub of libcuda, not a driver.</summary>
+    public const int ErrorStubLibrary = 34;
 
     public const int AttributeMultiprocessorCount = 16;
     public const int AttributeMaxThreadsPerMultiprocessor = 39;
@@ -167,14 +170,24 @@ internal sealed unsafe partial class CudaDriver
         }
     }
 
-    /// <summary>The driver at the first location of <paramref name="search"/> that loads.</summary>
-    /// <exception cref="DllNotFoundException">None loads; the message says where it was looked for.</exception>
+    /// <summary>
+    /// The driver at the first location of <paramref name="search"/> that loads and is not the CUDA toolkit's stub
+    /// (a <c>libcuda.so</c> for linking that answers every call with CUDA_ERROR_STUB_LIBRARY).
+    /// </summary>
+    /// <exception cref="DllNotFoundException">None loads, or only stubs do; the message says where it was looked for.</exception>
     /// <exception cref="EntryPointNotFoundException">The library lacks a required entry point.</exception>
     public static CudaDriver Load(LibrarySearch search)
     {
-        if (!search.TryLoadFirst(out IntPtr library, out string location))
-            throw new DllNotFoundException($"{search.What} was not found; looked for {search.Description}");
-        return new CudaDriver(library, location);
+        var stubs = new List<string>();
+        foreach (string location in search.Locations())
+        {
+            if (!LibrarySearch.TryLoad(location, out IntPtr library)) continue;
+            var driver = new CudaDriver(library, location);
+            if (driver.cuInit(0) != ErrorStubLibrary) return driver;
+            stubs.Add(location);
+        }
+        string found = stubs.Count == 0 ? "" : $"; only the CUDA toolkit's stub loaded ({string.Join(", ", stubs)}), which is for linking, not running";
+        throw new DllNotFoundException($"{search.What} was not found; looked for {search.Description}{found}");
     }
 
     private static IntPtr Bind(IntPtr library, string name, bool required)
@@ -342,9 +355,9 @@ internal sealed unsafe partial class CudaDriver
     public int cuModuleGetFunction(out IntPtr function, IntPtr module, string name)
     {
         IntPtr value = IntPtr.Zero;
-        int length = global::System.Text.Encoding.UTF8.GetByteCount(name);
+        int length = Encoding.UTF8.GetByteCount(name);
         Span<byte> text = length < 256 ? stackalloc byte[length + 1] : new byte[length + 1];
-        global::System.Text.Encoding.UTF8.GetBytes(name, text);
+        Encoding.UTF8.GetBytes(name, text);
         text[length] = 0;
         int result;
         fixed (byte* entry = text) result = _moduleGetFunction(&value, module, entry);

@@ -20,10 +20,12 @@ internal sealed unsafe partial class Nvrtc
     public sealed record Target(string Architecture, bool IsCubin)
     {
         /// <summary>
-        /// The options every kernel of this project is built with; they enter the kernel cache key. The float options
-        /// are NVRTC's defaults, stated so that no toolkit's change of default can break the bit-exact tests: subnormals
-        /// kept (<c>--ftz=false</c>), IEEE division and square root, and no contraction of a separate multiply and add
-        /// into an FMA, as OpenCL's FP_CONTRACT OFF in dialect.h (the kernels round with the _rn intrinsics anyway).
+        /// The options every kernel of this project is built with; they enter the kernel cache key. Three float options
+        /// restate NVRTC's defaults so that no toolkit's change of default can break the bit-exact tests: subnormals kept
+        /// (<c>--ftz=false</c>), IEEE division and square root. The fourth departs from them: <c>--fmad=false</c> stops
+        /// NVRTC contracting a separate multiply and add into one FMA, as FP_CONTRACT OFF does in dialect.h's OpenCL
+        /// half, so plain arithmetic rounds as the source shows on every backend (the hot loops use FMA and the _rn
+        /// intrinsics explicitly, which the option leaves alone).
         /// </summary>
         public string[] Options { get; } =
         [
@@ -81,7 +83,7 @@ internal sealed unsafe partial class Nvrtc
                 $"cuda: NVRTC, which compiles the CUDA kernels, was not found; looked for {search.Description}. " +
                 "Install NVRTC 13 or 12 (the CUDA toolkit, or pip's nvidia-cuda-nvrtc), or point CUDA_PATH at a toolkit");
         throw new NativeTensorException(
-            $"cuda: no NVRTC found can build for sm_{capability} under {driverText}: {string.Join("; ", passedOver)}. " +
+            $"cuda: none of the NVRTCs found can build for sm_{capability} under {driverText}: {string.Join("; ", passedOver)}. " +
             $"Install NVRTC {driver.Major} (the CUDA {driver.Major} toolkit, or pip's nvidia-cuda-nvrtc-cu{driver.Major}) or a newer driver");
     }
 
