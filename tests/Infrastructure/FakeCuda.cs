@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Runtime.InteropServices;
 using NativeTensor.Runtime;
 using NativeTensor.Runtime.Cuda;
@@ -155,11 +154,7 @@ internal sealed unsafe class FakeCuda : IDisposable
         string output = Path.Combine(Root, name);
         // The soname is unique, so the loader can never hand one of these out for a request of libcuda.so.1 by name.
         string[] arguments = ["-shared", "-fPIC", "-O1", "-std=gnu11", "-Wall", "-Werror", $"-Wl,-soname,{name}", .. defines, "-o", output, sourcePath];
-        var start = new ProcessStartInfo(Compiler.Value!, arguments) { RedirectStandardError = true, RedirectStandardOutput = true };
-        using Process process = Process.Start(start)!;
-        string errors = process.StandardError.ReadToEnd() + process.StandardOutput.ReadToEnd();
-        if (!process.WaitForExit(TimeSpan.FromMinutes(1))) process.Kill();
-        Assert.True(process.ExitCode == 0, $"{Compiler.Value} {string.Join(' ', arguments)} failed:\n{errors}");
+        ChildProcess.Check(Compiler.Value!, arguments);
         return output;
     }
 

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Text;
 using NativeTensor.Tests.Infrastructure;
 
@@ -71,15 +70,8 @@ internal static class MappedFixtures
     /// <summary>Runs a Python snippet with /usr/bin/python3; returns its exit code, stdout and stderr.</summary>
     public static (int Exit, string Output, string Error) Python(string code, params string[] args)
     {
-        var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add("-c");
-        start.ArgumentList.Add(code);
-        foreach (string a in args) start.ArgumentList.Add(a);
-        using Process process = Process.Start(start)!;
-        Task<string> output = process.StandardOutput.ReadToEndAsync();
-        string error = process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        return (process.ExitCode, output.Result, error);
+        ChildProcess.Result result = ChildProcess.Run("/usr/bin/python3", ["-c", code, .. args], minutes: 10);
+        return (result.Exit, result.Output, result.Error);
     }
 }
 

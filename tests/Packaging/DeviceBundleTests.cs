@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Reflection;
 using System.Text.RegularExpressions;
 using NativeTensor.Tests.Infrastructure;
@@ -88,20 +87,11 @@ public sealed partial class DeviceBundleTests
 
     private static string Sdk() => PackageTests.Sdk() ?? throw Backends.Missing(Requirement, "no .NET SDK here to run the test assembly and perf with");
 
-    private static string Run(string program, string folder, params string[] arguments)
-    {
-        (int exit, string output) = Start(program, folder, arguments);
-        Assert.True(exit == 0, $"{program} {string.Join(' ', arguments)} exited {exit}:\n{output}");
-        return output;
-    }
+    private static string Run(string program, string folder, params string[] arguments) => ChildProcess.Check(program, arguments, folder);
 
     private static (int Exit, string Output) Start(string program, string folder, params string[] arguments)
     {
-        var start = new ProcessStartInfo(program, arguments) { WorkingDirectory = folder, RedirectStandardOutput = true, RedirectStandardError = true };
-        using Process process = Process.Start(start)!;
-        Task<string> errors = process.StandardError.ReadToEndAsync();
-        string output = process.StandardOutput.ReadToEnd();
-        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(3)), $"{program} {string.Join(' ', arguments)} did not finish in 3 minutes");
-        return (process.ExitCode, output + errors.Result);
+        ChildProcess.Result result = ChildProcess.Run(program, arguments, folder);
+        return (result.Exit, result.All);
     }
 }

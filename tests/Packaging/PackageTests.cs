@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.IO.Compression;
 using System.Text;
 using NativeTensor.Tests.Infrastructure;
@@ -25,7 +24,16 @@ public sealed class PackageTests
         try
         {
             string feed = Path.Combine(work, "feed");
-            var environment = new Dictionary<string, string> { ["NUGET_PACKAGES"] = Path.Combine(work, "packages"), ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1", ["DOTNET_NOLOGO"] = "1" };
+            var environment = new Dictionary<string, string?>
+            {
+                ["NUGET_PACKAGES"] = Path.Combine(work, "packages"),
+                ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1",
+                ["DOTNET_NOLOGO"] = "1",
+                // The test host's own MSBuild settings must not leak into the child builds.
+                ["MSBuildExtensionsPath"] = null,
+                ["MSBUILD_EXE_PATH"] = null,
+                ["MSBuildSDKsPath"] = null,
+            };
             foreach (string project in Libraries)
                 Run(dotnet, root, environment, "pack", Path.Combine(root, project), "-c", "Release", "-o", feed);
             string version = CheckPackages(feed);
@@ -102,19 +110,8 @@ public sealed class PackageTests
         return reader.ReadToEnd();
     }
 
-    private static string Run(string dotnet, string folder, Dictionary<string, string> environment, params string[] arguments)
-    {
-        var start = new ProcessStartInfo(dotnet, arguments) { WorkingDirectory = folder, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach ((string name, string value) in environment) start.Environment[name] = value;
-        // The test host's own MSBuild settings must not leak into the child builds.
-        foreach (string name in new[] { "MSBuildExtensionsPath", "MSBUILD_EXE_PATH", "MSBuildSDKsPath" }) start.Environment.Remove(name);
-        using Process process = Process.Start(start)!;
-        Task<string> errors = process.StandardError.ReadToEndAsync();
-        string output = process.StandardOutput.ReadToEnd();
-        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(5)), $"dotnet {string.Join(' ', arguments)} did not finish in 5 minutes");
-        Assert.True(process.ExitCode == 0, $"dotnet {string.Join(' ', arguments)} exited {process.ExitCode}:\n{output}\n{errors.Result}");
-        return output;
-    }
+    private static string Run(string dotnet, string folder, Dictionary<string, string?> environment, params string[] arguments) =>
+        ChildProcess.Check(dotnet, arguments, folder, environment, minutes: 5);
 
     private static string? RepositoryRoot()
     {

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 using NativeTensor.Runtime;
 using NativeTensor.Tests.Infrastructure;
@@ -73,32 +72,11 @@ public sealed partial class KernelCudaCompileTests
     [GeneratedRegex(@"__kernel\s+(?:__attribute__\(\(.*?\)\)\s+)*void\s+(?<name>\w+)\s*\(", RegexOptions.Singleline)]
     private static partial Regex OpenClKernel();
 
-    private static string Run(string program, params string[] arguments)
-    {
-        var start = new ProcessStartInfo(program, arguments) { RedirectStandardOutput = true, RedirectStandardError = true };
-        using Process process = Process.Start(start)!;
-        Task<string> errors = process.StandardError.ReadToEndAsync();
-        string output = process.StandardOutput.ReadToEnd();
-        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(2)), $"{program} did not finish in 2 minutes");
-        Assert.True(process.ExitCode == 0, $"{program} {string.Join(' ', arguments)} failed:\n{errors.Result}");
-        return output;
-    }
+    private static string Run(string program, params string[] arguments) => ChildProcess.Check(program, arguments);
 
     /// <summary>Whether the clang at hand knows <paramref name="architecture"/> (clang-15 stops at sm_87; sm_90 came with clang 16).</summary>
-    private static bool Knows(string architecture)
-    {
-        if (Clang.Value is null) return false;
-        var start = new ProcessStartInfo(Clang.Value, ["-x", "cuda", "--cuda-device-only", "-nocudainc", "-nocudalib", $"--cuda-gpu-arch={architecture}", "-fsyntax-only", "-"])
-        {
-            RedirectStandardInput = true,
-            RedirectStandardError = true,
-        };
-        using Process process = Process.Start(start)!;
-        process.StandardInput.Close();
-        process.StandardError.ReadToEnd();
-        process.WaitForExit();
-        return process.ExitCode == 0;
-    }
+    private static bool Knows(string architecture) => Clang.Value is not null && ChildProcess.Run(Clang.Value,
+        ["-x", "cuda", "--cuda-device-only", "-nocudainc", "-nocudalib", $"--cuda-gpu-arch={architecture}", "-fsyntax-only", "-"], input: "").Exit == 0;
 
     /// <summary>The newest clang on PATH that has the CUDA front end, newest first.</summary>
     private static string? FindClang()
