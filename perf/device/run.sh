@@ -2,7 +2,7 @@
 # run.sh — validates NativeTensor on a GPU machine that has the NVIDIA driver (and ideally NVRTC, compute-sanitizer and
 # PyTorch) but no .NET: it runs from the unpacked device bundle (perf/device/bundle.sh) and writes everything into
 # $OUT (default ./out beside it):
-#   steps.txt               one line per step: name, exit code, seconds
+#   steps.txt               one line per step: name, exit code, seconds (run.sh exits 1 if any step failed)
 #   environment.log         nvidia-smi, driver, NVRTC and compute capability, CPU, PyTorch
 #   tests.log, tests.xml,   the CUDA suites (every Cuda* class, the KV cache and device tests, the fake-driver and
 #   tests.junit.xml         compile checks) with NATIVETENSOR_REQUIRE=cuda: a skipped CUDA test is a failure here
@@ -18,6 +18,7 @@
 #   NATIVETENSOR_BUNDLE_DEVICE   the device perf and the sanitizers use (default cuda; opencl for a dry run on PoCL)
 #   NATIVETENSOR_BUNDLE_TESTS    cuda (default) or all: every suite, CPU and OpenCL included (CI runs those anyway)
 #   NATIVETENSOR_TIME_SCALE      multiplies every step's limit (default 1; a 2-core machine without a GPU wants 4)
+#   NATIVETENSOR_BUNDLE_STEPS    the steps to run (default "environment tests sanitizers perf"), to rerun one after a fix
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 OUT=${OUT:-$here/out}
@@ -29,7 +30,10 @@ scale=${NATIVETENSOR_TIME_SCALE:-1}
 export NATIVETENSOR_REQUIRE=${NATIVETENSOR_REQUIRE-cuda}
 # The machine may have no ICU; nothing here depends on culture.
 export DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
-: > "$OUT/steps.txt"
+steps=" ${NATIVETENSOR_BUNDLE_STEPS:-environment tests sanitizers perf} "
+echo "# $(date -u +%FT%TZ):$steps" >> "$OUT/steps.txt"   # appended to: a rerun of one step keeps the others' lines
+failed=0
+wants() { [[ "$steps" == *" $1 "* ]]; }
 
 # step NAME LIMIT_SECONDS COMMAND...: runs COMMAND with its output in $OUT/NAME.log, killed past the (scaled) limit.
 step() {
@@ -42,6 +46,7 @@ step() {
   [ "$rc" -eq 124 ] && echo "(killed after $limit s)" >> "$OUT/$name.log"
   echo "$name rc=$rc $(( $(date +%s) - start ))s" | tee -a "$OUT/steps.txt"
   tail -n 5 "$OUT/$name.log"
+  [ "$rc" -eq 0 ] || failed=1
 }
 
 environment() {
@@ -77,7 +82,7 @@ PY
 
 export -f environment
 export here
-step environment 20 bash -c environment
+wants environment && step environment 20 bash -c environment
 
 # The suites that run on CUDA: every Cuda* class, and the classes with CUDA rows of their own.
 if [ "${NATIVETENSOR_BUNDLE_TESTS:-cuda}" = all ]; then
@@ -86,10 +91,12 @@ else
   selection=(-class "NativeTensor.Tests.*.Cuda*" -class "NativeTensor.Tests.Memory.KvCacheTests" \
              -class "NativeTensor.Tests.Core.DeviceTests" -class "NativeTensor.Tests.Runtime.KernelCudaCompileTests")
 fi
-step tests 150 "$tests" "${selection[@]}" -xml "$OUT/tests.xml" -junit "$OUT/tests.junit.xml"
+wants tests && step tests 150 "$tests" "${selection[@]}" -xml "$OUT/tests.xml" -junit "$OUT/tests.junit.xml"
 
 # Every op's validation on the device under the sanitizers, one launch at a time so a fault names its kernel.
-if command -v compute-sanitizer >/dev/null; then
+if ! wants sanitizers; then
+  :
+elif command -v compute-sanitizer >/dev/null; then
   step memcheck 90 env NATIVETENSOR_CUDA_SYNC=1 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
     "$perf" validate --device "$device" --out "$OUT/memcheck-validate.md"
   step racecheck 60 env NATIVETENSOR_CUDA_SYNC=1 compute-sanitizer --tool racecheck --error-exitcode 9 \
@@ -99,7 +106,8 @@ else
 fi
 
 # Perf on the device: validates every op, then times each section beside the peers.
-step perf 180 "$perf" all --device "$device" --out "$OUT/perf-$device.md"
+wants perf && step perf 180 "$perf" all --device "$device" --out "$OUT/perf-$device.md"
 
 echo "== done: $OUT"
 cat "$OUT/steps.txt"
+exit "$failed"
