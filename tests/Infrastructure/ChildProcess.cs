@@ -7,7 +7,7 @@ namespace NativeTensor.Tests.Infrastructure;
 /// streams read to the end, so neither can fill its pipe and stall the child, and a time limit that fails the test
 /// instead of hanging the run.
 /// </summary>
-internal static class ChildProcess
+internal static partial class ChildProcess
 {
     /// <summary>The child's exit code and what it wrote to each stream.</summary>
     public readonly record struct Result(int Exit, string Output, string Error)
@@ -47,8 +47,22 @@ internal static class ChildProcess
             process.Kill(entireProcessTree: true);
             Assert.Fail($"{Describe(program, arguments)} did not finish in {minutes} minutes");
         }
-        return new Result(process.ExitCode, output.Result, error.Result);
+        return new Result(process.ExitCode, Printable(output.Result), Printable(error.Result));
     }
+
+    /// <summary>
+    /// <paramref name="text"/> without terminal colour sequences and other control characters. They reach assertion
+    /// messages, and the VSTest adapter drops a test result whose message holds one (an XML-invalid character): the
+    /// failing test would vanish from the run, which then reports green.
+    /// </summary>
+    internal static string Printable(string text) =>
+        ControlCharacters().Replace(AnsiSequence().Replace(text, ""), "\uFFFD");
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"\x1b\[[0-9;?]*[ -/]*[@-~]")]
+    private static partial System.Text.RegularExpressions.Regex AnsiSequence();
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")]
+    private static partial System.Text.RegularExpressions.Regex ControlCharacters();
 
     /// <summary>As <see cref="Run"/>, failing the test unless the child exits 0; returns its standard output.</summary>
     public static string Check(string program, IEnumerable<string> arguments, string? folder = null,
