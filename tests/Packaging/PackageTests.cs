@@ -15,6 +15,16 @@ public sealed class PackageTests
     private const string Requirement = "dotnet-sdk";
     private static readonly string[] Libraries = ["src/Tensors/NativeTensor.csproj", "src/Memory/NativeTensor.Memory.csproj", "src/Training/NativeTensor.Training.csproj"];
 
+    /// <summary>For a dotnet build started by a test: quiet, and without the test host's own MSBuild settings, which would leak into it.</summary>
+    internal static readonly IReadOnlyDictionary<string, string?> ChildBuildEnvironment = new Dictionary<string, string?>
+    {
+        ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1",
+        ["DOTNET_NOLOGO"] = "1",
+        ["MSBuildExtensionsPath"] = null,
+        ["MSBUILD_EXE_PATH"] = null,
+        ["MSBuildSDKsPath"] = null,
+    };
+
     [Fact]
     public void A_fresh_console_project_adds_the_packages_from_a_folder_and_runs_them()
     {
@@ -24,16 +34,7 @@ public sealed class PackageTests
         try
         {
             string feed = Path.Combine(work, "feed");
-            var environment = new Dictionary<string, string?>
-            {
-                ["NUGET_PACKAGES"] = Path.Combine(work, "packages"),
-                ["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1",
-                ["DOTNET_NOLOGO"] = "1",
-                // The test host's own MSBuild settings must not leak into the child builds.
-                ["MSBuildExtensionsPath"] = null,
-                ["MSBUILD_EXE_PATH"] = null,
-                ["MSBuildSDKsPath"] = null,
-            };
+            var environment = new Dictionary<string, string?>(ChildBuildEnvironment) { ["NUGET_PACKAGES"] = Path.Combine(work, "packages") };
             foreach (string project in Libraries)
                 Run(dotnet, root, environment, "pack", Path.Combine(root, project), "-c", "Release", "-o", feed);
             string version = CheckPackages(feed);
