@@ -47,7 +47,8 @@ internal sealed unsafe partial class CudaBackend
                     using Lease target = Hold(buffer, 0, checked(count * dtype.SizeOf()), nameof(tensors));
                     data = At(target, 0);
                     elements = count;
-                    Launch(work, functions[NonFiniteSlot(dtype)], NonFiniteKernel(dtype), ConvertBlocks(count, ResidentThreads), 1, ConvertBlockThreads, arguments);
+                    Launch(work, functions[NonFiniteSlot(dtype)], NonFiniteKernel(dtype), ConvertBlocks(count, ResidentThreads), 1,
+                        ConvertBlockThreads, arguments);
                 }
                 _driver.Check(_driver.cuMemcpyDtoHAsync(&found, _nonFiniteFlag, sizeof(uint), stream), "cuMemcpyDtoHAsync_v2");
                 work.Context.Synchronize();

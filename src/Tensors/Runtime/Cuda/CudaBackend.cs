@@ -13,8 +13,9 @@ namespace NativeTensor.Runtime.Cuda;
 /// host memory is involved (Write, Read, host starts) or a device-side check must be read back.</para>
 /// <para>Two lifetimes meet at every enqueue. A buffer argument is held by a <see cref="Lease"/> from the moment its
 /// pointer is taken until the enqueue has returned (its free is then queued behind the stream's work, see
-/// <see cref="CudaContext"/>, so nothing queued outlives its memory). The backend's own state (context, modules, scratch) is held by a <see cref="Work"/> from
-/// <see cref="Begin"/>; <see cref="Dispose"/> waits for every Work to end before it tears that state down.</para>
+/// <see cref="CudaContext"/>, so nothing queued outlives its memory). The backend's own state (context, modules,
+/// scratch) is held by a <see cref="Work"/> from <see cref="Begin"/>; <see cref="Dispose"/> waits for every Work to
+/// end before it tears that state down.</para>
 /// <para>Each Work pushes the context and pops it at its end, so a thread that had another library's context current
 /// (PyTorch, cuBLAS, a user's ILGPU) has it current again when the call returns.</para>
 /// </remarks>
