@@ -38,7 +38,7 @@ public sealed class CudaFakeDriverTests
         CudaDriver driver = CudaDriver.Load(fake.DriverSearch with { Names = ["libcuda.so", "libcuda.so.1"] });
         Assert.Equal(Path.Combine(fake.Folder, "libcuda.so.1"), driver.Location);
         var error = Assert.Throws<DllNotFoundException>(() => CudaDriver.Load(fake.DriverSearch with { Names = ["libcuda.so"] }));
-        Assert.Contains("only the CUDA toolkit's stub loaded", error.Message);
+        Assert.Contains("only the CUDA toolkit's link-time libcuda loaded", error.Message);
         Assert.Contains(Path.Combine(fake.Folder, "libcuda.so"), error.Message);
     }
 

@@ -26,8 +26,8 @@ internal static class NativeLibraries
 
     /// <summary>
     /// The CUDA driver: <c>libcuda.so.1</c> (what the driver package installs) before <c>libcuda.so</c>, which on a
-    /// machine with only the toolkit is the stub that answers CUDA_ERROR_STUB_LIBRARY; WSL keeps the real one in
-    /// <c>/usr/lib/wsl/lib</c>.
+    /// machine with only the toolkit is its link-time library that answers CUDA_ERROR_STUB_LIBRARY; WSL keeps the
+    /// real one in <c>/usr/lib/wsl/lib</c>.
     /// </summary>
     public static LibrarySearch CudaDriver { get; } = OperatingSystem.IsWindows()
         ? new("the CUDA driver", ["nvcuda.dll"], [])
@@ -94,7 +94,7 @@ internal sealed record LibrarySearch(string What, IReadOnlyList<string> Names, I
     /// <summary>
     /// Each place a library may be, in the order they are tried: the most preferred name everywhere (the loader path,
     /// then each folder) before the next name, so a preferred name in a folder beats a lesser one on the loader path
-    /// (WSL's libcuda.so.1 beats a toolkit stub libcuda.so on LD_LIBRARY_PATH; NVRTC 13 in a toolkit beats NVRTC 12 on
+    /// (WSL's libcuda.so.1 beats a toolkit's link-time libcuda.so on LD_LIBRARY_PATH; NVRTC 13 in a toolkit beats NVRTC 12 on
     /// the loader path, where the driver can load it).
     /// </summary>
     public IEnumerable<string> Locations()

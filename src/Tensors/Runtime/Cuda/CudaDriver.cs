@@ -9,7 +9,7 @@ namespace NativeTensor.Runtime.Cuda;
 /// <remarks>
 /// <para>Bound by handle, not by P/Invoke, for two reasons. Every symbol comes from the file the versioned search
 /// loaded, so an optional or renamed symbol can never be looked up in a different library (such as the toolkit's
-/// <c>libcuda.so</c> stub). And tests can bind a fake driver, built from C, to a backend of their own while the
+/// link-time <c>libcuda.so</c>). And tests can bind a fake driver, built from C, to a backend of their own while the
 /// process's real driver (or its absence) stays untouched.</para>
 /// <para>cuda.h renames many functions with macros (<c>#define cuMemAlloc cuMemAlloc_v2</c>); a binary that loads the
 /// driver by symbol name must ask for the renamed symbol itself, because the unsuffixed one is the 32-bit-size ABI of
@@ -27,7 +27,7 @@ internal sealed unsafe partial class CudaDriver
 {
     public const int Success = 0;
     public const int ErrorOutOfMemory = 2;
-    /// <summary>CUDA_ERROR_STUB_LIBRARY: the toolkit's link-time stub of libcuda, not a driver.</summary>
+    /// <summary>CUDA_ERROR_STUB_LIBRARY: the library is the toolkit's link-time libcuda, not a driver.</summary>
     public const int ErrorStubLibrary = 34;
 
     public const int AttributeMultiprocessorCount = 16;
@@ -171,22 +171,22 @@ internal sealed unsafe partial class CudaDriver
     }
 
     /// <summary>
-    /// The driver at the first location of <paramref name="search"/> that loads and is not the CUDA toolkit's stub
-    /// (a <c>libcuda.so</c> for linking that answers every call with CUDA_ERROR_STUB_LIBRARY).
+    /// The driver at the first location of <paramref name="search"/> that loads and is not the CUDA toolkit's
+    /// link-time <c>libcuda.so</c>, which answers every call with CUDA_ERROR_STUB_LIBRARY.
     /// </summary>
-    /// <exception cref="DllNotFoundException">None loads, or only stubs do; the message says where it was looked for.</exception>
+    /// <exception cref="DllNotFoundException">None loads, or only link-time libraries do; the message says where it was looked for.</exception>
     /// <exception cref="EntryPointNotFoundException">The library lacks a required entry point.</exception>
     public static CudaDriver Load(LibrarySearch search)
     {
-        var stubs = new List<string>();
+        var linkOnly = new List<string>();
         foreach (string location in search.Locations())
         {
             if (!LibrarySearch.TryLoad(location, out IntPtr library)) continue;
             var driver = new CudaDriver(library, location);
             if (driver.cuInit(0) != ErrorStubLibrary) return driver;
-            stubs.Add(location);
+            linkOnly.Add(location);
         }
-        string found = stubs.Count == 0 ? "" : $"; only the CUDA toolkit's stub loaded ({string.Join(", ", stubs)}), which is for linking, not running";
+        string found = linkOnly.Count == 0 ? "" : $"; only the CUDA toolkit's link-time libcuda loaded ({string.Join(", ", linkOnly)}), which is for linking, not running";
         throw new DllNotFoundException($"{search.What} was not found; looked for {search.Description}{found}");
     }
 
