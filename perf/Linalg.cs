@@ -1,3 +1,4 @@
+using NativeTensor.Runtime.Kernels;
 using NativeTensor.Reference;
 using NativeTensor.Runtime;
 using NativeTensor.Runtime.Cuda;
@@ -64,14 +65,11 @@ internal static class Linalg
     private static void PrintKernelResources(Device cuda, Report report)
     {
         var backend = (CudaBackend)cuda.Backend;
-        DType[] dtypes = [DType.Float32, DType.Float16, DType.BFloat16];
-        IEnumerable<string> entries = dtypes.SelectMany(a => dtypes.Select(b => LinalgGrid.MatMulKernel(a, b)))
-            .Concat(dtypes.Select(LinalgGrid.SyrkKernel));
         var table = new List<string[]> { new[] { "kernel", "registers/thread", "local B/thread", "shared B/block", "max threads/block" } };
-        foreach (string entry in entries)
+        foreach (DeviceKernel kernel in LinalgKernels.All)
         {
-            KernelResources used = backend.KernelResources(LinalgGrid.Source, entry);
-            table.Add([entry, $"{used.Registers}", $"{used.LocalBytesPerThread}", $"{used.SharedBytesPerBlock}", $"{used.MaxThreadsPerBlock}"]);
+            KernelResources used = backend.KernelResources(kernel.Source, kernel.Entry);
+            table.Add([kernel.Entry, $"{used.Registers}", $"{used.LocalBytesPerThread}", $"{used.SharedBytesPerBlock}", $"{used.MaxThreadsPerBlock}"]);
         }
         report.Line($"{cuda.Spec} kernel resources ({cuda.Name}, as compiled for sm_{backend.ComputeCapability}):");
         report.Table(table, [false, true, true, true, true]);

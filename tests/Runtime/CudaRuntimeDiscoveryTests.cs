@@ -85,39 +85,4 @@ public sealed class CudaRuntimeDiscoveryTests
         Assert.Equal(["/opt/a/libx.so.2", "/opt/b/libx.so.2", "/opt/a/libx.so", "/opt/b/libx.so"], (search with { LoaderPath = false }).Locations());
         Assert.Equal("libx.so.2, libx.so on the loader path (LD_LIBRARY_PATH, ldconfig) and in /opt/a, /opt/b", search.Description);
     }
-
-    [Theory]
-    [InlineData(1148L, 4)]
-    [InlineData(1150L, 2)]
-    [InlineData(7L, 1)]
-    [InlineData(24L, 8)]
-    [InlineData(4096L, 16)]
-    public void NarrowestUnit_IsTheRowsLowestBit_CappedAt16(long rowBytes, int unit) =>
-        Assert.Equal(unit, WindowGrid.NarrowestUnit(rowBytes));
-
-    [Fact]
-    public void Chunks_FillAnH100Wave_ForThePerfBatch()
-    {
-        const long H100Resident = 132 * 2048;
-        const long Block = 30 * 1148;
-        int chunks = WindowGrid.Chunks(Block, 1148, 256, H100Resident);
-        long units = Block / 4;
-        long threads = (long)WindowGrid.BlockThreads * chunks;
-        Assert.True(256 * threads >= H100Resident, $"{chunks} chunks leave the grid short of one wave");
-        Assert.InRange(units / threads, WindowGrid.FewestUnitsPerThread, WindowGrid.MostUnitsPerThread);
-    }
-
-    [Theory]
-    [InlineData(16L, 16L, 1L)]                  // a single unit: one chunk, whatever the wave
-    [InlineData(1L << 34, 16L, 1L)]             // one huge window: bounded by gridDim.y
-    [InlineData(1L << 24, 16L, 1L << 20)]       // many windows: the wave is full without chunks
-    [InlineData(34440L, 1148L, 1L << 30)]
-    public void Chunks_StayWithinTheLaunchLimits(long block, long rowBytes, long windows)
-    {
-        int chunks = WindowGrid.Chunks(block, rowBytes, windows, 132 * 2048);
-        Assert.InRange(chunks, 1, WindowGrid.MaxChunks);
-        long units = block / WindowGrid.NarrowestUnit(rowBytes);
-        if (chunks < WindowGrid.MaxChunks)
-            Assert.True(units <= (long)chunks * WindowGrid.BlockThreads * WindowGrid.MostUnitsPerThread);
-    }
 }

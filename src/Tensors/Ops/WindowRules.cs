@@ -36,25 +36,8 @@ internal static class WindowRules
         return to;
     }
 
-    public static string StartMessage(long index, long value, int window, long frameCount) => value < 0
-        ? $"starts[{index}] = {value}: starts must be >= 0"
-        : $"starts[{index}] = {value}: window {window} runs past frame count {frameCount}";
-
-    /// <summary>
-    /// Every start s must satisfy 0 &lt;= s and s + window &lt;= frameCount (written so it cannot overflow).
-    /// <paramref name="firstIndex"/> is the batch index of <c>starts[0]</c>, so a batch checked in slices names the
-    /// bad start by its place in the whole batch.
-    /// </summary>
-    public static void Starts(ReadOnlySpan<long> starts, int window, long frameCount, long firstIndex = 0)
-    {
-        long last = frameCount - window;
-        for (int i = 0; i < starts.Length; i++)
-        {
-            long s = starts[i];
-            if ((ulong)s > (ulong)last)
-                throw new ArgumentOutOfRangeException(nameof(starts), s, StartMessage(firstIndex + i, s, window, frameCount));
-        }
-    }
+    /// <summary>Every start s must satisfy 0 &lt;= s and s + window &lt;= frameCount; see <see cref="Runtime.WindowStarts.Check"/>.</summary>
+    public static void Starts(ReadOnlySpan<long> starts, int window, long frameCount) => Runtime.WindowStarts.Check(starts, window, frameCount);
 
     public static void StartsTensor(Tensor starts, Tensor frames)
     {

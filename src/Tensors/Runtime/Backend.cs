@@ -204,24 +204,6 @@ internal abstract class Backend : IDisposable
             throw new ArgumentOutOfRangeException(nameof(taken), taken, $"rows [{first}, {first} + {taken}) run past the batch's {batchRows} rows");
     }
 
-    /// <summary>The entry point of <c>kernels/moments.cl</c> that sums the columns of a <paramref name="dtype"/> batch.</summary>
-    internal static string MomentColumnSumsKernel(DType dtype) => dtype switch
-    {
-        DType.Float32 => "moments_column_sums_f32",
-        DType.Float16 => "moments_column_sums_f16",
-        DType.BFloat16 => "moments_column_sums_bf16",
-        _ => throw new ArgumentException($"no column sums for {dtype}: Float32, Float16 or BFloat16", nameof(dtype)),
-    };
-
-    /// <summary>The entry point of <c>kernels/moments.cl</c> that centres rows of a <paramref name="dtype"/> batch.</summary>
-    internal static string MomentCentreKernel(DType dtype) => dtype switch
-    {
-        DType.Float32 => "moments_centre_f32",
-        DType.Float16 => "moments_centre_f16",
-        DType.BFloat16 => "moments_centre_bf16",
-        _ => throw new ArgumentException($"no centring for {dtype}: Float32, Float16 or BFloat16", nameof(dtype)),
-    };
-
     /// <summary>Called by a buffer when it comes to life, to keep the leak counters.</summary>
     internal void Track(long bytes)
     {
@@ -235,86 +217,6 @@ internal abstract class Backend : IDisposable
         Interlocked.Decrement(ref _liveBuffers);
         Interlocked.Add(ref _liveBytes, -bytes);
     }
-
-    /// <summary>The message of a device-side bounds flag, shared so every backend words it the same way.</summary>
-    internal static ArgumentOutOfRangeException BadDeviceStart(long index, long value, int window, long frameCount) =>
-        new("starts", value, WindowRules.StartMessage(index, value, window, frameCount) + " (checked on the device)");
-
-    /// <summary>
-    /// The entry point of <c>kernels/precision.cl</c> converting <paramref name="from"/> to <paramref name="to"/>, shared
-    /// by the device backends; both must be different floating-point dtypes (the same dtype is a copy, no kernel).
-    /// </summary>
-    internal static string ConvertKernel(DType from, DType to) => (from, to) switch
-    {
-        (DType.Float32, DType.Float16) => "f32_to_f16",
-        (DType.Float32, DType.BFloat16) => "f32_to_bf16",
-        (DType.Float16, DType.Float32) => "f16_to_f32",
-        (DType.BFloat16, DType.Float32) => "bf16_to_f32",
-        (DType.Float16, DType.BFloat16) => "f16_to_bf16",
-        (DType.BFloat16, DType.Float16) => "bf16_to_f16",
-        _ => throw new ArgumentException($"no conversion kernel from {from} to {to}: both must be different floating-point dtypes", nameof(to)),
-    };
-
-    /// <summary>
-    /// The gather-convert entry point of <c>kernels/windows.cl</c> for <paramref name="from"/> to <paramref name="to"/>:
-    /// <c>gather_windows_</c> and the <see cref="ConvertKernel"/> name, as constants so a launch allocates nothing.
-    /// </summary>
-    internal static string GatherConvertKernel(DType from, DType to) => (from, to) switch
-    {
-        (DType.Float32, DType.Float16) => "gather_windows_f32_to_f16",
-        (DType.Float32, DType.BFloat16) => "gather_windows_f32_to_bf16",
-        (DType.Float16, DType.Float32) => "gather_windows_f16_to_f32",
-        (DType.BFloat16, DType.Float32) => "gather_windows_bf16_to_f32",
-        (DType.Float16, DType.BFloat16) => "gather_windows_f16_to_bf16",
-        (DType.BFloat16, DType.Float16) => "gather_windows_bf16_to_f16",
-        _ => throw new ArgumentException($"no gather-convert kernel from {from} to {to}: both must be different floating-point dtypes", nameof(to)),
-    };
-
-    /// <summary>The entry point of <c>kernels/unscale.cl</c> for <paramref name="dtype"/>, shared by the device backends.</summary>
-    internal static string UnscaleKernel(DType dtype) => dtype switch
-    {
-        DType.Float32 => "unscale_f32",
-        DType.BFloat16 => "unscale_bf16",
-        _ => throw new ArgumentException($"no unscale kernel for {dtype}: gradients are Float32 or BFloat16", nameof(dtype)),
-    };
-
-    private static readonly string[] StepKernelNames =
-        [.. from optimizer in new[] { "adamw", "sgd" }
-            from gradient in new[] { "f32", "f16", "bf16" }
-            from working in new[] { "none", "f16", "bf16" }
-            select $"{optimizer}_{gradient}_to_{working}"];
-
-    /// <summary>
-    /// The entry point of <c>kernels/optimizer_steps.cl</c>, e.g. <c>adamw_bf16_to_f16</c>: the optimizer, the gradient's
-    /// dtype and the working copy's (<c>none</c> without one), shared by the device backends; names are built once.
-    /// </summary>
-    internal static string StepKernel(bool adamW, DType gradient, DType? working)
-    {
-        int g = gradient switch
-        {
-            DType.Float32 => 0,
-            DType.Float16 => 1,
-            DType.BFloat16 => 2,
-            _ => throw new ArgumentException($"no optimizer step for a {gradient} gradient", nameof(gradient)),
-        };
-        int w = working switch
-        {
-            null => 0,
-            DType.Float16 => 1,
-            DType.BFloat16 => 2,
-            _ => throw new ArgumentException($"no optimizer step writing a {working} working copy", nameof(working)),
-        };
-        return StepKernelNames[(adamW ? 0 : 9) + 3 * g + w];
-    }
-
-    /// <summary>The entry point of <c>kernels/unscale.cl</c> that looks for NaN and ±Inf in <paramref name="dtype"/>.</summary>
-    internal static string NonFiniteKernel(DType dtype) => dtype switch
-    {
-        DType.Float32 => "find_non_finite_f32",
-        DType.Float16 => "find_non_finite_f16",
-        DType.BFloat16 => "find_non_finite_bf16",
-        _ => throw new ArgumentException($"no non-finite check for {dtype}: Float32, Float16 or BFloat16", nameof(dtype)),
-    };
 
     /// <summary>Releases the device's context and cached kernels; live buffers keep what they need.</summary>
     public virtual void Dispose() { }

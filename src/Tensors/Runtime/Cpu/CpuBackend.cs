@@ -79,7 +79,7 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
         {
             Span<long> checkedStarts = snapshot.AsSpan(0, batch);
             Read(starts, 0, MemoryMarshal.AsBytes(checkedStarts));
-            WindowRules.Starts(checkedStarts, window, frameCount);
+            WindowStarts.Check(checkedStarts, window, frameCount);
             gather(checkedStarts);
         }
         finally
@@ -184,7 +184,7 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
     public override void MomentColumnSums(DeviceBuffer batch, DType dtype, long batchRows, long columns, DeviceBuffer? rowIndex, long count,
         long chunkRows, DeviceBuffer sums, DeviceBuffer? rowFlags)
     {
-        _ = MomentColumnSumsKernel(dtype);  // refuses a dtype the devices have no kernel for
+        _ = Kernels.MomentsKernels.ColumnSums(dtype);  // refuses a dtype the devices have no kernel for
         long chunks = ColumnSumChunks(batchRows, columns, count, chunkRows, rowIndex is not null);
         using var input = new Lease(batch);
         using var index = rowIndex is null ? default : new Lease(rowIndex);
@@ -201,7 +201,7 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
     public override void MomentCentre(DeviceBuffer batch, DType dtype, long batchRows, int rowElements, DeviceBuffer? rowIndex, long first,
         int taken, int column, int width, DeviceBuffer pivot, DeviceBuffer output)
     {
-        _ = MomentCentreKernel(dtype);
+        _ = Kernels.MomentsKernels.Centre(dtype);
         CheckCentre(batchRows, rowElements, rowIndex is not null, first, taken, column, width);
         using var input = new Lease(batch);
         using var index = rowIndex is null ? default : new Lease(rowIndex);

@@ -1,4 +1,5 @@
 using System.Text;
+using NativeTensor.Runtime.Kernels;
 
 namespace NativeTensor.Runtime.Cuda;
 
@@ -19,7 +20,7 @@ namespace NativeTensor.Runtime.Cuda;
 /// <para>Each Work pushes the context and pops it at its end, so a thread that had another library's context current
 /// (PyTorch, cuBLAS, a user's ILGPU) has it current again when the call returns.</para>
 /// </remarks>
-internal sealed unsafe partial class CudaBackend : Backend
+internal sealed unsafe partial class CudaBackend : KernelBackend
 {
     /// <summary>The environment switch for <see cref="SynchronizeLaunches"/>.</summary>
     public const string SynchronizeVariable = "NATIVETENSOR_CUDA_SYNC";
@@ -190,7 +191,7 @@ internal sealed unsafe partial class CudaBackend : Backend
         }
     }
 
-    /// <summary>Retains the primary context and makes the scratch, once; only <see cref="Begin"/> calls it.</summary>
+    /// <summary>Retains the primary context, once; only <see cref="Begin"/> calls it.</summary>
     private CudaContext Open()
     {
         lock (_contextLock)
@@ -198,16 +199,6 @@ internal sealed unsafe partial class CudaBackend : Backend
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_context is not null) return _context;
             CudaContext created = CudaContext.Retain(_driver, _device);
-            try
-            {
-                using CudaContext.Current current = created.Enter();
-                CreateScratch();
-            }
-            catch
-            {
-                created.Release();
-                throw;
-            }
             Volatile.Write(ref _context, created);
             return created;
         }

@@ -11,16 +11,17 @@ internal sealed class CudaBuffer : DeviceBuffer
 {
     private readonly CudaContext _context;
 
-    private CudaBuffer(Backend owner, CudaContext context, ulong pointer, long byteCount)
-        : base(owner, (IntPtr)(long)pointer, byteCount) => _context = context;
+    private CudaBuffer(Backend owner, CudaContext context, ulong pointer, long byteCount, bool counted)
+        : base(owner, (IntPtr)(long)pointer, byteCount, counted) => _context = context;
 
     /// <summary>
     /// Allocates <paramref name="bytes"/> on the device of <paramref name="context"/>, which must be current; zero bytes
     /// still gets a real, distinct allocation. (Memory freed on the same stream is reused by the pool at once, and
     /// deferred frees were done when the operation began, so there is nothing to wait for before reporting out of memory.)
+    /// Pass <c>counted: false</c> for the backend's own scratch, which the leak counters do not count.
     /// </summary>
     /// <exception cref="NativeTensorException">Out of memory (the message says how much was asked and how much is free), or another driver error.</exception>
-    public static CudaBuffer Allocate(Backend owner, CudaContext context, long bytes)
+    public static CudaBuffer Allocate(Backend owner, CudaContext context, long bytes, bool counted = true)
     {
         context.AddReference();
         try
@@ -30,7 +31,7 @@ internal sealed class CudaBuffer : DeviceBuffer
             string call = context.StreamOrderedMemory ? "cuMemAllocAsync" : "cuMemAlloc_v2";
             if (result == CudaDriver.ErrorOutOfMemory) throw OutOfMemory(owner, context.Driver, call, bytes);
             context.Driver.Check(result, call);
-            return new CudaBuffer(owner, context, pointer, bytes);
+            return new CudaBuffer(owner, context, pointer, bytes, counted);
         }
         catch
         {

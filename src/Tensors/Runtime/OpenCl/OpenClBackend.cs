@@ -1,4 +1,6 @@
+using System.Collections.Concurrent;
 using System.Text;
+using NativeTensor.Runtime.Kernels;
 
 namespace NativeTensor.Runtime.OpenCl;
 
@@ -7,10 +9,10 @@ namespace NativeTensor.Runtime.OpenCl;
 /// the context and its single in-order, profiling-enabled queue are created on first use, so a process that never
 /// touches a device (or a machine with eight of them) pays nothing for it. Transfers from and to the host block;
 /// device-to-device copies and kernels stay queued until <see cref="Synchronize"/> or the next host read, which the
-/// in-order queue orders after them. The kernels of each op family live in a file of their own name
-/// (<c>Windows.cs</c>); this file holds discovery, memory, transfers, events and the program cache.
+/// in-order queue orders after them. The op families are written once for every kernel backend (<c>Runtime/Kernels</c>);
+/// this folder holds discovery, memory, transfers, events, the program cache and the primitives they launch through.
 /// </summary>
-internal sealed unsafe partial class OpenClBackend : Backend
+internal sealed unsafe partial class OpenClBackend : KernelBackend
 {
     /// <summary>
     /// OpenCL C 1.2 is what every current driver compiles (PoCL, NVIDIA, AMD, Intel). No <c>-cl-fast-relaxed-math</c>
@@ -27,8 +29,10 @@ internal sealed unsafe partial class OpenClBackend : Backend
     private readonly Dictionary<string, OpenClProgram> _programs = new(StringComparer.Ordinal);
     private volatile bool _disposed;
 
-    private OpenClBackend(IntPtr platform, IntPtr device, string name, long totalMemory, long maxAllocation, long maxGroupSize, int addressBits)
+    private OpenClBackend(IntPtr platform, IntPtr device, string name, long totalMemory, long maxAllocation, long maxGroupSize, int addressBits,
+        int computeUnits)
     {
+        ComputeUnits = computeUnits;
         _platform = platform;
         _device = device;
         Name = name;
@@ -56,6 +60,9 @@ internal sealed unsafe partial class OpenClBackend : Backend
 
     /// <summary><c>CL_DEVICE_MAX_WORK_GROUP_SIZE</c>.</summary>
     internal long MaxGroupSize { get; }
+
+    /// <summary><c>CL_DEVICE_MAX_COMPUTE_UNITS</c>: cores on a CPU device, multiprocessors on a GPU.</summary>
+    internal int ComputeUnits { get; }
 
     /// <summary><c>CL_DEVICE_ADDRESS_BITS</c>: a 32-bit device also caps each global work size at 2^32 - 1.</summary>
     internal int AddressBits { get; }
@@ -128,7 +135,8 @@ internal sealed unsafe partial class OpenClBackend : Backend
                             (long)DeviceValue(device, OpenClNative.DeviceGlobalMemSize, sizeof(ulong)),
                             (long)DeviceValue(device, OpenClNative.DeviceMaxMemAllocSize, sizeof(ulong)),
                             (long)DeviceValue(device, OpenClNative.DeviceMaxWorkGroupSize, sizeof(nuint)),
-                            (int)DeviceValue(device, OpenClNative.DeviceAddressBits, sizeof(uint))));
+                            (int)DeviceValue(device, OpenClNative.DeviceAddressBits, sizeof(uint)),
+                            (int)DeviceValue(device, OpenClNative.DeviceMaxComputeUnits, sizeof(uint))));
                 }
             }
             catch (NativeTensorException e)
@@ -304,7 +312,7 @@ internal sealed unsafe partial class OpenClBackend : Backend
         {
             _ = OpenClNative.clFinish(_session.Value.Queue);
             DisposeScratch();
-            DisposeUnscaleScratch();
+            lock (_stagingScratchGate) _stagingScratch?.Dispose();
             _session.Value.Queue.Dispose();
             _session.Value.Context.Dispose();
         }

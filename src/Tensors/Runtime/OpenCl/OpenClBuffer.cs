@@ -7,14 +7,14 @@ namespace NativeTensor.Runtime.OpenCl;
 /// </summary>
 internal sealed unsafe class OpenClBuffer : DeviceBuffer
 {
-    private OpenClBuffer(OpenClBackend owner, IntPtr memory, long byteCount) : base(owner, memory, byteCount) { }
+    private OpenClBuffer(OpenClBackend owner, IntPtr memory, long byteCount, bool counted) : base(owner, memory, byteCount, counted) { }
 
     /// <summary>
     /// Allocates <paramref name="bytes"/> (at least one byte, so an empty tensor still has a real, distinct
-    /// <c>cl_mem</c>: OpenCL refuses size 0 with <c>CL_INVALID_BUFFER_SIZE</c>).
+    /// <c>cl_mem</c>: OpenCL refuses size 0 with <c>CL_INVALID_BUFFER_SIZE</c>). Pass <c>counted: false</c> for the backend's own scratch, which the leak counters do not count.
     /// </summary>
     /// <exception cref="NativeTensorException">The device cannot hold it; the message gives the sizes.</exception>
-    public static OpenClBuffer Allocate(OpenClBackend owner, ContextHandle context, long bytes)
+    public static OpenClBuffer Allocate(OpenClBackend owner, ContextHandle context, long bytes, bool counted = true)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(bytes);
         if (bytes > owner.MaxAllocation)
@@ -23,7 +23,7 @@ internal sealed unsafe class OpenClBuffer : DeviceBuffer
         IntPtr memory = OpenClNative.clCreateBuffer(context, OpenClNative.MemReadWrite, (nuint)Math.Max(bytes, 1), null, &status);
         if (status != OpenClStatus.Success || memory == IntPtr.Zero)
             throw owner.Failure(status, "clCreateBuffer", bytes);
-        return new OpenClBuffer(owner, memory, bytes);
+        return new OpenClBuffer(owner, memory, bytes, counted);
     }
 
     protected override bool Free(IntPtr memory) => OpenClNative.clReleaseMemObject(memory) == OpenClStatus.Success;

@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using NativeTensor.Runtime.Kernels;
 
 namespace NativeTensor.Runtime.OpenCl;
 
@@ -60,16 +60,16 @@ internal sealed unsafe class OpenClKernel : IDisposable
     }
 
     /// <summary>
-    /// Sets <paramref name="arguments"/> in order and enqueues a 2-D range of <paramref name="groups"/> groups of
-    /// <paramref name="local"/> x 1 threads. Every buffer argument is leased from before its <c>clSetKernelArg</c>
-    /// until the enqueue has returned (the command then holds its own reference), so a tensor disposed on another
-    /// thread meanwhile cannot have its <c>cl_mem</c> freed under the launch.
+    /// Sets <paramref name="arguments"/> in order and enqueues a 2-D range of <paramref name="shape"/>'s groups of its
+    /// threads x 1. Every buffer argument is leased from before its <c>clSetKernelArg</c> until the enqueue has returned
+    /// (the command then holds its own reference), so a tensor disposed on another thread meanwhile cannot have its
+    /// <c>cl_mem</c> freed under the launch.
     /// </summary>
-    public void Launch(QueueHandle queue, (long X, long Y) groups, long local, params ReadOnlySpan<KernelArgument> arguments)
+    public void Launch(QueueHandle queue, in LaunchShape shape, ReadOnlySpan<KernelArgument> arguments)
     {
         if (arguments.Length > MaxArguments) throw new ArgumentOutOfRangeException(nameof(arguments), arguments.Length, $"at most {MaxArguments} kernel arguments");
-        nuint* global = stackalloc nuint[] { checked((nuint)(groups.X * local)), (nuint)groups.Y };
-        nuint* size = stackalloc nuint[] { (nuint)local, 1 };
+        nuint* global = stackalloc nuint[] { checked((nuint)(shape.GroupsX * shape.GroupThreads)), (nuint)shape.GroupsY };
+        nuint* size = stackalloc nuint[] { (nuint)shape.GroupThreads, 1 };
         Span<bool> held = stackalloc bool[arguments.Length];
         try
         {
@@ -78,10 +78,10 @@ internal sealed unsafe class OpenClKernel : IDisposable
             {
                 // Messages are formatted only on failure: this runs for every batch, and a string per call adds up.
                 for (int i = 0; i < arguments.Length; i++)
-                    if (arguments[i].Set(_handle, (uint)i) is var set and not OpenClStatus.Success)
+                    if (Set(arguments[i], (uint)i) is var set and not OpenClStatus.Success)
                         OpenClStatus.Check(set, $"clSetKernelArg({_name}, {i})");
                 if (OpenClNative.clEnqueueNDRangeKernel(queue, _handle, 2, null, global, size, 0, null, null) is var queued and not OpenClStatus.Success)
-                    OpenClStatus.Check(queued, $"clEnqueueNDRangeKernel({_name})");
+                    OpenClStatus.Check(queued, $"clEnqueueNDRangeKernel({_name}, {shape})");
             }
         }
         finally
@@ -91,43 +91,37 @@ internal sealed unsafe class OpenClKernel : IDisposable
         }
     }
 
-    public void Dispose() => _handle.Dispose();
-}
-
-/// <summary>One kernel argument: a buffer (passed as its <c>cl_mem</c>) or a 32- or 64-bit scalar, matching the kernel's <c>int</c> or <c>uint</c> / <c>i64</c>.</summary>
-internal readonly unsafe struct KernelArgument
-{
-    private readonly long _value;
-    private readonly int _size;
-
-    private KernelArgument(SafeHandle? buffer, long value, int size)
+    /// <summary>Calls <c>clSetKernelArg</c> with a buffer's <c>cl_mem</c> or a scalar of its C size; the caller holds a reference on the buffer.</summary>
+    private int Set(in KernelArgument argument, uint index)
     {
-        Buffer = buffer;
-        _value = value;
-        _size = size;
-    }
-
-    /// <summary>The buffer, or null for a scalar.</summary>
-    public SafeHandle? Buffer { get; }
-
-    public static implicit operator KernelArgument(DeviceBuffer buffer) => new(buffer, 0, IntPtr.Size);
-    public static implicit operator KernelArgument(MemHandle buffer) => new(buffer, 0, IntPtr.Size);
-    public static implicit operator KernelArgument(long value) => new(null, value, sizeof(long));
-    public static implicit operator KernelArgument(int value) => new(null, value, sizeof(int));
-
-    // Without this a uint (a float's bits) would bind to the long conversion and be set as 8 bytes: CL_INVALID_ARG_SIZE.
-    public static implicit operator KernelArgument(uint value) => new(null, unchecked((int)value), sizeof(uint));
-
-    /// <summary>Calls <c>clSetKernelArg</c>; the caller holds a reference on <see cref="Buffer"/>.</summary>
-    public int Set(KernelHandle kernel, uint index)
-    {
-        if (Buffer is not null)
+        if (argument.Buffer is { } buffer)
         {
-            IntPtr memory = Buffer.DangerousGetHandle();
-            return OpenClNative.clSetKernelArg(kernel, index, (nuint)IntPtr.Size, &memory);
+            IntPtr memory = buffer.DangerousGetHandle();
+            return OpenClNative.clSetKernelArg(_handle, index, (nuint)IntPtr.Size, &memory);
         }
-        long wide = _value;
-        int narrow = (int)_value;
-        return OpenClNative.clSetKernelArg(kernel, index, (nuint)_size, _size == sizeof(long) ? &wide : &narrow);
+        long wide = argument.Value;
+        int narrow = (int)argument.Value;
+        return OpenClNative.clSetKernelArg(_handle, index, (nuint)argument.Size, argument.Size == sizeof(long) ? &wide : &narrow);
     }
+
+    /// <summary>Each parameter's name and type name as the source spells them; the program must be built with <c>-cl-kernel-arg-info</c>.</summary>
+    public IReadOnlyList<(string Name, string Type)> Parameters()
+    {
+        uint count;
+        OpenClStatus.Check(OpenClNative.clGetKernelInfo(_handle, OpenClNative.KernelNumArgs, sizeof(uint), &count, null), $"clGetKernelInfo({_name}, NUM_ARGS)");
+        var parameters = new (string, string)[count];
+        for (uint i = 0; i < count; i++) parameters[i] = (Text(i, OpenClNative.KernelArgName), Text(i, OpenClNative.KernelArgTypeName));
+        return parameters;
+    }
+
+    private string Text(uint index, uint param)
+    {
+        nuint size;
+        OpenClStatus.Check(OpenClNative.clGetKernelArgInfo(_handle, index, param, 0, null, &size), $"clGetKernelArgInfo({_name}, {index})");
+        var bytes = new byte[(int)size];
+        fixed (byte* b = bytes) OpenClStatus.Check(OpenClNative.clGetKernelArgInfo(_handle, index, param, size, b, null), $"clGetKernelArgInfo({_name}, {index})");
+        return System.Text.Encoding.ASCII.GetString(bytes).TrimEnd('\0');
+    }
+
+    public void Dispose() => _handle.Dispose();
 }

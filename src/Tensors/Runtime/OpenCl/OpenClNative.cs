@@ -16,6 +16,7 @@ internal static unsafe partial class OpenClNative
     public const uint PlatformName = 0x0902;
     public const ulong DeviceTypeAll = 0xFFFFFFFF;
     public const uint DeviceType = 0x1000;
+    public const uint DeviceMaxComputeUnits = 0x1002;
     public const uint DeviceMaxWorkGroupSize = 0x1004;
     public const uint DeviceAddressBits = 0x100D;
     public const uint DeviceSingleFpConfig = 0x101B;
@@ -94,6 +95,23 @@ internal static unsafe partial class OpenClNative
     /// <summary>Not thread-safe on one kernel object (OpenCL 1.2 appendix A.2): <c>OpenClKernel</c> serialises it.</summary>
     [LibraryImport(NativeLibraries.OpenCl)]
     public static partial int clSetKernelArg(KernelHandle kernel, uint index, nuint size, void* value);
+
+    /// <summary>A parameter's name or type name, as the source spells them; needs a program built with <c>-cl-kernel-arg-info</c>.</summary>
+    [LibraryImport(NativeLibraries.OpenCl)]
+    public static partial int clGetKernelArgInfo(KernelHandle kernel, uint index, uint param, nuint size, void* value, nuint* sizeReturned);
+
+    /// <summary>A kernel's number of parameters (<see cref="KernelNumArgs"/>) and other facts.</summary>
+    [LibraryImport(NativeLibraries.OpenCl)]
+    public static partial int clGetKernelInfo(KernelHandle kernel, uint param, nuint size, void* value, nuint* sizeReturned);
+
+    /// <summary>The names of a built program's kernels (<see cref="ProgramKernelNames"/>).</summary>
+    [LibraryImport(NativeLibraries.OpenCl)]
+    public static partial int clGetProgramInfo(ProgramHandle program, uint param, nuint size, void* value, nuint* sizeReturned);
+
+    public const uint KernelNumArgs = 0x1191;
+    public const uint KernelArgTypeName = 0x1198;
+    public const uint KernelArgName = 0x119A;
+    public const uint ProgramKernelNames = 0x1168;
 
     /// <summary>A kernel's largest group on this device (which may be below the device's maximum) and its preferred group-size multiple (the warp or wavefront).</summary>
     [LibraryImport(NativeLibraries.OpenCl)]

@@ -69,6 +69,16 @@ internal sealed unsafe class OpenClProgram : IDisposable
         }
     }
 
+    /// <summary>The entry points the program holds, as the compiler found them in the source.</summary>
+    public IReadOnlyList<string> KernelNames()
+    {
+        nuint size;
+        OpenClStatus.Check(OpenClNative.clGetProgramInfo(_handle, OpenClNative.ProgramKernelNames, 0, null, &size), "clGetProgramInfo(KERNEL_NAMES)");
+        var bytes = new byte[(int)size];
+        fixed (byte* b = bytes) OpenClStatus.Check(OpenClNative.clGetProgramInfo(_handle, OpenClNative.ProgramKernelNames, size, b, null), "clGetProgramInfo(KERNEL_NAMES)");
+        return System.Text.Encoding.ASCII.GetString(bytes).TrimEnd('\0').Split(';', StringSplitOptions.RemoveEmptyEntries);
+    }
+
     /// <summary>Releases the kernels, then the program (a kernel holds a reference on its program, so order only tidies).</summary>
     public void Dispose()
     {
