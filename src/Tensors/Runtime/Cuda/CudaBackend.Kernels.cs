@@ -18,12 +18,15 @@ internal sealed unsafe partial class CudaBackend
 
     private readonly ConcurrentDictionary<int, KernelLimits> _limits = new();
 
-    /// <summary>Serialises the staging blocks and their event; the base class also serialises <see cref="Stage"/> with its launch.</summary>
+    /// <summary>
+    /// Serialises the staging blocks and their event, which only this class touches (under the lock, so a handle read
+    /// without a lease here cannot be disposed meanwhile); the base class also serialises <see cref="Stage"/> with its launch.
+    /// </summary>
     private readonly object _uploadLock = new();
 
     private PinnedHostMemory? _uploadHost;
     private DeviceBuffer? _uploadDevice;
-    private IntPtr _uploaded;
+    private CudaEventHandle? _uploaded;
     private bool _uploadPending;
 
     /// <summary>
@@ -34,7 +37,7 @@ internal sealed unsafe partial class CudaBackend
     {
         if (_limits.TryGetValue(kernel.Slot, out KernelLimits known)) return known;
         KernelResources resources;
-        using (Work work = Begin()) resources = _kernels.Resources(kernel.Source, kernel.Entry);
+        using (Work work = Begin()) resources = _kernels.Resources(work.Context, kernel.Source, kernel.Entry);
         if (kernel.GroupThreads > resources.MaxThreadsPerBlock)
             throw new NativeTensorException(
                 $"cuda: '{Name}' runs {kernel.Entry} in blocks of at most {resources.MaxThreadsPerBlock} threads, but it needs {kernel.GroupThreads}")
@@ -69,7 +72,7 @@ internal sealed unsafe partial class CudaBackend
                 pointers[i] = values + i;
             }
             using Work work = Begin();
-            IntPtr function = _kernels.Function(kernel.Source, kernel.Entry);
+            IntPtr function = _kernels.Function(work.Context, kernel.Source, kernel.Entry);
             Launch(work, function, kernel.Entry, checked((uint)shape.GroupsX), checked((uint)shape.GroupsY), (uint)shape.GroupThreads, pointers);
         }
         finally
@@ -99,13 +102,13 @@ internal sealed unsafe partial class CudaBackend
         {
             using Work work = Begin();
             if (_uploadHost is null || bytes > _uploadHost.ByteCount) GrowUpload(work.Context, bytes);
-            else if (_uploadPending) _driver.Check(_driver.cuEventSynchronize(_uploaded), "cuEventSynchronize");
+            else if (_uploadPending) _driver.Check(_driver.cuEventSynchronize(_uploaded!.DangerousGetHandle()), "cuEventSynchronize");
             _uploadPending = false;
             using Lease host = new(_uploadHost!);
             using Lease device = new(_uploadDevice!);
             values.CopyTo(new Span<long>((void*)host.Pointer, values.Length));
             _driver.Check(_driver.cuMemcpyHtoDAsync(At(device, 0), (void*)host.Pointer, (nuint)bytes, work.Context.Stream), "cuMemcpyHtoDAsync_v2");
-            _driver.Check(_driver.cuEventRecord(_uploaded, work.Context.Stream), "cuEventRecord");
+            _driver.Check(_driver.cuEventRecord(_uploaded!.DangerousGetHandle(), work.Context.Stream), "cuEventRecord");
             _uploadPending = true;
             return _uploadDevice!;
         }
@@ -119,7 +122,7 @@ internal sealed unsafe partial class CudaBackend
         _uploadPending = false;
         long capacity = Math.Max(bytes, Math.Max(2 * (_uploadHost?.ByteCount ?? 0), 4096));
         FreeUpload();
-        if (_uploaded == IntPtr.Zero) _driver.Check(_driver.cuEventCreate(out _uploaded, CudaDriver.EventDisableTiming), "cuEventCreate");
+        _uploaded ??= CudaEventHandle.Create(context, CudaDriver.EventDisableTiming);
         _uploadHost = PinnedHostMemory.Allocate(context, capacity);
         _uploadDevice = CudaBuffer.Allocate(this, context, capacity, counted: false);
     }
@@ -148,8 +151,8 @@ internal sealed unsafe partial class CudaBackend
         lock (_uploadLock)
         {
             FreeUpload();
-            if (_uploaded != IntPtr.Zero) _driver.cuEventDestroy(_uploaded);
-            _uploaded = IntPtr.Zero;
+            _uploaded?.Dispose();
+            _uploaded = null;
             _uploadPending = false;
         }
     }

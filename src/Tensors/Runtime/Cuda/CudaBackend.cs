@@ -227,7 +227,7 @@ internal sealed unsafe partial class CudaBackend : KernelBackend
     public KernelResources KernelResources(string file, string entry)
     {
         using Work work = Begin();
-        return _kernels.Resources(file, entry);
+        return _kernels.Resources(work.Context, file, entry);
     }
 
     public override long? FreeMemory
@@ -343,6 +343,6 @@ internal sealed unsafe partial class CudaBackend : KernelBackend
                 _kernels.Dispose();
                 FreeScratch();
             }
-        context.Release();
+        context.Dispose();
     }
 }

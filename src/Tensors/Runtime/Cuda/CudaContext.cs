@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
 
 namespace NativeTensor.Runtime.Cuda;
 
@@ -9,9 +10,10 @@ namespace NativeTensor.Runtime.Cuda;
 /// <para>The primary context is the one the CUDA runtime (and so PyTorch, cuBLAS, ...) uses on that device, so our
 /// pointers are valid in theirs and no second context eats memory. <c>cuCtxCreate</c> is avoided on purpose: its
 /// signature changed in CUDA 13.</para>
-/// <para>Lifetime is reference-counted: the backend holds one reference and every live buffer or event one more, so
-/// a buffer released after <see cref="Backend.Dispose"/> (by a finaliser, say) still frees into a live context; the
-/// last release destroys the stream and releases the primary context.</para>
+/// <para>A <see cref="SafeHandle"/> over the <c>CUcontext</c>, so its lifetime is the handle's reference count: the
+/// backend owns the handle (and disposes it), and every live buffer, event, module or pinned block holds one more
+/// reference, so one released after <see cref="Backend.Dispose"/> (by a finaliser, say) still frees into a live
+/// context; the last release destroys the stream and releases the primary context.</para>
 /// <para>The driver keeps a stack of current contexts per host thread, and calls arrive on any thread (Parallel
 /// loops, finalisers, a caller's thread that has its own context current for PyTorch or cuBLAS). So every entry point
 /// pushes this context for the length of its work and pops it after (<see cref="Enter"/>): whatever the thread had
@@ -21,20 +23,21 @@ namespace NativeTensor.Runtime.Cuda;
 /// Dispose nor the finaliser thread waits for the stream. Elsewhere a free is deferred to the start of the next
 /// operation, which drains the stream once and frees everything deferred.</para>
 /// </remarks>
-internal sealed class CudaContext
+internal sealed class CudaContext : SafeHandle
 {
     private readonly ConcurrentQueue<ulong> _deferredFrees = new();
     private readonly object _drain = new();
-    private long _references = 1;
 
-    private CudaContext(CudaDriver driver, int device, IntPtr handle, IntPtr stream, bool streamOrderedMemory)
+    private CudaContext(CudaDriver driver, int device, IntPtr handle, IntPtr stream, bool streamOrderedMemory) : base(IntPtr.Zero, ownsHandle: true)
     {
         Driver = driver;
         Device = device;
-        Handle = handle;
+        SetHandle(handle);
         Stream = stream;
         StreamOrderedMemory = streamOrderedMemory;
     }
+
+    public override bool IsInvalid => handle == IntPtr.Zero;
 
     /// <summary>The driver every call goes through.</summary>
     public CudaDriver Driver { get; }
@@ -42,8 +45,8 @@ internal sealed class CudaContext
     /// <summary>The <c>CUdevice</c>.</summary>
     public int Device { get; }
 
-    /// <summary>The <c>CUcontext</c>.</summary>
-    public IntPtr Handle { get; }
+    /// <summary>The <c>CUcontext</c>; valid while the caller holds a reference.</summary>
+    public IntPtr Handle => handle;
 
     /// <summary>The backend's non-blocking <c>CUstream</c>: every copy and launch goes here, in order.</summary>
     public IntPtr Stream { get; }
@@ -51,7 +54,7 @@ internal sealed class CudaContext
     /// <summary>Whether memory is allocated and freed in stream order (the device supports memory pools).</summary>
     public bool StreamOrderedMemory { get; }
 
-    /// <summary>Retains the device's primary context and creates the stream; the caller owns the first reference.</summary>
+    /// <summary>Retains the device's primary context and creates the stream; the caller owns the handle and disposes it.</summary>
     public static CudaContext Retain(CudaDriver driver, int device)
     {
         driver.Check(driver.cuDevicePrimaryCtxRetain(out IntPtr context, device), "cuDevicePrimaryCtxRetain");
@@ -152,27 +155,23 @@ internal sealed class CudaContext
         }
     }
 
-    /// <summary>Takes a reference for a new buffer or event.</summary>
-    /// <exception cref="ObjectDisposedException">The context was already released by its last holder.</exception>
+    /// <summary>Takes a reference for a new buffer, event, module or pinned block; <see cref="Release"/> gives it back.</summary>
+    /// <exception cref="ObjectDisposedException">The owner already disposed the context.</exception>
     public void AddReference()
     {
-        long seen = Interlocked.Read(ref _references);
-        while (true)
-        {
-            ObjectDisposedException.ThrowIf(seen == 0, this);
-            long before = Interlocked.CompareExchange(ref _references, seen + 1, seen);
-            if (before == seen) return;
-            seen = before;
-        }
+        bool added = false;
+        DangerousAddRef(ref added);
     }
 
+    /// <summary>Drops a reference taken by <see cref="AddReference"/>; the last one releases the context (<see cref="ReleaseHandle"/>). Never throws.</summary>
+    public void Release() => DangerousRelease();
+
     /// <summary>
-    /// Drops a reference; the last one drains the stream, frees what was deferred, destroys the stream and releases
-    /// the primary context. Never throws.
+    /// The last reference is gone: drains the stream, frees what was deferred, destroys the stream and releases the
+    /// primary context. Never throws.
     /// </summary>
-    public void Release()
+    protected override bool ReleaseHandle()
     {
-        if (Interlocked.Decrement(ref _references) != 0) return;
         if (TryEnter(out Current scope))
             using (scope)
             {
@@ -180,6 +179,6 @@ internal sealed class CudaContext
                 FreeDeferred();
                 Driver.cuStreamDestroy(Stream);
             }
-        Driver.cuDevicePrimaryCtxRelease(Device);
+        return Driver.cuDevicePrimaryCtxRelease(Device) == CudaDriver.Success;
     }
 }

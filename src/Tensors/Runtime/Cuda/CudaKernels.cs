@@ -26,10 +26,10 @@ internal sealed unsafe class CudaKernels(CudaDriver driver, Func<(Nvrtc Compiler
     /// The <c>CUfunction</c> <paramref name="entry"/> of <paramref name="file"/>, building and loading the module the
     /// first time. The context must be current on the calling thread.
     /// </summary>
-    public IntPtr Function(string file, string entry) =>
-        (_byFile.TryGetValue(file, out Module? module) ? module : Load(file)).Function(entry);
+    public IntPtr Function(CudaContext context, string file, string entry) =>
+        (_byFile.TryGetValue(file, out Module? module) ? module : Load(context, file)).Function(entry);
 
-    private Module Load(string file)
+    private Module Load(CudaContext context, string file)
     {
         lock (_build)
         {
@@ -41,7 +41,7 @@ internal sealed unsafe class CudaKernels(CudaDriver driver, Func<(Nvrtc Compiler
             if (!_byHash.TryGetValue(key, out Module? module))
             {
                 byte[] image = compiler.Compile(source, file, target);
-                module = new Module(driver, LoadImage(image, file, compiler, target), file);
+                module = new Module(driver, LoadImage(context, image, file, compiler, target), file);
                 _byHash.Add(key, module);
             }
             _byFile[file] = module;
@@ -49,21 +49,19 @@ internal sealed unsafe class CudaKernels(CudaDriver driver, Func<(Nvrtc Compiler
         }
     }
 
-    private IntPtr LoadImage(byte[] image, string file, Nvrtc compiler, Nvrtc.Target target)
+    private CudaModuleHandle LoadImage(CudaContext context, byte[] image, string file, Nvrtc compiler, Nvrtc.Target target)
     {
-        int result;
-        IntPtr module;
-        fixed (byte* bytes = image) result = driver.cuModuleLoadData(out module, bytes);
-        if (result == CudaDriver.Success) return module;
+        (CudaModuleHandle? module, int result) = CudaModuleHandle.Load(context, image);
+        if (module is not null) return module;
         // Selection keeps NVRTC within what the driver loads, so this names both sides for whoever has to find out why.
         throw driver.Error(result, $"cuModuleLoadData({file}, {target.Architecture} {(target.IsCubin ? "CUBIN" : "PTX")})",
             $"built by {compiler}; the driver supports {describeDriver()}");
     }
 
     /// <summary>What the compiled <paramref name="entry"/> of <paramref name="file"/> uses per thread and block; the context must be current.</summary>
-    public KernelResources Resources(string file, string entry)
+    public KernelResources Resources(CudaContext context, string file, string entry)
     {
-        IntPtr function = Function(file, entry);
+        IntPtr function = Function(context, file, entry);
         int Read(int attribute, string what)
         {
             driver.Check(driver.cuFuncGetAttribute(out int value, attribute, function), $"cuFuncGetAttribute({entry}, {what})");
@@ -76,30 +74,34 @@ internal sealed unsafe class CudaKernels(CudaDriver driver, Func<(Nvrtc Compiler
             Read(CudaDriver.FunctionMaxThreadsPerBlock, "MAX_THREADS_PER_BLOCK"));
     }
 
-    /// <summary>Unloads every module; the context must be current. Functions handed out before are invalid afterwards.</summary>
+    /// <summary>Unloads every module (each pushes its context for the call). Functions handed out before are invalid afterwards.</summary>
     public void Dispose()
     {
         lock (_build)
         {
             if (_disposed) return;
             _disposed = true;
-            foreach (Module module in _byHash.Values) driver.cuModuleUnload(module.Handle);
+            foreach (Module module in _byHash.Values) module.Handle.Dispose();
             _byHash.Clear();
             _byFile.Clear();
         }
     }
 
-    private sealed class Module(CudaDriver driver, IntPtr handle, string file)
+    /// <summary>
+    /// A loaded module and its functions. A <c>CUfunction</c> is valid while its module is loaded: the backend unloads
+    /// modules only at Dispose, after every operation that could hold a function has ended.
+    /// </summary>
+    private sealed class Module(CudaDriver driver, CudaModuleHandle handle, string file)
     {
         private readonly ConcurrentDictionary<string, IntPtr> _functions = new();
 
-        public IntPtr Handle { get; } = handle;
+        public CudaModuleHandle Handle { get; } = handle;
 
         public IntPtr Function(string entry) => _functions.TryGetValue(entry, out IntPtr function) ? function : Resolve(entry);
 
         private IntPtr Resolve(string entry)
         {
-            driver.Check(driver.cuModuleGetFunction(out IntPtr function, Handle, entry), $"cuModuleGetFunction({file}, {entry})");
+            driver.Check(driver.cuModuleGetFunction(out IntPtr function, Handle.DangerousGetHandle(), entry), $"cuModuleGetFunction({file}, {entry})");
             return _functions.GetOrAdd(entry, function);
         }
     }
