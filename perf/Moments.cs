@@ -77,15 +77,15 @@ internal static class Moments
                 var random = new Random(n);
                 float[] values = [.. Enumerable.Range(0, n * groups * d).Select(i => (float)(100 + 10 * Normal(random) + i % d))];
                 using Tensor all = Tensor.FromArray(values, n, groups, d);
-                using Tensor typed = Precision.Convert(all, dtype);
-                using Tensor wide = Precision.Convert(typed, DType.Float32);
+                using Tensor typed = NativeTensor.Precision.Convert(all, dtype);
+                using Tensor wide = NativeTensor.Precision.Convert(typed, DType.Float32);
                 double[] exact = [.. wide.ToArray<float>().Select(v => (double)v)];
                 var shards = new[] { new NativeTensor.Moments(d, groups, device), new NativeTensor.Moments(d, groups, device) };
                 int[] cuts = [0, 1, 2, 130, 131, 259, n];
                 for (int c = 0; c + 1 < cuts.Length; c++)
                 {
                     using Tensor host = Tensor.FromArray(values[(cuts[c] * groups * d)..(cuts[c + 1] * groups * d)], cuts[c + 1] - cuts[c], groups, d);
-                    using Tensor piece = Precision.Convert(host, dtype);
+                    using Tensor piece = NativeTensor.Precision.Convert(host, dtype);
                     using Tensor onDevice = piece.To(device);
                     shards[c % 2].Update(onDevice);
                 }

@@ -102,11 +102,11 @@ internal static partial class Program
             if (options.Command == "all")
             {
                 rows = TimeGathers(passed, plan, report);
-                (conversions, bool conversionFailed) = Conversions.Run(passed, plan, report);
+                (conversions, bool conversionFailed) = Precision.Run(passed, plan, report);
                 failed |= conversionFailed;
                 (unscales, bool unscaleFailed) = Unscale.Run(passed, plan, report);
                 failed |= unscaleFailed;
-                (steps, bool stepFailed) = Optimizers.Run(passed, plan, report);
+                (steps, bool stepFailed) = OptimizerSteps.Run(passed, plan, report);
                 failed |= stepFailed;
                 (linalg, bool linalgFailed) = Linalg.Run(passed, plan, report);
                 failed |= linalgFailed;

@@ -41,14 +41,14 @@ internal static class Targets
     /// <summary>Issue 3's conversion targets on the CPU: at least 85% of a copy of the same bytes, and faster than TensorPrimitives.</summary>
     public static void PrintConversions(IReadOnlyList<ConversionRow> rows, Report report)
     {
-        ConversionRow? copy = rows.FirstOrDefault(r => r.Op == Conversions.CopyOp && r.Backend == Device.Cpu.Spec);
+        ConversionRow? copy = rows.FirstOrDefault(r => r.Op == Precision.CopyOp && r.Backend == Device.Cpu.Spec);
         if (copy is null) return;
         // The four directions between Float32 and a 16-bit format; 16 <-> 16 moves fewer bytes than the copy row.
         foreach (ConversionRow row in rows.Where(r => r.Backend == Device.Cpu.Spec && r.Op.StartsWith("convert", StringComparison.Ordinal) && r.Op.Contains("f32")))
         {
             Say(report, $"cpu {row.Op} >= {ConvertOverCopy * 100:F0}% of copy", row.Gbps / copy.Gbps, ConvertOverCopy,
                 $"{row.Gbps:F1} / {copy.Gbps:F1} GB/s = {row.Gbps / copy.Gbps * 100:F0}%");
-            if (Conversions.Peer(row, rows) is { } peer)
+            if (Precision.Peer(row, rows) is { } peer)
                 Say(report, $"cpu {row.Op} faster than {peer.Op[6..]}", row.Gbps / peer.Gbps, 1, $"{row.Gbps / peer.Gbps:F2}x");
         }
     }

@@ -5,8 +5,8 @@ using NativeTensor.Runtime;
 namespace NativeTensor.Perf;
 
 /// <summary>
-/// Precision.UnscaleAndCheck on every device: first checked bit for bit (and its flag) against
-/// <see cref="PrecisionReference.Unscale"/> on random bit patterns, then timed in place beside a copy of the same
+/// NativeTensor.Precision.UnscaleAndCheck on every device: first checked bit for bit (and its flag) against
+/// <see cref="UnscaleReference.Unscale"/> on random bit patterns, then timed in place beside a copy of the same
 /// bytes on the same device. GB/s counts bytes read + written: an unscale reads and writes each element once, so
 /// a copy of the gradient's bytes moves exactly as much and is the ceiling.
 /// </summary>
@@ -24,7 +24,7 @@ internal static class Unscale
     /// <summary>Validates, then times; returns the rows of the devices that validated, and whether any failed.</summary>
     public static (List<ConversionRow> Rows, bool Failed) Run(IReadOnlyList<Device> devices, RunPlan plan, Report report)
     {
-        report.Section("Unscale: Precision.UnscaleAndCheck");
+        report.Section("Unscale: NativeTensor.Precision.UnscaleAndCheck");
         (List<ConversionRow> rows, bool failed) = ValidatedTiming.Run(devices, report, "precision.unscale, f32 + bf16 ",
             "(1M random patterns each, bit-exact and flag vs PrecisionReference)", Validate, device => Time(device, plan));
         Print(rows, report);
@@ -40,14 +40,14 @@ internal static class Unscale
             var bytes = new byte[(1 << 20) * dtype.SizeOf()];
             random.NextBytes(bytes);
             using Tensor gradient = ValidatedTiming.FromBytes(dtype, bytes, device);
-            bool flag = Precision.UnscaleAndCheck([gradient], scale);
+            bool flag = NativeTensor.Precision.UnscaleAndCheck([gradient], scale);
             using Tensor back = gradient.To(Device.Cpu);
             Span<byte> actual = Tensor.CpuBytes(back.Buffer, back.ByteCount);
             bool expectedFlag = false;
             for (int i = 0; i < 1 << 20; i++)
             {
                 uint bits = dtype == DType.Float32 ? BitConverter.ToUInt32(bytes, i * 4) : BitConverter.ToUInt16(bytes, i * 2);
-                uint expected = PrecisionReference.Unscale(bits, dtype, scale, out bool nonFinite);
+                uint expected = UnscaleReference.Unscale(bits, dtype, scale, out bool nonFinite);
                 expectedFlag |= nonFinite;
                 uint got = dtype == DType.Float32 ? MemoryMarshal.Read<uint>(actual[(i * 4)..]) : MemoryMarshal.Read<ushort>(actual[(i * 2)..]);
                 if (got != expected) return $"{dtype}: element {i} = 0x{bits:X}: expected 0x{expected:X}, got 0x{got:X}";
@@ -76,7 +76,7 @@ internal static class Unscale
             bool down = true;
             ops.Add((UnscaleOp(dtype), 2 * bytes, _ =>
             {
-                Precision.UnscaleAndCheck([gradient], down ? MathF.ScaleB(1, -16) : MathF.ScaleB(1, 16));
+                NativeTensor.Precision.UnscaleAndCheck([gradient], down ? MathF.ScaleB(1, -16) : MathF.ScaleB(1, 16));
                 down = !down;
             }));
         }
@@ -91,7 +91,7 @@ internal static class Unscale
         var values = new float[Elements];
         for (long i = 0; i < values.LongLength; i++) values[i] = (float)((random.NextDouble() - 0.5) * Math.Pow(2, random.Next(-20, 15)));
         using Tensor single = Tensor.FromArray(values);
-        using Tensor typed = Precision.Convert(single, dtype);
+        using Tensor typed = NativeTensor.Precision.Convert(single, dtype);
         return typed.To(device);
     }
 

@@ -3,6 +3,8 @@ namespace NativeTensor.Training;
 /// <summary>
 /// The top-k eigenpairs of a symmetric matrix: principal components of a <see cref="Moments"/> covariance, or the
 /// directions that separate two populations, the eigenvectors of a contrastive difference <c>cov(bad) - cov(good)</c>.
+/// The moments themselves are the <see cref="Moments"/> op family in namespace <c>NativeTensor</c> (every op lives
+/// there, beside <see cref="Tensor"/>); this is the training layer that reads them.
 /// </summary>
 /// <remarks>
 /// <para><b>Top-k</b> means the k <em>largest algebraic</em> eigenvalues (for a covariance, the largest variances; for an

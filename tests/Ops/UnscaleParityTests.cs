@@ -8,7 +8,7 @@ namespace NativeTensor.Tests.Ops;
 
 /// <summary>
 /// What every backend must do for <see cref="Precision.UnscaleAndCheck"/>: scale every element of every gradient in
-/// place bit for bit as <see cref="PrecisionReference.Unscale"/> does (random bit patterns, so NaN payloads, ±Inf,
+/// place bit for bit as <see cref="UnscaleReference.Unscale"/> does (random bit patterns, so NaN payloads, ±Inf,
 /// subnormals and ±0 throughout), at every length that exercises vector tails and the multi-core split, and report
 /// exactly whether an input was non-finite, whichever gradient of the list held it.
 /// </summary>
@@ -38,7 +38,7 @@ public abstract class UnscaleParityTests
         {
             uint input = dtype == DType.Float32 ? BitConverter.ToUInt32(data, i * 4) : BitConverter.ToUInt16(data, i * 2);
             uint got = dtype == DType.Float32 ? BitConverter.ToUInt32(after, i * 4) : BitConverter.ToUInt16(after, i * 2);
-            Assert.Equal(PrecisionReference.Unscale(input, dtype, 0.25f, out _), got);
+            Assert.Equal(UnscaleReference.Unscale(input, dtype, 0.25f, out _), got);
         }
     }
 
@@ -277,7 +277,7 @@ public abstract class UnscaleParityTests
         for (int i = 0; i < source.Length / size; i++)
         {
             uint bits = size == 4 ? BitConverter.ToUInt32(source, i * 4) : BitConverter.ToUInt16(source, i * 2);
-            uint result = PrecisionReference.Unscale(bits, dtype, scale, out bool seen);
+            uint result = UnscaleReference.Unscale(bits, dtype, scale, out bool seen);
             nonFinite |= seen;
             if (size == 4) BitConverter.TryWriteBytes(expected.AsSpan(i * 4), result);
             else BitConverter.TryWriteBytes(expected.AsSpan(i * 2), (ushort)result);

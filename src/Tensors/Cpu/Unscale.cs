@@ -6,7 +6,7 @@ namespace NativeTensor.Cpu;
 /// <summary>
 /// CPU kernel of <see cref="NativeTensor.Precision.UnscaleAndCheck"/>: one pass over a gradient, in place, multiplying
 /// each element by the inverse scale and noting whether any input was NaN or ±Inf. Same results as
-/// <see cref="Reference.PrecisionReference.Unscale"/>, by other means: a binary32 multiply here (one correct rounding
+/// <see cref="Reference.UnscaleReference.Unscale"/>, by other means: a binary32 multiply here (one correct rounding
 /// under the round-to-nearest, no-FTZ environment .NET runs with), an exact double product rounded once there.
 /// </summary>
 internal static unsafe class UnscaleKernels

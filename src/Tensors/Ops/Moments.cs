@@ -6,6 +6,9 @@ namespace NativeTensor;
 /// <see cref="Covariance"/>, <see cref="Variance"/> and <see cref="Correlation"/>. States are a monoid: <see cref="Merge"/>
 /// combines shards exactly as if their rows had been seen by one state (Chan, Golub and LeVeque's pairwise update), and
 /// <see cref="ToBytes"/>/<see cref="FromBytes"/> carry a state between processes, so any reduce engine can combine shards.
+/// The principal components of a state's covariance come from <c>NativeTensor.Training.StreamingPca</c> (the Training
+/// assembly, which builds on these kernels; this class is the op family and lives with the other ops in
+/// <c>NativeTensor</c>).
 /// </summary>
 /// <remarks>
 /// <para><b>Where the numbers live.</b> The state is Float64 on the host, whatever <see cref="Device"/> the batches are on:

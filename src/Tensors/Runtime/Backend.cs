@@ -94,7 +94,7 @@ internal abstract class Backend : IDisposable
 
     /// <summary>
     /// In place, for each gradient: <c>buffer[i] = buffer[i] * inverseScale</c> for <c>Count</c> elements of
-    /// <c>DType</c> (Float32 or BFloat16), bit-exact with <see cref="Reference.PrecisionReference.Unscale"/>. Returns
+    /// <c>DType</c> (Float32 or BFloat16), bit-exact with <see cref="Reference.UnscaleReference.Unscale"/>. Returns
     /// whether any input element was NaN or ±Inf. Arguments were validated (distinct buffers of this backend, a finite
     /// positive scale); a device backend keeps one flag for the whole list and reads it back once.
     /// </summary>

@@ -12,11 +12,11 @@ internal sealed record ConversionRow(string Op, string Backend, long MovedBytes,
 }
 
 /// <summary>
-/// Precision.Convert on every device: first checked bit for bit against <see cref="PrecisionReference"/> on random
+/// NativeTensor.Precision.Convert on every device: first checked bit for bit against <see cref="PrecisionReference"/> on random
 /// bit patterns (NaN payloads, subnormals and infinities included), then timed in every direction beside a copy
 /// of the same bytes on the same device and, on the CPU, beside System.Numerics.Tensors' TensorPrimitives.
 /// </summary>
-internal static class Conversions
+internal static class Precision
 {
     /// <summary>Elements per timed conversion: 64 MB of Float32, far beyond every cache.</summary>
     private const long Elements = 16L << 20;
@@ -32,7 +32,7 @@ internal static class Conversions
     /// <summary>Validates, then times; returns the rows of the devices that validated, and whether any failed.</summary>
     public static (List<ConversionRow> Rows, bool Failed) Run(IReadOnlyList<Device> devices, RunPlan plan, Report report)
     {
-        report.Section("Conversions: Precision.Convert");
+        report.Section("Conversions: NativeTensor.Precision.Convert");
         (List<ConversionRow> rows, bool failed) = ValidatedTiming.Run(devices, report, "precision.convert, 6 directions",
             "(1M random patterns each, bit-exact vs PrecisionReference)", Validate, device => Time(device, plan));
         Print(rows, report);
@@ -47,7 +47,7 @@ internal static class Conversions
             var bytes = new byte[(1 << 20) * from.SizeOf()];
             random.NextBytes(bytes);
             using Tensor source = ValidatedTiming.FromBytes(from, bytes, device);
-            using Tensor converted = Precision.Convert(source, to);
+            using Tensor converted = NativeTensor.Precision.Convert(source, to);
             using Tensor back = converted.To(Device.Cpu);
             Span<byte> actual = Tensor.CpuBytes(back.Buffer, back.ByteCount);
             for (int i = 0; i < 1 << 20; i++)
@@ -78,7 +78,7 @@ internal static class Conversions
             ops.Add((CopyOp, moved, _ => backend.Copy(copyFrom.Buffer, 0, copyTo.Buffer, 0, moved / 2)));
             foreach ((DType from, DType to) in Directions)
                 ops.Add(($"convert: {Name(from)} -> {Name(to)}", Elements * (from.SizeOf() + to.SizeOf()),
-                    _ => Precision.Convert(tensors[from].Source, to, tensors[to].Target)));
+                    _ => NativeTensor.Precision.Convert(tensors[from].Source, to, tensors[to].Target)));
             if (device.Kind == DeviceKind.Cpu)
             {
                 ops.Add(("peer: TensorPrimitives.ConvertToHalf", moved,
@@ -102,7 +102,7 @@ internal static class Conversions
         var values = new float[Elements];
         for (long i = 0; i < values.LongLength; i++) values[i] = (float)((random.NextDouble() - 0.5) * Math.Pow(2, random.Next(-20, 15)));
         using Tensor single = Tensor.FromArray(values);
-        using Tensor typed = Precision.Convert(single, dtype);
+        using Tensor typed = NativeTensor.Precision.Convert(single, dtype);
         return typed.To(device);
     }
 
@@ -123,7 +123,7 @@ internal static class Conversions
             ]);
         }
         report.Table(cells, [false, true, false, true, true, true, true]);
-        report.Line("TensorPrimitives runs on one thread (it has no parallel mode); Precision.Convert on the CPU uses every core.");
+        report.Line("TensorPrimitives runs on one thread (it has no parallel mode); NativeTensor.Precision.Convert on the CPU uses every core.");
     }
 
     /// <summary>The TensorPrimitives row that does the same conversion on the same device, if any.</summary>

@@ -10,7 +10,7 @@ namespace NativeTensor.Perf;
 /// and the copy (14), so a copy of 14 bytes/element moves exactly as much and is the ceiling. The whole
 /// <c>MixedPrecisionOptimizer.Step</c> adds the read-only non-finite check of the gradient (2 more bytes/element).
 /// </summary>
-internal static class Optimizers
+internal static class OptimizerSteps
 {
     /// <summary>Elements per timed weight: 64 MB of Float32 weights, 256 MB touched per AdamW step.</summary>
     private const long Elements = 16L << 20;
@@ -28,7 +28,7 @@ internal static class Optimizers
 
     public static (List<ConversionRow> Rows, bool Failed) Run(IReadOnlyList<Device> devices, RunPlan plan, Report report)
     {
-        report.Section("Optimizer steps: OptimizerSteps.AdamW / Sgd, MixedPrecisionOptimizer.Step");
+        report.Section("Optimizer steps: NativeTensor.OptimizerSteps.AdamW / Sgd, MixedPrecisionOptimizer.Step");
         (List<ConversionRow> rows, bool failed) = ValidatedTiming.Run(devices, report, "optimizer steps, adamw + sgd",
             "(9 dtype pairs each, 3 steps of 4099 elements, bit-exact vs the cpu scalar kernel where divide and sqrt round correctly)", Validate, device => Time(device, plan));
         // PyTorch on the same GPU, in this table; the targets compare its unscale rows with the Unscale section's.
@@ -75,10 +75,10 @@ internal static class Optimizers
         {
             float[] values = [.. Enumerable.Range(0, n).Select(_ => (float)((random.NextDouble() - 0.5) * 1024))];
             using Tensor single = Tensor.FromArray(values);
-            using Tensor typed = Precision.Convert(single, gradientType);
+            using Tensor typed = NativeTensor.Precision.Convert(single, gradientType);
             using Tensor g = typed.To(device);
-            if (adamW) OptimizerSteps.AdamW(p, g, m, v, new AdamWOptions(), t, 1f / 1024, w);
-            else OptimizerSteps.Sgd(p, g, m, new SgdOptions { Nesterov = t == 2, WeightDecay = 1e-3 }, t == 1, 1f / 1024, w);
+            if (adamW) NativeTensor.OptimizerSteps.AdamW(p, g, m, v, new AdamWOptions(), t, 1f / 1024, w);
+            else NativeTensor.OptimizerSteps.Sgd(p, g, m, new SgdOptions { Nesterov = t == 2, WeightDecay = 1e-3 }, t == 1, 1f / 1024, w);
         }
         Tensor?[] outputs = [p, m, adamW ? v : null, w];
         return [.. outputs.Where(o => o is not null).Select(o => Bytes(o!))];
@@ -116,9 +116,9 @@ internal static class Optimizers
             ops.Add((CopyOp(bytes), 2 * half, _ => backend.Copy(copyFrom.Buffer, 0, copyTo.Buffer, 0, half)));
         }
         // Small learning rates and gradients keep the weights near their start over hundreds of timed steps.
-        ops.Add((Ops[0].Op, Elements * Ops[0].Bytes, _ => OptimizerSteps.AdamW(p, gBf16, m, v, adamW, ++step, 1, wBf16)));
-        ops.Add((Ops[1].Op, Elements * Ops[1].Bytes, _ => OptimizerSteps.AdamW(p, gSingle, m, v, adamW, ++step, 1)));
-        ops.Add((Ops[2].Op, Elements * Ops[2].Bytes, _ => OptimizerSteps.Sgd(p, gHalf, m, sgd, false, 1, wHalf)));
+        ops.Add((Ops[0].Op, Elements * Ops[0].Bytes, _ => NativeTensor.OptimizerSteps.AdamW(p, gBf16, m, v, adamW, ++step, 1, wBf16)));
+        ops.Add((Ops[1].Op, Elements * Ops[1].Bytes, _ => NativeTensor.OptimizerSteps.AdamW(p, gSingle, m, v, adamW, ++step, 1)));
+        ops.Add((Ops[2].Op, Elements * Ops[2].Bytes, _ => NativeTensor.OptimizerSteps.Sgd(p, gHalf, m, sgd, false, 1, wHalf)));
         ops.Add((Ops[3].Op, Elements * Ops[3].Bytes, _ =>
         {
             if (!optimizer.Step([gBf16])) throw new InvalidOperationException("a finite gradient was skipped");
@@ -134,7 +134,7 @@ internal static class Optimizers
         var values = new float[Elements];
         for (long i = 0; i < values.LongLength; i++) values[i] = (float)((random.NextDouble() * 2 - 1) * magnitude);
         using Tensor single = Tensor.FromArray(values);
-        using Tensor typed = Precision.Convert(single, dtype);
+        using Tensor typed = NativeTensor.Precision.Convert(single, dtype);
         return typed.To(device);
     }
 
