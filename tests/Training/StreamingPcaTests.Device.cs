@@ -1,5 +1,6 @@
 using FsCheck;
 using FsCheck.Fluent;
+using NativeTensor.Cases;
 using NativeTensor.Tests.Infrastructure;
 using NativeTensor.Tests.Ops;
 using NativeTensor.Training;
