@@ -2,7 +2,6 @@ using FsCheck;
 using FsCheck.Fluent;
 using NativeTensor.Cases;
 using NativeTensor.Tests.Infrastructure;
-using NativeTensor.Tests.Ops;
 using NativeTensor.Training;
 using static NativeTensor.Tests.Training.PlantedSpectrum;
 
