@@ -1,8 +1,19 @@
+using NativeTensor.Cases;
+
 namespace NativeTensor.Perf;
 
-/// <summary>One timed shape of <see cref="Windows.Gather(Tensor, ReadOnlySpan{long}, int, Tensor?)"/>: frames, window and batch.</summary>
+/// <summary>
+/// One timed shape of <see cref="Windows.Gather(Tensor, ReadOnlySpan{long}, int, Tensor?)"/>: frames, window and batch.
+/// Its shared <see cref="WindowCase"/> (one batch of these starts, first and last window included) is what perf
+/// validates on each device before timing it, and what says the bytes a gather must move.
+/// </summary>
 internal sealed record GatherCase(string Label, DType DType, long[] FrameShape, int Window, int Batch)
 {
+    private readonly WindowCase _shared = WindowCase.Drawn(DType, FrameShape, Window, Batch, seed: Window * 31 + Batch, WindowOp.GatherHostStarts);
+
+    /// <summary>This shape as the shared case of <paramref name="op"/>.</summary>
+    public WindowCase Shared(WindowOp op) => _shared with { Op = op };
+
     /// <summary>The sequence-embedding batch of the memory scenario: 256 windows of 30 frames of 287 float32.</summary>
     public static GatherCase Embedding { get; } = new("embedding", DType.Float32, [380_000, 287], 30, 256);
 
@@ -24,8 +35,8 @@ internal sealed record GatherCase(string Label, DType DType, long[] FrameShape, 
     /// <summary>Bytes of one output batch, B * W * row.</summary>
     public long BatchBytes => Batch * Window * RowBytes;
 
-    /// <summary>Bytes a gather must move: every output byte is read once and written once.</summary>
-    public long MovedBytes => 2 * BatchBytes;
+    /// <summary>Bytes a gather must move, as the shared case counts them: every output byte is read once and written once.</summary>
+    public long MovedBytes => _shared.MovedBytes;
 
     public long[] OutputShape => [Batch, Window, .. FrameShape.Skip(1)];
 

@@ -10,8 +10,9 @@ internal sealed record MomentsRow(string Op, string Backend, long Flops, Timing 
 }
 
 /// <summary>
-/// <see cref="NativeTensor.Moments"/> on every device: first checked against <see cref="MomentsReference"/> on small
-/// batches (several groups, 16-bit dtypes, merges), then Update of a [4096, 1024] Float32 batch (mean 1e4, unit variance)
+/// <see cref="NativeTensor.Moments"/> on every device: first the shared <see cref="Cases.MomentsCase"/>s of
+/// <see cref="PerfCases.Moments"/> (several groups, 16-bit dtypes, uneven batches, shards and merges, within the tests'
+/// derived bounds of <see cref="MomentsReference"/>), then Update of a [4096, 1024] Float32 batch (mean 1e4, unit variance)
 /// timed on every device (OpenCL and CUDA keep the batch on the device: column sums, centring, Syrk blocks and their
 /// compensated accumulation all run there), beside NumPy's <c>np.cov</c> of the very same batch (and PyTorch's
 /// <c>torch.cov</c> on a GPU). The error of the timed update against the reference at that size is printed too, with the
@@ -29,9 +30,7 @@ internal static class Moments
         float[] batch = Batch();
         // The reference at full size takes ~10 s: computed once, for the first device that asks, and shared.
         var expected = new Lazy<double[,]>(() => MomentsReference.Covariance([.. batch.Select(v => (double)v)], Features));
-        (List<MomentsRow> rows, bool failed) = ValidatedTiming.Run(devices, report, "moments",
-            "([300, 3, 17] f32 and [260, 40] bf16 in uneven batches and shards, vs MomentsReference: max-norm relative < 1e-5)",
-            Validate, device => Time(device, batch, expected, plan, report, quick));
+        (List<MomentsRow> rows, bool failed) = ValidatedTiming.Run(devices, report, PerfCases.Moments, device => Time(device, batch, expected, plan, report, quick));
         if (rows.Count > 0)
         {
             string file = Path.Combine(Directory.CreateTempSubdirectory("nativetensor-moments-").FullName, "batch.f32");
@@ -66,47 +65,6 @@ internal static class Moments
 
     private static double Normal(Random random) =>
         Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
-
-    /// <summary>Small cases in pieces on the device, merged, against the reference; null when every figure is within 1e-5.</summary>
-    private static string? Validate(Device device)
-    {
-        try
-        {
-            foreach ((int n, int groups, int d, DType dtype) in new[] { (300, 3, 17, DType.Float32), (260, 1, 40, DType.BFloat16) })
-            {
-                var random = new Random(n);
-                float[] values = [.. Enumerable.Range(0, n * groups * d).Select(i => (float)(100 + 10 * Normal(random) + i % d))];
-                using Tensor all = Tensor.FromArray(values, n, groups, d);
-                using Tensor typed = NativeTensor.Precision.Convert(all, dtype);
-                using Tensor wide = NativeTensor.Precision.Convert(typed, DType.Float32);
-                double[] exact = [.. wide.ToArray<float>().Select(v => (double)v)];
-                var shards = new[] { new NativeTensor.Moments(d, groups, device), new NativeTensor.Moments(d, groups, device) };
-                int[] cuts = [0, 1, 2, 130, 131, 259, n];
-                for (int c = 0; c + 1 < cuts.Length; c++)
-                {
-                    using Tensor host = Tensor.FromArray(values[(cuts[c] * groups * d)..(cuts[c + 1] * groups * d)], cuts[c + 1] - cuts[c], groups, d);
-                    using Tensor piece = NativeTensor.Precision.Convert(host, dtype);
-                    using Tensor onDevice = piece.To(device);
-                    shards[c % 2].Update(onDevice);
-                }
-                shards[1].Merge(shards[0]);
-                for (int g = 0; g < groups; g++)
-                {
-                    double[] rows = MomentsReference.Group(exact, groups, d, g);
-                    double error = MomentsReference.MaxNormRelative(shards[1].Covariance(g), MomentsReference.Covariance(rows, d));
-                    if (error >= 1e-5) return $"[{n}, {groups}, {d}] {dtype} group {g}: covariance max-norm relative error {error:E2}";
-                    double[] mean = shards[1].Mean(g), expected = MomentsReference.Mean(rows, d);
-                    double meanError = mean.Select((m, j) => Math.Abs(m - expected[j]) / Math.Abs(expected[j])).Max();
-                    if (meanError >= 1e-12) return $"[{n}, {groups}, {d}] {dtype} group {g}: mean relative error {meanError:E2}";
-                }
-            }
-            return null;
-        }
-        catch (NotImplementedException)
-        {
-            return $"Linalg.Syrk is not implemented on {device.Spec} yet (NotImplementedException)";
-        }
-    }
 
     private static List<MomentsRow> Time(Device device, float[] values, Lazy<double[,]> expected, RunPlan plan, Report report, bool quick)
     {

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
+using NativeTensor.Cases;
 
 namespace NativeTensor.Perf;
 
@@ -13,7 +14,7 @@ internal static partial class Program
     private const string Usage = """
         usage: perf [all | validate | linalg | moments | memory | mapped | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16] [--mapped FILE]] [--quick] [--device SPEC] [--out PATH]
           all (default)  validate every op on every device, time the gathers, run the peers and the memory scenario
-          validate       only the validation
+          validate       only the validation: every shared case (tests/Cases) of windows, conversions, unscale and optimizer steps
           linalg         only the matrix products: validate, time, FMA peak, numpy/torch peers, targets
           memory         only the memory scenario (CPU)
           mapped         only the mapped-file section: the scenario's frames as a .npy, gathered mapped vs in RAM, warm and cold
@@ -97,8 +98,17 @@ internal static partial class Program
         if (options.Command is "all" or "validate")
         {
             report.Section("Validation");
-            List<Device> passed = Validation.Run(devices, report);
-            failed = passed.Count < devices.Count;
+            List<Device> passed = ValidatedTiming.Validate(devices, report, PerfCases.Windows, out failed);
+            if (options.Command == "validate")
+            {
+                // The other families' shared cases too; "all" runs each in its own section, just before timing it.
+                foreach ((string title, IOpCase[] cases) in PerfCases.Timed)
+                {
+                    report.Section(title);
+                    ValidatedTiming.Validate(devices, report, cases, out bool familyFailed);
+                    failed |= familyFailed;
+                }
+            }
             if (options.Command == "all")
             {
                 rows = TimeGathers(passed, plan, report);

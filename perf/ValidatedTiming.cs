@@ -1,9 +1,25 @@
+using NativeTensor.Cases;
+
 namespace NativeTensor.Perf;
 
-/// <summary>The shape every op section shares: check each device against the reference, report it, and time only the devices that passed.</summary>
+/// <summary>The shape every op section shares: run the shared cases on each device, report them, and time only the devices that passed.</summary>
 internal static class ValidatedTiming
 {
-    /// <summary>One "validate" line per device (<paramref name="validate"/> returns a failure or null), then <paramref name="time"/> on those that passed.</summary>
+    /// <summary>The "validate" lines of <paramref name="cases"/> on each device, then <paramref name="time"/> on those where every case passed.</summary>
+    public static (List<T> Rows, bool Failed) Run<T>(IReadOnlyList<Device> devices, Report report, IReadOnlyList<IOpCase> cases,
+        Func<Device, IEnumerable<T>> time)
+    {
+        var rows = new List<T>();
+        bool failed = false;
+        foreach (Device device in Validate(devices, report, cases, out failed))
+            rows.AddRange(time(device));
+        return (rows, failed);
+    }
+
+    /// <summary>
+    /// The families that have no shared case yet (Linalg, Moments): one "validate" line per device from their own
+    /// <paramref name="validate"/> (a failure or null), then <paramref name="time"/> on those that passed.
+    /// </summary>
     public static (List<T> Rows, bool Failed) Run<T>(IReadOnlyList<Device> devices, Report report, string label, string passed,
         Func<Device, string?> validate, Func<Device, IEnumerable<T>> time)
     {
@@ -19,11 +35,37 @@ internal static class ValidatedTiming
         return (rows, failed);
     }
 
-    /// <summary>A tensor of <paramref name="dtype"/> holding exactly <paramref name="bytes"/>, on <paramref name="device"/>.</summary>
-    public static Tensor FromBytes(DType dtype, byte[] bytes, Device device)
+    /// <summary>
+    /// One line per (op, device): <c>ok</c> with how many cases and what they were held to, or <c>FAIL</c> with the first
+    /// case that failed and where. Returns the devices on which every case passed.
+    /// </summary>
+    public static List<Device> Validate(IReadOnlyList<Device> devices, Report report, IReadOnlyList<IOpCase> cases, out bool failed)
     {
-        using Tensor host = Tensor.Empty(dtype, [bytes.Length / dtype.SizeOf()], Device.Cpu);
-        bytes.CopyTo(Tensor.CpuBytes(host.Buffer, bytes.Length));
-        return host.To(device);
+        var passed = new List<Device>();
+        failed = false;
+        foreach (Device device in devices)
+        {
+            bool ok = true;
+            foreach (IGrouping<string, IOpCase> op in cases.GroupBy(c => c.Op))
+            {
+                string? failure = op.Select(c => Guarded(c, device)).FirstOrDefault(f => f is not null);
+                report.Line($"validate {op.Key,-52} {device.Spec,-9} " +
+                    (failure is null ? $"ok   ({op.Count()} cases, {op.First().Standard})" : $"FAIL {failure}"));
+                ok &= failure is null;
+            }
+            if (ok) passed.Add(device);
+            else
+            {
+                failed = true;
+                report.Line($"validate {device.Spec}: FAILED, so it is not timed");
+            }
+        }
+        return passed;
+    }
+
+    private static string? Guarded(IOpCase c, Device device)
+    {
+        try { return c.Check(device) is { } failure ? $"{c.Name}: {failure}" : null; }
+        catch (Exception e) { return $"{c.Name}: threw {e.GetType().Name}: {e.Message}"; }
     }
 }

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using NativeTensor.Cases;
 
 namespace NativeTensor.Tests.Infrastructure;
 
@@ -6,50 +7,26 @@ namespace NativeTensor.Tests.Infrastructure;
 public static class TestTensors
 {
     /// <summary>The byte every output is filled with before a launch; an element a kernel forgot keeps it.</summary>
-    public const byte Poison = 0xFF;
+    public const byte Poison = CaseBytes.Poison;
 
     /// <summary>Bytes a guarded buffer carries after its payload.</summary>
     public const int GuardBytes = 4096;
 
     /// <summary>A tensor on <paramref name="device"/> holding exactly <paramref name="bytes"/>.</summary>
     public static Tensor FromBytes(DType dtype, long[] shape, Device device, byte[] bytes)
-    {
-        Tensor tensor = Tensor.Empty(dtype, shape, device);
-        Assert.Equal(tensor.ByteCount, bytes.LongLength);
-        device.Backend.Write(tensor.Buffer, 0, bytes);
-        return tensor;
-    }
+        => CaseBytes.FromBytes(dtype, shape, device, bytes);
 
     /// <summary>A copy of <paramref name="data"/> on <paramref name="device"/>, with no host tensor left behind.</summary>
-    public static Tensor OnDevice(float[] data, long[] shape, Device device)
-    {
-        using Tensor host = Tensor.FromArray(data, shape);
-        return host.To(device);
-    }
+    public static Tensor OnDevice(float[] data, long[] shape, Device device) => CaseBytes.OnDevice(data, shape, device);
 
     /// <summary>The tensor's bytes, copied to the host.</summary>
-    public static byte[] Bytes(Tensor tensor)
-    {
-        var bytes = new byte[tensor.ByteCount];
-        tensor.Device.Backend.Read(tensor.Buffer, 0, bytes);
-        return bytes;
-    }
+    public static byte[] Bytes(Tensor tensor) => CaseBytes.Bytes(tensor);
 
     /// <summary>Random bits: for float dtypes this includes NaN payloads, infinities, subnormals and ±0.</summary>
-    public static byte[] RandomBytes(Random random, long count)
-    {
-        var bytes = new byte[count];
-        random.NextBytes(bytes);
-        return bytes;
-    }
+    public static byte[] RandomBytes(Random random, long count) => CaseBytes.RandomBytes(random, count);
 
     /// <summary>A tensor of <paramref name="shape"/> filled with <see cref="Poison"/>.</summary>
-    public static Tensor Poisoned(DType dtype, long[] shape, Device device)
-    {
-        Tensor tensor = Tensor.Empty(dtype, shape, device);
-        Fill(tensor, Poison);
-        return tensor;
-    }
+    public static Tensor Poisoned(DType dtype, long[] shape, Device device) => CaseBytes.Poisoned(dtype, shape, device);
 
     public static void Fill(Tensor tensor, byte value)
     {

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using FsCheck;
 using FsCheck.Fluent;
+using NativeTensor.Cases;
 using NativeTensor.Reference;
 using NativeTensor.Tests.Infrastructure;
 using static NativeTensor.Tests.Infrastructure.TestTensors;
@@ -57,23 +58,10 @@ public abstract class GatherConvertParityTests
         return data;
     }
 
-    /// <summary>One random problem: a direction, frames of rank 1 to 3, a window and a batch of starts.</summary>
-    public sealed record Case(DType From, DType To, long[] FrameShape, int Window, long[] Starts, int Seed)
-    {
-        public long FrameCount => FrameShape[0];
-
-        public long RowElements => FrameShape.Skip(1).Aggregate(1L, (a, b) => a * b);
-
-        public long[] OutputShape => [Starts.Length, Window, .. FrameShape.Skip(1)];
-
-        public override string ToString() =>
-            $"{From} -> {To}, frames [{string.Join(", ", FrameShape)}], window {Window}, starts [{string.Join(", ", Starts)}], seed {Seed}";
-    }
-
     /// <summary>Row sizes beside every vector width, plus the sequence-embedding 287 and the cap 300.</summary>
     private static readonly int[] EdgeRows = [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 287, 300];
 
-    private static readonly Gen<Case> Cases =
+    private static readonly Gen<GatherConvertCase> Cases =
         from direction in Gen.Elements(Directions)
         from rest in Gen.OneOf(
             Gen.Constant(Array.Empty<long>()),
@@ -88,36 +76,14 @@ public abstract class GatherConvertParityTests
                 Gen.Constant(0))
             .Select(s => (long)s).ArrayOf(batch)
         from seed in Gen.Choose(0, int.MaxValue)
-        select new Case(direction.From, direction.To, [frames, .. rest], window, starts, seed);
+        select new GatherConvertCase(direction.From, direction.To, [frames, .. rest], window, starts, seed);
 
     [Fact]
     public void Every_direction_equals_the_unfused_and_the_reference_composition_into_a_reused_output()
     {
         Device device = Device;
-        Prop.ForAll(Cases.ToArbitrary(), c =>
-        {
-            byte[] bytes = RandomBits(c.From, c.FrameCount * c.RowElements, new Random(c.Seed));
-            byte[] reference = Reference(c.From, c.To, bytes, c.FrameCount, c.RowElements, c.Starts, c.Window);
-            using Tensor frames = FromBytes(c.From, c.FrameShape, device, bytes);
-            using (Tensor plain = Windows.Gather(frames, c.Starts, c.Window))
-            using (Tensor unfused = Precision.Convert(plain, c.To))
-                BitExact(reference, Bytes(unfused), $"{c}: the unfused device composition against the reference");
-
-            using Tensor output = Poisoned(c.To, c.OutputShape, device);
-            Assert.Same(output, Windows.Gather(frames, c.Starts, c.Window, output, c.To));
-            BitExact(reference, Bytes(output), $"{c}: host starts");
-
-            Fill(output, Poison);
-            using (Tensor starts = WindowsParityTests.OnDevice(c.Starts, device))
-                Assert.Same(output, Windows.Gather(frames, starts, c.Window, output, c.To));
-            BitExact(reference, Bytes(output), $"{c}: device starts");
-
-            using Tensor fresh = Windows.Gather(frames, c.Starts, c.Window, outputType: c.To);
-            Assert.Equal(c.To, fresh.DType);
-            Assert.Equal(c.OutputShape, fresh.Shape);
-            Assert.Same(device, fresh.Device);
-            BitExact(reference, Bytes(fresh), $"{c}: a new output");
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
+        // The shared case: the unfused composition, host and device starts into a poisoned reused output, a new output.
+        Prop.ForAll(Cases.ToArbitrary(), c => CaseAssert.Passes(c, device)).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
     }
 
     /// <summary>Every special value of each source dtype, in windows of the sequence-embedding row 287.</summary>
@@ -126,11 +92,7 @@ public abstract class GatherConvertParityTests
     public void Special_values_convert_exactly(DType from, DType to)
     {
         Device device = Device;
-        long[] starts = [0, 10, 3, 9, 40 - 30];
-        byte[] bytes = SpecialValues.Fill(from, 40 * 287);
-        using Tensor frames = FromBytes(from, [40, 287], device, bytes);
-        using Tensor output = Windows.Gather(frames, starts, 30, outputType: to);
-        BitExact(Reference(from, to, bytes, 40, 287, starts, 30), Bytes(output), $"{from} -> {to} special values");
+        CaseAssert.Passes(new GatherConvertCase(from, to, [40, 287], 30, [0, 10, 3, 9, 40 - 30], 0, SpecialFrames: true), device);
     }
 
     /// <summary>Runs both backend entry points into a buffer longer than the output: the bytes after it must keep their poison.</summary>
@@ -209,34 +171,10 @@ public abstract class GatherConvertParityTests
         Assert.True(Bytes(output).AsSpan().IndexOfAnyExcept(Poison) < 0, "a refused call wrote into the output");
     }
 
-    /// <summary>
-    /// <paramref name="count"/> elements of <paramref name="dtype"/>: random bits (NaN payloads, subnormals and ±0 come
-    /// up often in 16-bit formats), one element in four replaced by a special value so ±Inf and the binary32 edge cases,
-    /// which random bits almost never hit, are in every case.
-    /// </summary>
-    private static byte[] RandomBits(DType dtype, long count, Random random)
-    {
-        byte[] bytes = RandomBytes(random, count * dtype.SizeOf());
-        ulong[] special = SpecialValues.Bits(dtype);
-        int size = dtype.SizeOf();
-        for (long i = 0; i < count; i++)
-            if (random.Next(4) == 0)
-                BitConverter.GetBytes(special[random.Next(special.Length)]).AsSpan(0, size).CopyTo(bytes.AsSpan((int)(i * size)));
-        return bytes;
-    }
+    private static byte[] RandomBits(DType dtype, long count, Random random) => GatherConvertCase.RandomBits(dtype, count, random);
 
-    /// <summary>The reference composition: <see cref="WindowsReference.Gather{T}"/> on raw bits, then <see cref="PrecisionReference.Convert"/> per element.</summary>
-    private static byte[] Reference(DType from, DType to, byte[] frames, long frameCount, long rowElements, long[] starts, int window)
-    {
-        ulong[] gathered = from == DType.Float32
-            ? WindowsReference.Gather(MemoryMarshal.Cast<byte, uint>(frames).ToArray(), frameCount, rowElements, starts, window).Select(b => (ulong)b).ToArray()
-            : WindowsReference.Gather(MemoryMarshal.Cast<byte, ushort>(frames).ToArray(), frameCount, rowElements, starts, window).Select(b => (ulong)b).ToArray();
-        int size = to.SizeOf();
-        var result = new byte[gathered.Length * size];
-        for (int i = 0; i < gathered.Length; i++)
-            BitConverter.GetBytes(PrecisionReference.Convert(gathered[i], from, to)).AsSpan(0, size).CopyTo(result.AsSpan(i * size));
-        return result;
-    }
+    private static byte[] Reference(DType from, DType to, byte[] frames, long frameCount, long rowElements, long[] starts, int window) =>
+        GatherConvertCase.Reference(from, to, frames, frameCount, rowElements, starts, window);
 }
 
 public sealed class CpuGatherConvertTests : GatherConvertParityTests

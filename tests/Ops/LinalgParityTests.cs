@@ -1,5 +1,6 @@
 using FsCheck;
 using FsCheck.Fluent;
+using NativeTensor.Cases;
 using NativeTensor.Reference;
 using NativeTensor.Runtime;
 using NativeTensor.Tests.Infrastructure;
@@ -44,7 +45,7 @@ public abstract class LinalgParityTests
                     from beta in Gen.Elements(Betas)
                     from seed in Gen.Choose(0, int.MaxValue)
                     select new MatMulCase(m, n, k, transposeA, transposeB, aType, bType, alpha, beta, seed);
-        Prop.ForAll(cases.ToArbitrary(), c => c.Check(device)).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
+        Prop.ForAll(cases.ToArbitrary(), c => CaseAssert.Passes(c, device)).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
     }
 
     [Fact]
@@ -58,7 +59,7 @@ public abstract class LinalgParityTests
                     from beta in Gen.Elements(Betas)
                     from seed in Gen.Choose(0, int.MaxValue)
                     select new SyrkCase(rows, d, aType, alpha, beta, seed);
-        Prop.ForAll(cases.ToArbitrary(), c => c.Check(device)).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
+        Prop.ForAll(cases.ToArbitrary(), c => CaseAssert.Passes(c, device)).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
     }
 
     /// <summary>m from 1 to 257 against n from 257 down to 1: every row and column tail of every tile shape, both cores.</summary>
@@ -67,8 +68,8 @@ public abstract class LinalgParityTests
     {
         Device device = Device;
         for (int s = 1; s <= 257; s++)
-            new MatMulCase(s, 258 - s, 1 + s % 23, s % 2 == 1, s % 4 >= 2, Inputs[s % 3], Inputs[s / 3 % 3], s % 5 == 0 ? 1 : -0.75f, s % 7 == 0 ? 0.5f : 0, s)
-                .Check(device);
+            CaseAssert.Passes(new MatMulCase(s, 258 - s, 1 + s % 23, s % 2 == 1, s % 4 >= 2, Inputs[s % 3], Inputs[s / 3 % 3], s % 5 == 0 ? 1 : -0.75f, s % 7 == 0 ? 0.5f : 0, s),
+                device);
     }
 
     /// <summary>Shapes that cross the CPU's depth (256) and width (512) blocks, its row panels and the parallel split.</summary>
@@ -80,8 +81,8 @@ public abstract class LinalgParityTests
     [InlineData(515, 1, 257, false, false)]
     public void Products_across_cache_blocks_stay_within_the_bound(int m, int n, int k, bool transposeA, bool transposeB)
     {
-        new MatMulCase(m, n, k, transposeA, transposeB, DType.Float32, DType.Float32, 1, 0, m + n + k).Check(Device);
-        new MatMulCase(m, n, k, transposeA, transposeB, DType.BFloat16, DType.Float16, -0.5f, 1, m * n).Check(Device);
+        CaseAssert.Passes(new MatMulCase(m, n, k, transposeA, transposeB, DType.Float32, DType.Float32, 1, 0, m + n + k), Device);
+        CaseAssert.Passes(new MatMulCase(m, n, k, transposeA, transposeB, DType.BFloat16, DType.Float16, -0.5f, 1, m * n), Device);
     }
 
     [Theory]
@@ -90,8 +91,8 @@ public abstract class LinalgParityTests
     [InlineData(3, 700)]
     public void Syrk_across_cache_blocks_is_symmetric_and_within_the_bound(int rows, int d)
     {
-        new SyrkCase(rows, d, DType.Float32, 1, 0, rows).Check(Device);
-        new SyrkCase(rows, d, DType.Float16, 0.25f, -1, d).Check(Device);
+        CaseAssert.Passes(new SyrkCase(rows, d, DType.Float32, 1, 0, rows), Device);
+        CaseAssert.Passes(new SyrkCase(rows, d, DType.Float16, 0.25f, -1, d), Device);
     }
 
     /// <summary>
@@ -116,7 +117,7 @@ public abstract class LinalgParityTests
         LinalgReference.Result expected = LinalgReference.MatMul(LinalgReference.Values(a, DType.Float32), transposeA,
             LinalgReference.Values(b, DType.Float32), transposeB, m, n, k, 1, 0, null);
         float[] actual = c.ToArray<float>();
-        LinalgData.AssertWithinBound("non-finite A", actual, n, expected, k, 1, 0, null);
+        LinalgAssert.WithinBound("non-finite A", actual, n, expected, k, 1, 0, null);
         int spoiled = actual.Count(x => !float.IsFinite(x));
         Assert.True(spoiled > 0 && spoiled <= specials.Length * n, $"{spoiled} non-finite elements");
     }
@@ -146,7 +147,7 @@ public abstract class LinalgParityTests
         Assert.True(after.AsSpan(bytes).IndexOfAnyExcept(Poison) < 0, "matmul wrote past C");
         LinalgReference.Result expected = LinalgReference.MatMul(LinalgReference.Values(a, DType.BFloat16), transposeA,
             LinalgReference.Values(b, DType.Float32), transposeB, m, n, k, 1.5, beta, [.. old.Select(x => (double)x)]);
-        LinalgData.AssertWithinBound($"guarded [{m}, {n}, {k}]", [.. System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(after.AsSpan(0, bytes))],
+        LinalgAssert.WithinBound($"guarded [{m}, {n}, {k}]", [.. System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(after.AsSpan(0, bytes))],
             n, expected, k, 1.5f, beta, old);
     }
 
@@ -169,9 +170,9 @@ public abstract class LinalgParityTests
         backend.Read(c, 0, after);
         Assert.True(after.AsSpan(bytes).IndexOfAnyExcept(Poison) < 0, "syrk wrote past C");
         float[] actual = [.. System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(after.AsSpan(0, bytes))];
-        LinalgData.AssertWithinBound($"guarded syrk [{rows}, {d}]", actual, d,
+        LinalgAssert.WithinBound($"guarded syrk [{rows}, {d}]", actual, d,
             LinalgReference.Syrk(LinalgReference.Values(a, DType.Float16), rows, d, 2, 0, null), rows, 2, 0, null);
-        LinalgData.AssertSymmetric($"guarded syrk [{rows}, {d}]", actual, d);
+        LinalgAssert.Symmetric($"guarded syrk [{rows}, {d}]", actual, d);
     }
 
     /// <summary>k = 0 is an empty sum (C = beta * C, zeros with beta 0 whatever C held); an empty C is left as it is.</summary>

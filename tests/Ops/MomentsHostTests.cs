@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using NativeTensor.Cases;
 using NativeTensor.Tests.Infrastructure;
 
 namespace NativeTensor.Tests.Ops;

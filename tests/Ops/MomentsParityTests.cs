@@ -1,5 +1,6 @@
 using FsCheck;
 using FsCheck.Fluent;
+using NativeTensor.Cases;
 using NativeTensor.Reference;
 using NativeTensor.Tests.Infrastructure;
 
@@ -19,9 +20,6 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
 
     private static readonly DType[] FloatTypes = [DType.Float32, DType.Float16, DType.BFloat16];
 
-    private sealed record Plan(int Groups, int Features, DType DType, int Rows, int Shards, bool Rank2, bool RoundTrip,
-        bool Diagonal, double Mean, double Scale, int Seed);
-
     [Fact]
     public void Updates_merged_in_any_partition_and_order_match_the_two_pass_reference()
     {
@@ -37,49 +35,9 @@ public abstract class MomentsParityTests(ITestOutputHelper output)
                     from mean in Gen.Elements(0.0, 1.0, -3.5, 100.0, 1000.0)
                     from scale in Gen.Elements(1e-3, 1.0, 10.0)
                     from seed in Gen.Choose(0, int.MaxValue)
-                    select new Plan(groups, features, dtype, rows, shards, rank2 && groups == 1, roundTrip, diagonal, mean, scale, seed);
-        Prop.ForAll(plans.ToArbitrary(), plan =>
-        {
-            var data = MomentsData.Random(plan.Rows, plan.Groups, plan.Features, plan.DType, plan.Seed, plan.Mean, plan.Scale);
-            Moments merged = UpdateAndMerge(data, plan, new Random(plan.Seed));
-            MomentsAssert.MatchesReference(merged, data, null, Device.Kind, plan.ToString());
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
-    }
-
-    /// <summary>Random batch sizes (1, small, around a block, anything; now and then empty), shuffled, dealt to shards, merged in a random tree.</summary>
-    private Moments UpdateAndMerge(MomentsData data, Plan plan, Random random)
-    {
-        var batches = new List<(int First, int Count)>();
-        for (int first = 0; first < data.Rows;)
-        {
-            if (random.Next(10) == 0) batches.Add((first, 0));
-            int size = random.Next(4) switch
-            {
-                0 => 1,
-                1 => random.Next(1, 8),
-                2 => random.Next(Moments.ScatterBlockRows - 3, Moments.ScatterBlockRows + 4),
-                _ => random.Next(1, data.Rows + 1),
-            };
-            size = Math.Min(size, data.Rows - first);
-            batches.Add((first, size));
-            first += size;
-        }
-        random.Shuffle(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(batches));
-        var shards = Enumerable.Range(0, plan.Shards).Select(_ => new Moments(plan.Features, plan.Groups, Device, plan.Diagonal)).ToList();
-        foreach ((int first, int count) in batches)
-        {
-            using Tensor batch = data.Batch(first, count, Device, plan.Rank2);
-            shards[random.Next(plan.Shards)].Update(batch);
-        }
-        if (plan.RoundTrip) shards = [.. shards.Select(s => Moments.FromBytes(s.ToBytes(), Device))];
-        while (shards.Count > 1)
-        {
-            int into = random.Next(shards.Count), from = random.Next(shards.Count - 1);
-            if (from >= into) from++;
-            shards[into].Merge(shards[from]);
-            shards.RemoveAt(from);
-        }
-        return shards[0];
+                    select new MomentsCase(groups, features, dtype, rows, shards, rank2 && groups == 1, roundTrip, diagonal, mean, scale, seed);
+        // The shared case: random batches dealt to shards, round-tripped or not, merged in a random tree, then the bounds.
+        Prop.ForAll(plans.ToArbitrary(), c => CaseAssert.Passes(c, Device)).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
     }
 
     /// <summary>
@@ -336,39 +294,12 @@ public sealed class CudaMomentsTests(ITestOutputHelper output) : MomentsParityTe
     protected override Device Device => Backends.Require(DeviceKind.Cuda);
 }
 
-/// <summary>The comparison every Moments test ends with: count, means and scatters within the derived bounds.</summary>
+/// <summary>The comparison every Moments test ends with: the shared <see cref="MomentsCheck"/>, as an xunit verdict.</summary>
 public static class MomentsAssert
 {
     /// <summary>The state against the reference over <paramref name="rows"/> of <paramref name="data"/> (all rows when null).</summary>
     public static void MatchesReference(Moments state, MomentsData data, IReadOnlyList<int>? rows, DeviceKind backend, string label)
     {
-        int n = rows?.Count ?? data.Rows, d = data.Features;
-        Assert.Equal(n, state.Count);
-        int ddof = n >= 2 ? 1 : 0;
-        for (int g = 0; g < data.Groups; g++)
-        {
-            double[] x = data.Group(g, rows);
-            double[] mean = state.Mean(g), expectedMean = MomentsReference.Mean(x, d), meanBound = MomentsErrorBound.Mean(x, d, backend);
-            for (int j = 0; j < d; j++)
-                Assert.True(Math.Abs(mean[j] - expectedMean[j]) <= meanBound[j],
-                    $"{label}: group {g} mean[{j}] = {mean[j]:R}, reference {expectedMean[j]:R}, allowed {meanBound[j]:E2}");
-            double[,] expected = MomentsReference.Covariance(x, d, ddof), bound = MomentsErrorBound.Scatter(x, d, backend);
-            if (state.DiagonalOnly)
-            {
-                double[] variance = state.Variance(g, ddof);
-                for (int j = 0; j < d; j++)
-                    Assert.True(Math.Abs(variance[j] - expected[j, j]) <= bound[j, j] / (n - ddof),
-                        $"{label}: group {g} var[{j}] = {variance[j]:R}, reference {expected[j, j]:R}, allowed {bound[j, j] / (n - ddof):E2}");
-                continue;
-            }
-            double[,] covariance = state.Covariance(g, ddof);
-            for (int j = 0; j < d; j++)
-                for (int k = 0; k < d; k++)
-                {
-                    Assert.Equal(covariance[j, k], covariance[k, j]);
-                    Assert.True(Math.Abs(covariance[j, k] - expected[j, k]) <= bound[j, k] / (n - ddof),
-                        $"{label}: group {g} C[{j}, {k}] = {covariance[j, k]:R}, reference {expected[j, k]:R}, allowed {bound[j, k] / (n - ddof):E2}");
-                }
-        }
+        if (MomentsCheck.MatchesReference(state, data, rows, backend) is { } failure) Assert.Fail($"{label}: {failure}");
     }
 }

@@ -1,5 +1,6 @@
 using FsCheck;
 using FsCheck.Fluent;
+using NativeTensor.Cases;
 using NativeTensor.Runtime;
 using NativeTensor.Tests.Infrastructure;
 using static NativeTensor.Tests.Infrastructure.TestTensors;
@@ -56,7 +57,7 @@ public abstract class OptimizerStepsParityTests
                     from s in Sgds
                     from seed in Gen.Choose(0, int.MaxValue)
                     select new StepCase(adamW ? a : null, adamW ? null : s, gradient, working, length, steps, scale, seed);
-        Prop.ForAll(cases.ToArbitrary(), c => StepAssert.WithinBound(c, c.Run(Device, Device.Kind)))
+        Prop.ForAll(cases.ToArbitrary(), c => CaseAssert.Passes(c, Device))
             .Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
     }
 
@@ -108,11 +109,7 @@ public abstract class OptimizerStepsParityTests
                     var c = new StepCase(adamW ? new AdamWOptions { WeightDecay = 0.1 } : null,
                         adamW ? null : new SgdOptions { WeightDecay = 0.01, Nesterov = gradient == DType.Float16 },
                         gradient, working, Length: 1000 + (int)gradient, Steps: 3, LossScale: 1024, Seed: (int)gradient * 3 + (working is null ? 0 : 1));
-                    StepCase.Outcome expected = c.Run(Backends.CpuScalar, DeviceKind.Cpu), actual = c.Run(device, device.Kind);
-                    Assert.Equal(expected.P, actual.P);
-                    Assert.Equal(expected.First, actual.First);
-                    Assert.Equal(expected.Second, actual.Second);
-                    Assert.Equal(expected.Working, actual.Working);
+                    if (c.BitsDiffer(Backends.CpuScalar, device) is { } failure) Assert.Fail($"{c.Name}: {failure}");
                 }
     }
 
@@ -195,25 +192,7 @@ public abstract class OptimizerStepsParityTests
         return data;
     }
 
-    private static bool IsNonFinite(DType dtype, ulong bits) => dtype switch
-    {
-        DType.Float32 => (bits & 0x7F80_0000) == 0x7F80_0000,
-        DType.Float16 => (bits & 0x7C00) == 0x7C00,
-        _ => (bits & 0x7F80) == 0x7F80,
-    };
-
-    /// <summary>Finite random bits of <paramref name="dtype"/>: special values included except NaN and ±Inf.</summary>
-    private static byte[] FiniteBytes(Random random, DType dtype, int count)
-    {
-        int size = dtype.SizeOf();
-        byte[] bytes = RandomBytes(random, (long)count * size);
-        for (int i = 0; i < count; i++)
-        {
-            ulong bits = size == 4 ? BitConverter.ToUInt32(bytes, i * 4) : BitConverter.ToUInt16(bytes, i * 2);
-            if (IsNonFinite(dtype, bits)) bytes[i * size + size - 1] ^= 0x40;   // clears the exponent's top bit
-        }
-        return bytes;
-    }
+    private static bool IsNonFinite(DType dtype, ulong bits) => UnscaleCase.IsNonFinite(dtype, bits);
 
     /// <summary>Any one NaN or ±Inf, in any tensor of a list, at any position (first, last, odd tails, past the vector loop).</summary>
     [Theory]
@@ -224,35 +203,13 @@ public abstract class OptimizerStepsParityTests
         // The last length is past the CPU's multi-core threshold (512 KiB), so the split is exercised too.
         int[] lengths = [1, 2, 63, 257, dtype == DType.Float32 ? (1 << 17) + 1 : (1 << 18) + 1];
         var random = new Random((int)special);
-        int size = dtype.SizeOf();
-        // Finite random bits drawn once; each placement copies only the tensor that holds the special value.
-        byte[][] finite = [.. lengths.Select(n => FiniteBytes(random, dtype, n))];
+        GradientInput[] finite = [.. lengths.Select(n => new GradientInput(dtype, n, GradientFill.FiniteBits))];
+        // The shared case also checks that every input is left as it was (the check is read-only).
         for (int holder = 0; holder < lengths.Length; holder++)
             foreach (int at in new[] { 0, lengths[holder] - 1, lengths[holder] / 2, random.Next(lengths[holder]) })
-            {
-                byte[][] inputs = [.. finite.Select((b, k) => k == holder ? (byte[])b.Clone() : b)];
-                BitConverter.GetBytes(special).AsSpan(0, size).CopyTo(inputs[holder].AsSpan(at * size));
-                Tensor[] tensors = [.. inputs.Select((b, k) => FromBytes(dtype, [lengths[k]], device, b))];
-                try
-                {
-                    Assert.True(Precision.FindNonFinite(tensors), $"0x{special:X} in tensors[{holder}] at {at} was not found");
-                    for (int k = 0; k < tensors.Length; k++)   // read-only (compared as spans: xunit's element-wise diff of 0.5 MB arrays took seconds)
-                        Assert.True(inputs[k].AsSpan().SequenceEqual(Bytes(tensors[k])), $"tensors[{k}] was written");
-                }
-                finally
-                {
-                    foreach (Tensor t in tensors) t.Dispose();
-                }
-            }
-        Tensor[] clean = [.. lengths.Select(n => FromBytes(dtype, [n], device, FiniteBytes(random, dtype, n)))];
-        try
-        {
-            Assert.False(Precision.FindNonFinite(clean), "finite values only");
-        }
-        finally
-        {
-            foreach (Tensor t in clean) t.Dispose();
-        }
+                Assert.True(CaseAssert.Flags(new UnscaleCase(finite, 1, random.Next(), (holder, at, special), FindOnly: true), device),
+                    $"0x{special:X} in tensors[{holder}] at {at} was not found");
+        Assert.False(CaseAssert.Flags(new UnscaleCase(finite, 1, random.Next(), FindOnly: true), device), "finite values only");
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using FsCheck;
 using FsCheck.Fluent;
+using NativeTensor.Cases;
 using NativeTensor.Reference;
 using NativeTensor.Tests.Infrastructure;
 using static NativeTensor.Tests.Infrastructure.TestTensors;
@@ -34,7 +35,7 @@ public abstract class PrecisionParityTests
     public void Every_16_bit_pattern_converts_exactly(DType from, DType to)
     {
         uint[] all = Enumerable.Range(0, 65536).Select(i => (uint)i).ToArray();
-        Check(from, to, all, $"all 65,536 {from} patterns");
+        CaseAssert.Passes(ConvertCase.Of(from, to, all), Device);
     }
 
     [Theory]
@@ -42,7 +43,7 @@ public abstract class PrecisionParityTests
     [InlineData(DType.BFloat16)]
     public void Every_rounding_boundary_narrows_exactly(DType to)
     {
-        Check(DType.Float32, to, Boundaries(to), $"every {to} rounding boundary and its neighbours");
+        CaseAssert.Passes(ConvertCase.Of(DType.Float32, to, Boundaries(to)), Device);
     }
 
     [Theory]
@@ -52,7 +53,7 @@ public abstract class PrecisionParityTests
     {
         var random = new Random((int)to);
         uint[] bits = Enumerable.Range(0, 1 << 20).Select(_ => (uint)random.NextInt64(0, 1L << 32)).ToArray();
-        Check(DType.Float32, to, bits, $"a million random binary32 patterns to {to}");
+        CaseAssert.Passes(ConvertCase.Of(DType.Float32, to, bits), Device);
     }
 
     [Fact]
@@ -63,19 +64,10 @@ public abstract class PrecisionParityTests
                     from target in Gen.Elements(Floats)
                     from length in Gen.OneOf(Gen.Choose(0, 257), Gen.Choose(258, 70_000), Gen.Elements(300_001, 1 << 19))
                     from seed in Gen.Choose(0, int.MaxValue)
-                    select (From: source, To: target, Length: length, Seed: seed);
-        Prop.ForAll(cases.ToArbitrary(), c =>
-        {
-            byte[] bytes = RandomBytes(new Random(c.Seed), (long)c.Length * c.From.SizeOf());
-            using Tensor source = FromBytes(c.From, [c.Length], device, bytes);
-            using Tensor output = Poisoned(c.To, [c.Length], device);
-            Assert.Same(output, Precision.Convert(source, c.To, output));
-            BitExact(Expected(c.From, c.To, bytes), Bytes(output), $"{c.Length} elements {c.From} -> {c.To}");
-            using Tensor fresh = Precision.Convert(source, c.To);
-            Assert.Equal(new long[] { c.Length }, fresh.Shape);
-            Assert.Equal(c.To, fresh.DType);
-            Assert.Same(device, fresh.Device);
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
+                    select new ConvertCase(source, target, [length], seed);
+        // The shared case: into a reused poisoned output (the same instance back), then into a new one of the same
+        // shape, dtype and device; both bit-exact with the reference.
+        Prop.ForAll(cases.ToArbitrary(), c => CaseAssert.Passes(c, device)).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
     }
 
     [Fact]
@@ -84,10 +76,7 @@ public abstract class PrecisionParityTests
         using Tensor source = Tensor.Empty(DType.Float32, [3, 0, 5], Device);
         using Tensor empty = Precision.Convert(source, DType.BFloat16);
         Assert.Equal(new long[] { 3, 0, 5 }, empty.Shape);
-        using Tensor matrix = FromBytes(DType.Float16, [7, 9], Device, SpecialValues.Fill(DType.Float16, 63));
-        using Tensor wide = Precision.Convert(matrix, DType.Float32);
-        Assert.Equal(new long[] { 7, 9 }, wide.Shape);
-        BitExact(Expected(DType.Float16, DType.Float32, SpecialValues.Fill(DType.Float16, 63)), Bytes(wide), "special values");
+        CaseAssert.Passes(new ConvertCase(DType.Float16, DType.Float32, [7, 9], 0, ConvertInputs.SpecialValues), Device);
     }
 
     [Theory]
@@ -119,34 +108,6 @@ public abstract class PrecisionParityTests
         if (rule.StartsWith("disposed", StringComparison.Ordinal)) Assert.Throws<ObjectDisposedException>(call);
         else Assert.Throws<ArgumentException>(call);
         Assert.True(Bytes(output).AsSpan().IndexOfAnyExcept(Poison) < 0, "a refused conversion wrote into the output");
-    }
-
-    /// <summary>Converts <paramref name="bits"/> (elements of <paramref name="from"/>) on the device and compares with the reference.</summary>
-    private void Check(DType from, DType to, uint[] bits, string what)
-    {
-        Device device = Device;
-        byte[] bytes = from == DType.Float32
-            ? bits.SelectMany(BitConverter.GetBytes).ToArray()
-            : bits.SelectMany(b => BitConverter.GetBytes((ushort)b)).ToArray();
-        using Tensor source = FromBytes(from, [bits.Length], device, bytes);
-        using Tensor output = Poisoned(to, [bits.Length], device);
-        Precision.Convert(source, to, output);
-        BitExact(Expected(from, to, bytes), Bytes(output), what);
-    }
-
-    internal static byte[] Expected(DType from, DType to, byte[] source)
-    {
-        int inSize = from.SizeOf(), outSize = to.SizeOf();
-        long count = source.Length / inSize;
-        var expected = new byte[count * outSize];
-        for (long i = 0; i < count; i++)
-        {
-            ulong bits = inSize == 4 ? BitConverter.ToUInt32(source, (int)(i * 4)) : BitConverter.ToUInt16(source, (int)(i * 2));
-            ulong result = PrecisionReference.Convert(bits, from, to);
-            if (outSize == 4) BitConverter.TryWriteBytes(expected.AsSpan((int)(i * 4)), (uint)result);
-            else BitConverter.TryWriteBytes(expected.AsSpan((int)(i * 2)), (ushort)result);
-        }
-        return expected;
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using FsCheck;
 using FsCheck.Fluent;
+using NativeTensor.Cases;
 using NativeTensor.Reference;
 using NativeTensor.Tests.Infrastructure;
 using static NativeTensor.Tests.Infrastructure.TestTensors;
@@ -66,10 +67,8 @@ public abstract class UnscaleParityTests
     [MemberData(nameof(DTypesAndScales))]
     public void Every_length_0_to_257_in_one_list_equals_the_reference(DType dtype, float scale)
     {
-        var random = new Random(HashCode.Combine(dtype, scale));
-        byte[][] inputs = Enumerable.Range(0, 258).Select(n => RandomBytes(random, (long)n * dtype.SizeOf())).ToArray();
-        SpecialValues.Fill(dtype, 257).CopyTo(inputs[257], 0);
-        Check(inputs.Select(b => (dtype, b)).ToArray(), scale, $"lengths 0..257 of {dtype} x {scale:R}");
+        GradientInput[] gradients = [.. Enumerable.Range(0, 258).Select(n => new GradientInput(dtype, n, n == 257 ? GradientFill.SpecialValues : GradientFill.RandomBits))];
+        CaseAssert.Passes(new UnscaleCase(gradients, scale, HashCode.Combine(dtype, scale)), Device);
     }
 
     [Theory]
@@ -79,9 +78,7 @@ public abstract class UnscaleParityTests
     [InlineData(DType.BFloat16, (1 << 20) + 7)]
     public void Large_gradients_split_over_cores_equal_the_reference(DType dtype, int length)
     {
-        var random = new Random(length);
-        Check([(dtype, Finite(dtype, RandomBytes(random, (long)length * dtype.SizeOf()))), (dtype, RandomBytes(random, (long)length * dtype.SizeOf()))],
-            (float)(1 / 65536.0), $"two gradients of {length} {dtype}");
+        CaseAssert.Passes(new UnscaleCase([new(dtype, length, GradientFill.FiniteBits), new(dtype, length)], (float)(1 / 65536.0), length), Device);
     }
 
     public static TheoryData<DType, ulong> NonFiniteValues()
@@ -102,17 +99,14 @@ public abstract class UnscaleParityTests
     {
         int[] lengths = [1, 17, 257, 4099];
         var random = new Random((int)special);
+        GradientInput[] finite = [.. lengths.Select(n => new GradientInput(dtype, n, GradientFill.FiniteBits))];
         for (int holder = 0; holder < lengths.Length; holder++)
         {
-            byte[][] inputs = lengths.Select(n => Finite(dtype, RandomBytes(random, (long)n * dtype.SizeOf()))).ToArray();
-            int size = dtype.SizeOf();
             int at = random.Next(lengths[holder]);
-            BitConverter.GetBytes(special).AsSpan(0, size).CopyTo(inputs[holder].AsSpan(at * size));
-            bool flag = Check(inputs.Select(b => (dtype, b)).ToArray(), MathF.ScaleB(1, -16), $"0x{special:X} at [{holder}][{at}]");
+            bool flag = CaseAssert.Flags(new UnscaleCase(finite, MathF.ScaleB(1, -16), random.Next(), (holder, at, special)), Device);
             Assert.True(flag, $"0x{special:X} in gradients[{holder}] at {at} was not reported");
         }
-        byte[][] clean = lengths.Select(n => Finite(dtype, RandomBytes(random, (long)n * dtype.SizeOf()))).ToArray();
-        Assert.False(Check(clean.Select(b => (dtype, b)).ToArray(), MathF.ScaleB(1, -16), "finite values only"));
+        Assert.False(CaseAssert.Flags(new UnscaleCase(finite, MathF.ScaleB(1, -16), random.Next()), Device), "finite values only");
     }
 
     [Fact]
@@ -160,17 +154,11 @@ public abstract class UnscaleParityTests
                     from scale in Gen.OneOf(Gen.Elements(Scales), Gen.Choose(1, 0x7F7F_FFFF).Select(b => BitConverter.Int32BitsToSingle(b)))
                     from finite in Gen.Elements(true, false)
                     from seed in Gen.Choose(0, int.MaxValue)
-                    select (DTypes: dtypes, Lengths: lengths, Scale: scale, Finite: finite, Seed: seed);
+                    select new UnscaleCase([.. dtypes.Select((d, k) => new GradientInput(d, lengths[k], finite ? GradientFill.FiniteBits : GradientFill.RandomBits))], scale, seed);
         Prop.ForAll(cases.ToArbitrary(), c =>
         {
-            var random = new Random(c.Seed);
-            var inputs = c.DTypes.Select((dtype, k) =>
-            {
-                byte[] bytes = RandomBytes(random, (long)c.Lengths[k] * dtype.SizeOf());
-                return (dtype, c.Finite ? Finite(dtype, bytes) : bytes);
-            }).ToArray();
-            bool flag = Check(inputs, c.Scale, $"{string.Join(", ", c.DTypes.Zip(c.Lengths))} x {c.Scale:R}");
-            if (c.Finite) Assert.False(flag);
+            bool flag = CaseAssert.Flags(c, Device);
+            if (c.Gradients.All(g => g.Fill == GradientFill.FiniteBits)) Assert.False(flag);
         }).Check(Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns));
     }
 
@@ -245,7 +233,7 @@ public abstract class UnscaleParityTests
         return (flag, Enumerable.Range(0, values.Length).Select(i => BitConverter.ToUInt32(bytes, i * 4)).ToArray());
     }
 
-    /// <summary>Unscales the gradients on the device, compares every byte and the flag with the reference; returns the flag.</summary>
+    /// <summary>Unscales listed bytes on the device, compares every byte and the flag with the reference; returns the flag (the shared <see cref="UnscaleCase"/> covers generated inputs).</summary>
     private bool Check((DType DType, byte[] Bytes)[] inputs, float scale, string what)
     {
         Device device = Device;
@@ -256,7 +244,7 @@ public abstract class UnscaleParityTests
             bool expectedFlag = false;
             for (int k = 0; k < inputs.Length; k++)
             {
-                byte[] expected = Expected(inputs[k].DType, inputs[k].Bytes, scale, out bool nonFinite);
+                byte[] expected = UnscaleCase.Expected(inputs[k].DType, inputs[k].Bytes, scale, out bool nonFinite);
                 expectedFlag |= nonFinite;
                 BitExact(expected, Bytes(tensors[k]), $"{what}: gradients[{k}] ({inputs[k].Bytes.Length / inputs[k].DType.SizeOf()} {inputs[k].DType})");
             }
@@ -267,40 +255,6 @@ public abstract class UnscaleParityTests
         {
             foreach (Tensor tensor in tensors) tensor.Dispose();
         }
-    }
-
-    internal static byte[] Expected(DType dtype, byte[] source, float scale, out bool nonFinite)
-    {
-        nonFinite = false;
-        var expected = new byte[source.Length];
-        int size = dtype.SizeOf();
-        for (int i = 0; i < source.Length / size; i++)
-        {
-            uint bits = size == 4 ? BitConverter.ToUInt32(source, i * 4) : BitConverter.ToUInt16(source, i * 2);
-            uint result = UnscaleReference.Unscale(bits, dtype, scale, out bool seen);
-            nonFinite |= seen;
-            if (size == 4) BitConverter.TryWriteBytes(expected.AsSpan(i * 4), result);
-            else BitConverter.TryWriteBytes(expected.AsSpan(i * 2), (ushort)result);
-        }
-        return expected;
-    }
-
-    /// <summary>The same random bits with every NaN and ±Inf made finite (the exponent's top bit cleared).</summary>
-    private static byte[] Finite(DType dtype, byte[] bytes)
-    {
-        if (dtype == DType.Float32)
-        {
-            Span<uint> bits = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, uint>(bytes.AsSpan());
-            for (int i = 0; i < bits.Length; i++)
-                if ((bits[i] & 0x7F80_0000) == 0x7F80_0000) bits[i] &= ~0x4000_0000u;
-        }
-        else
-        {
-            Span<ushort> bits = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(bytes.AsSpan());
-            for (int i = 0; i < bits.Length; i++)
-                if ((bits[i] & 0x7F80) == 0x7F80) bits[i] &= 0xBFFF;
-        }
-        return bytes;
     }
 }
 

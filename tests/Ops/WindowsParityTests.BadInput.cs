@@ -1,3 +1,4 @@
+using NativeTensor.Cases;
 using NativeTensor.Tests.Infrastructure;
 using static NativeTensor.Tests.Infrastructure.TestTensors;
 

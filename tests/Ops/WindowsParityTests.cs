@@ -1,5 +1,6 @@
 using FsCheck;
 using FsCheck.Fluent;
+using NativeTensor.Cases;
 using NativeTensor.Reference;
 using NativeTensor.Tests.Infrastructure;
 using static NativeTensor.Tests.Infrastructure.TestTensors;
@@ -21,69 +22,30 @@ public abstract partial class WindowsParityTests
 
     private Config Runs => Config.QuickThrowOnFailure.WithMaxTest(PropertyRuns);
 
+    /// <summary>
+    /// The shared <see cref="WindowCase"/> (perf validates with the same record): a new output on this device with the
+    /// batch's shape, then the same batch into a reused poisoned output, both bit-exact with the reference.
+    /// </summary>
     [Fact]
     public void Gather_with_host_starts_equals_the_reference()
     {
         Device device = Device;
-        Prop.ForAll(WindowCase.Generator.ToArbitrary(), c =>
-        {
-            (Tensor frames, byte[] bytes) = Frames(c, device);
-            using (frames)
-            using (Tensor fresh = Windows.Gather(frames, c.Starts, c.Window))
-            using (Tensor reused = Poisoned(c.DType, [.. fresh.Shape], device))
-            {
-                Assert.Same(device, fresh.Device);
-                Assert.Equal(new long[] { c.Starts.Length, c.Window }.Concat(c.FrameShape.Skip(1)), fresh.Shape);
-                Assert.Equal(Expected(c, bytes), Bytes(fresh));
-                Assert.Same(reused, Windows.Gather(frames, c.Starts, c.Window, reused));
-                Assert.Equal(Expected(c, bytes), Bytes(reused));
-            }
-        }).Check(Runs);
+        Prop.ForAll(WindowCase.Generator.ToArbitrary(), c => CaseAssert.Passes(c, device)).Check(Runs);
     }
 
     [Fact]
     public void Gather_with_device_starts_equals_the_host_starts_path()
     {
         Device device = Device;
-        Prop.ForAll(WindowCase.Generator.ToArbitrary(), c =>
-        {
-            (Tensor frames, byte[] bytes) = Frames(c, device);
-            using (frames)
-            using (Tensor starts = OnDevice(c.Starts, device))
-            using (Tensor output = Poisoned(c.DType, [c.Starts.Length, c.Window, .. c.FrameShape.Skip(1)], device))
-            {
-                Assert.Same(output, Windows.Gather(frames, starts, c.Window, output));
-                Assert.Equal(Expected(c, bytes), Bytes(output));
-            }
-        }).Check(Runs);
+        Prop.ForAll(WindowCase.Generator.ToArbitrary(), c => CaseAssert.Passes(c with { Op = WindowOp.GatherDeviceStarts }, device)).Check(Runs);
     }
 
+    /// <summary>Eager equals the reference, its kernel writes every window of a poisoned output, and lazy equals eager's rows.</summary>
     [Fact]
     public void Gather_equals_the_matching_rows_of_eager()
     {
         Device device = Device;
-        Prop.ForAll(WindowCase.Generator.ToArbitrary(), c =>
-        {
-            long count = Windows.Count(c.FrameCount, c.Window, c.Stride);
-            long[] picks = c.Starts.Select(s => s % count).ToArray();
-            long[] starts = picks.Select(k => k * c.Stride).ToArray();
-            (Tensor frames, byte[] bytes) = Frames(c, device);
-            using (frames)
-            using (Tensor eager = Windows.Eager(frames, c.Window, c.Stride))
-            using (Tensor poisoned = Poisoned(c.DType, [.. eager.Shape], device))
-            using (Tensor lazy = Windows.Gather(frames, starts, c.Window))
-            {
-                Assert.Equal(count, eager.Shape[0]);
-                byte[] eagerBytes = Bytes(eager);
-                Assert.Equal(ReferenceEager(c, bytes), eagerBytes);
-                // Eager allocates its own output; run its kernel into a poisoned one too, so a window it skipped shows.
-                device.Backend.StridedWindows(frames.Buffer, c.RowElements * c.DType.SizeOf(), count, c.Window, c.Stride, poisoned.Buffer);
-                Assert.Equal(eagerBytes, Bytes(poisoned));
-                long block = lazy.ByteCount / Math.Max(1, starts.Length);
-                byte[] rows = picks.SelectMany(k => eagerBytes.Skip((int)(k * block)).Take((int)block)).ToArray();
-                Assert.Equal(rows, Bytes(lazy));
-            }
-        }).Check(Runs);
+        Prop.ForAll(WindowCase.Generator.ToArbitrary(), c => CaseAssert.Passes(c with { Op = WindowOp.Eager }, device)).Check(Runs);
     }
 
     [Theory]
@@ -95,11 +57,7 @@ public abstract partial class WindowsParityTests
     public void Special_values_move_bit_exactly(DType dtype)
     {
         Device device = Device;
-        var c = new WindowCase(dtype, [40, 287], 30, 1, [0, 10, 3, 9], 0);
-        byte[] bytes = SpecialValues.Fill(dtype, 40 * 287);
-        using Tensor frames = FromBytes(dtype, c.FrameShape, device, bytes);
-        using Tensor output = Windows.Gather(frames, c.Starts, c.Window);
-        BitExact(Expected(c, bytes), Bytes(output), $"{dtype} special values");
+        CaseAssert.Passes(new WindowCase(dtype, [40, 287], 30, 1, [0, 10, 3, 9], 0, SpecialFrames: true), device);
     }
 
     [Fact]
@@ -235,35 +193,7 @@ public abstract partial class WindowsParityTests
     }
 
     /// <summary>An Int64 starts tensor on the device, without leaving a host tensor for the finaliser.</summary>
-    internal static Tensor OnDevice(long[] starts, Device device)
-    {
-        using Tensor host = Tensor.FromArray(starts);
-        return host.To(device);
-    }
+    internal static Tensor OnDevice(long[] starts, Device device) => CaseBytes.OnDevice(starts, device);
 
-    internal static (Tensor Frames, byte[] Bytes) Frames(WindowCase c, Device device)
-    {
-        byte[] bytes = RandomBytes(new Random(c.Seed), c.FrameCount * c.RowElements * c.DType.SizeOf());
-        return (FromBytes(c.DType, c.FrameShape, device, bytes), bytes);
-    }
-
-    internal static byte[] Expected(WindowCase c, byte[] frames) => Typed(c.DType, frames, a => a switch
-    {
-        float[] f => WindowsReference.Gather(f, c.FrameCount, c.RowElements, c.Starts, c.Window),
-        Half[] f => WindowsReference.Gather(f, c.FrameCount, c.RowElements, c.Starts, c.Window),
-        BFloat16[] f => WindowsReference.Gather(f, c.FrameCount, c.RowElements, c.Starts, c.Window),
-        int[] f => WindowsReference.Gather(f, c.FrameCount, c.RowElements, c.Starts, c.Window),
-        long[] f => WindowsReference.Gather(f, c.FrameCount, c.RowElements, c.Starts, c.Window),
-        _ => throw new ArgumentException(a.GetType().Name),
-    });
-
-    private static byte[] ReferenceEager(WindowCase c, byte[] frames) => Typed(c.DType, frames, a => a switch
-    {
-        float[] f => WindowsReference.Eager(f, c.FrameCount, c.RowElements, c.Window, c.Stride),
-        Half[] f => WindowsReference.Eager(f, c.FrameCount, c.RowElements, c.Window, c.Stride),
-        BFloat16[] f => WindowsReference.Eager(f, c.FrameCount, c.RowElements, c.Window, c.Stride),
-        int[] f => WindowsReference.Eager(f, c.FrameCount, c.RowElements, c.Window, c.Stride),
-        long[] f => WindowsReference.Eager(f, c.FrameCount, c.RowElements, c.Window, c.Stride),
-        _ => throw new ArgumentException(a.GetType().Name),
-    });
+    internal static byte[] Expected(WindowCase c, byte[] frames) => c.Expected(frames);
 }

@@ -1,5 +1,5 @@
+using NativeTensor.Cases;
 using NativeTensor.Tests.Infrastructure;
-using NativeTensor.Tests.Ops;
 
 namespace NativeTensor.Tests.Training;
 

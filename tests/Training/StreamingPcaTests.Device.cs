@@ -1,7 +1,7 @@
 using FsCheck;
 using FsCheck.Fluent;
+using NativeTensor.Cases;
 using NativeTensor.Tests.Infrastructure;
-using NativeTensor.Tests.Ops;
 using NativeTensor.Training;
 using static NativeTensor.Tests.Training.PlantedSpectrum;
 

@@ -1,5 +1,5 @@
+using NativeTensor.Cases;
 using NativeTensor.Tests.Infrastructure;
-using NativeTensor.Tests.Ops;
 using NativeTensor.Training;
 using static NativeTensor.Tests.Training.PlantedSpectrum;
 

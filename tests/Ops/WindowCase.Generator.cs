@@ -1,18 +1,11 @@
 using FsCheck;
 using FsCheck.Fluent;
 
-namespace NativeTensor.Tests.Ops;
+namespace NativeTensor.Cases;
 
-/// <summary>One random windows problem: frames of some dtype and shape, a window, a stride, and a batch of starts.</summary>
-public sealed record WindowCase(DType DType, long[] FrameShape, int Window, int Stride, long[] Starts, int Seed)
+/// <summary>The random windows problems of the parity suites: the shared <see cref="WindowCase"/>, drawn by FsCheck (which perf does not reference).</summary>
+public sealed partial record WindowCase
 {
-    public long FrameCount => FrameShape[0];
-
-    public long RowElements => FrameShape.Skip(1).Aggregate(1L, (a, b) => a * b);
-
-    public override string ToString() =>
-        $"{DType} frames [{string.Join(", ", FrameShape)}], window {Window}, stride {Stride}, starts [{string.Join(", ", Starts)}], seed {Seed}";
-
     /// <summary>Row sizes that sit on and beside every vector width and unit size, plus the sequence-embedding 287.</summary>
     private static readonly long[] EdgeRows = [1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257, 287, 300];
 

@@ -1,6 +1,6 @@
 using NativeTensor.Reference;
 
-namespace NativeTensor.Tests.Ops;
+namespace NativeTensor.Cases;
 
 /// <summary>
 /// Rows for the Moments tests: N rows of G groups of d features, drawn correlated (a shared component) around chosen means
