@@ -72,6 +72,9 @@ internal static class Convert
 /// </summary>
 internal interface IFloatFormat<TBits> where TBits : unmanaged
 {
+    /// <summary>The binary32 bits of the value the bits hold, exactly (a NaN's payload shifted up unchanged).</summary>
+    uint SingleBits(TBits bits);
+
     /// <summary>The value the bits hold, exactly.</summary>
     float Widen(TBits bits);
 
@@ -82,6 +85,8 @@ internal interface IFloatFormat<TBits> where TBits : unmanaged
 /// <summary>binary32 as its <c>uint</c> bits (<c>ELEM_f32</c>).</summary>
 internal readonly struct F32 : IFloatFormat<uint>
 {
+    public uint SingleBits(uint bits) => bits;
+
     public float Widen(uint bits) => Dialect.AsFloat(bits);
 
     public uint Narrow(float value) => Dialect.AsUInt(value);
@@ -90,6 +95,8 @@ internal readonly struct F32 : IFloatFormat<uint>
 /// <summary>binary16 as its <c>ushort</c> bits (<c>ELEM_f16</c>).</summary>
 internal readonly struct F16 : IFloatFormat<ushort>
 {
+    public uint SingleBits(ushort bits) => Convert.HalfToSingle(bits);
+
     public float Widen(ushort bits) => Dialect.AsFloat(Convert.HalfToSingle(bits));
 
     public ushort Narrow(float value) => Convert.SingleToHalf(Dialect.AsUInt(value));
@@ -98,6 +105,8 @@ internal readonly struct F16 : IFloatFormat<ushort>
 /// <summary>bfloat16 as its <c>ushort</c> bits (<c>ELEM_bf16</c>).</summary>
 internal readonly struct BF16 : IFloatFormat<ushort>
 {
+    public uint SingleBits(ushort bits) => Convert.BFloat16ToSingle(bits);
+
     public float Widen(ushort bits) => Dialect.AsFloat(Convert.BFloat16ToSingle(bits));
 
     public ushort Narrow(float value) => Convert.SingleToBFloat16(Dialect.AsUInt(value));
