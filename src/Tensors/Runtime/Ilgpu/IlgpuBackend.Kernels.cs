@@ -15,7 +15,7 @@ namespace NativeTensor.Runtime.Ilgpu;
 internal sealed partial class IlgpuBackend
 {
     /// <summary>What one declared kernel became on this accelerator.</summary>
-    private sealed record Built(Kernel Kernel, IlgpuLauncher Launch, KernelLimits Limits);
+    private sealed record Built(Accelerator Accelerator, Kernel Kernel, IlgpuLauncher Launch, KernelLimits Limits);
 
     private readonly ConcurrentDictionary<int, Built> _built = new();
 
@@ -33,6 +33,9 @@ internal sealed partial class IlgpuBackend
     /// </summary>
     protected override KernelLimits Prepare(DeviceKernel kernel) => Build(kernel).Limits;
 
+    /// <summary>What <see cref="Prepare"/> says of <paramref name="kernel"/>, for tests that hold an accelerator to what the kernels demand.</summary>
+    internal KernelLimits Limits(DeviceKernel kernel) => Prepare(kernel);
+
     private Built Build(DeviceKernel kernel)
     {
         if (_built.TryGetValue(kernel.Slot, out Built? built)) return built;
@@ -40,6 +43,8 @@ internal sealed partial class IlgpuBackend
         {
             if (_built.TryGetValue(kernel.Slot, out built)) return built;
             Accelerator accelerator = Accelerator;
+            // The emulated CPU runs an exact group wider than its own on its wide twin (see IlgpuRuntime.WideCpuDevice).
+            if (kernel.GroupThreads > accelerator.MaxNumThreadsPerGroup && _wide is not null) accelerator = Wide;
             if (UnmetNeed(kernel, accelerator) is { } unmet)
                 throw new NativeTensorException($"ilgpu: '{Name}' ({Spec}) cannot run {kernel.Entry} as the reference demands: {unmet.Why}; run it on the cpu instead")
                 { ErrorName = unmet.Name };
@@ -65,7 +70,23 @@ internal sealed partial class IlgpuBackend
             int fewest = accelerator.AcceleratorType == AcceleratorType.CPU ? accelerator.WarpSize : 2 * accelerator.WarpSize;
             var limits = new KernelLimits(accelerator.MaxNumThreadsPerGroup, Math.Min(fewest, accelerator.MaxNumThreadsPerGroup),
                 (long)accelerator.NumMultiprocessors * accelerator.MaxNumThreadsPerMultiprocessor);
-            return _built.GetOrAdd(kernel.Slot, new Built(loaded, launch, limits));
+            return _built.GetOrAdd(kernel.Slot, new Built(accelerator, loaded, launch, limits));
+        }
+    }
+
+    /// <summary>The emulated CPU's wide twin, created on first use.</summary>
+    private Accelerator Wide
+    {
+        get
+        {
+            try
+            {
+                return _wide!.Value;
+            }
+            catch (Exception e) when (e is not NativeTensorException)
+            {
+                throw IlgpuErrors.From(e, Name, "creating the emulated CPU for wide groups");
+            }
         }
     }
 
@@ -125,13 +146,24 @@ internal sealed partial class IlgpuBackend
             }
             Built built = Build(kernel);
             var config = new KernelConfig(new Index2D(checked((int)shape.GroupsX), checked((int)shape.GroupsY)), new Index2D(shape.GroupThreads, 1));
-            Run($"launching {kernel.Entry} over {shape}", () => built.Launch(Stream, config, views, scalars));
+            Run(built.Accelerator, $"launching {kernel.Entry} over {shape}", () => built.Launch(built.Accelerator.DefaultStream, config, views, scalars));
         }
         finally
         {
             for (int i = 0; i < arguments.Length; i++)
                 if (held[i]) arguments[i].Buffer!.DangerousRelease();
         }
+    }
+
+    /// <summary>
+    /// One declared kernel launched as the families launch it (arguments checked against the declaration, then
+    /// <see cref="Enqueue"/>), for tests and benchmarks that drive a single kernel; it skips the families' range checks,
+    /// so callers pass buffers that hold what the launch touches.
+    /// </summary>
+    internal void LaunchDirectly(DeviceKernel kernel, LaunchShape shape, params KernelArgument[] arguments)
+    {
+        kernel.Check(arguments);
+        Enqueue(kernel, shape, arguments);
     }
 
     /// <summary>

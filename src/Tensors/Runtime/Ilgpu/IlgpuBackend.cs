@@ -17,6 +17,7 @@ namespace NativeTensor.Runtime.Ilgpu;
 internal sealed partial class IlgpuBackend : KernelBackend
 {
     private readonly Lazy<Accelerator> _accelerator;
+    private readonly Lazy<Accelerator>? _wide;
     private readonly bool _ownsAccelerator;
     private readonly IlgpuDevice _device;
     private volatile bool _disposed;
@@ -28,6 +29,8 @@ internal sealed partial class IlgpuBackend : KernelBackend
         Spec = $"ilgpu:{spec}";
         _ownsAccelerator = true;
         _accelerator = new Lazy<Accelerator>(() => device.CreateAccelerator(IlgpuRuntime.Context), LazyThreadSafetyMode.ExecutionAndPublication);
+        if (device.AcceleratorType == AcceleratorType.CPU)
+            _wide = new Lazy<Accelerator>(() => IlgpuRuntime.WideCpuDevice.CreateAccelerator(IlgpuRuntime.Context), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
     /// <summary>A caller's accelerator, used as it is and never disposed here.</summary>
@@ -161,9 +164,10 @@ internal sealed partial class IlgpuBackend : KernelBackend
     /// Runs one ILGPU call with the accelerator bound to this thread (CUDA needs its context current) and under the
     /// backend's gate (the emulated CPU runs one launch at a time), turning its failures into <see cref="NativeTensorException"/>.
     /// </summary>
-    private void Run(string what, Action action)
+    private void Run(string what, Action action) => Run(Accelerator, what, action);
+
+    private void Run(Accelerator accelerator, string what, Action action)
     {
-        Accelerator accelerator = Accelerator;
         lock (_gate)
         {
             try
@@ -207,6 +211,7 @@ internal sealed partial class IlgpuBackend : KernelBackend
         }
         _disposed = true;
         _built.Clear();
+        if (_wide is { IsValueCreated: true }) _wide.Value.Dispose();
         if (_ownsAccelerator && _accelerator.IsValueCreated) _accelerator.Value.Dispose();
     }
 

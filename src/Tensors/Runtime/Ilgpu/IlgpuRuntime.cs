@@ -14,11 +14,20 @@ namespace NativeTensor.Runtime.Ilgpu;
 internal static class IlgpuRuntime
 {
     /// <summary>
-    /// The emulated CPU accelerator: one multiprocessor of 8 warps of 32 threads. 256 threads per group is what the tiles
-    /// of linalg.cl demand exactly (ILGPU's default CPU device offers 16); warps of 32 make warp-sized strides behave as
-    /// on an NVIDIA GPU. Each thread of a group is an OS thread, so more multiprocessors would only add threads.
+    /// The emulated CPU that <c>ilgpu:cpu</c> is and that runs every kernel that takes any group size: one multiprocessor
+    /// of 4 warps of 4 threads (ILGPU's default). The emulation runs each thread of a group as an OS thread and meets
+    /// all of them at two barriers per launch, so a launch costs in proportion to the widest group ever launched on the
+    /// accelerator: 16 threads keep the grid-stride kernels' launches cheap.
     /// </summary>
-    public static readonly CPUDevice CpuDevice = new(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 8, numMultiprocessors: 1);
+    public static readonly CPUDevice CpuDevice = new(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 4, numMultiprocessors: 1);
+
+    /// <summary>
+    /// The second emulated CPU behind <c>ilgpu:cpu</c>, for kernels that demand an exact group wider than
+    /// <see cref="CpuDevice"/> holds: one multiprocessor of 8 warps of 32 threads, the 256 threads per group the tiles of
+    /// linalg.cl need. The two share host memory, and a CPU launch returns when it is done, so a kernel on one reads
+    /// what the other wrote, in order.
+    /// </summary>
+    public static readonly CPUDevice WideCpuDevice = new(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 8, numMultiprocessors: 1);
 
     private static readonly Lazy<Context> Shared = new(Create, LazyThreadSafetyMode.ExecutionAndPublication);
 
