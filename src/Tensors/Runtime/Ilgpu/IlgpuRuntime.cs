@@ -15,11 +15,13 @@ internal static class IlgpuRuntime
 {
     /// <summary>
     /// The emulated CPU that <c>ilgpu:cpu</c> is and that runs every kernel that takes any group size: one multiprocessor
-    /// of 4 warps of 4 threads (ILGPU's default). The emulation runs each thread of a group as an OS thread and meets
-    /// all of them at two barriers per launch, so a launch costs in proportion to the widest group ever launched on the
-    /// accelerator: 16 threads keep the grid-stride kernels' launches cheap.
+    /// of one warp of 4 threads. The emulation runs each thread of a group as an OS thread and meets all of them at two
+    /// barriers per launch, so a launch costs in proportion to the widest group ever launched on the accelerator, and
+    /// with more runnable threads than cores the barriers' spinning starves the threads they wait for: 4 threads keep
+    /// launches cheap (ILGPU's default of 16 made a sweep of 258 lengths take seconds) while still running several lanes
+    /// of every group, so a kernel's lane arithmetic is exercised.
     /// </summary>
-    public static readonly CPUDevice CpuDevice = new(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 4, numMultiprocessors: 1);
+    public static readonly CPUDevice CpuDevice = new(numThreadsPerWarp: 4, numWarpsPerMultiprocessor: 1, numMultiprocessors: 1);
 
     /// <summary>
     /// The second emulated CPU behind <c>ilgpu:cpu</c>, for kernels that demand an exact group wider than
