@@ -10,10 +10,21 @@ namespace NativeTensor.Tests.Ilgpu;
 // Backends.Require). The emulated CPU runs each thread of a group as an OS thread, so a launch costs milliseconds: the
 // property suites run fewer random cases here, every case kept.
 
-/// <summary>Runs per property on ILGPU: each case launches several kernels on the emulated CPU.</summary>
+/// <summary>How much of each suite ILGPU runs: each case launches several kernels, and on the emulated CPU each launch costs milliseconds.</summary>
 file static class IlgpuRuns
 {
     public const int Property = 8;
+
+    /// <summary>
+    /// The longest tensor on the emulated CPU: its grid-stride launches have 16 threads, so past a few hundred elements
+    /// every thread loops, and 4097 leaves an odd tail; a GPU keeps the suite's own length, which spans several waves.
+    /// </summary>
+    public static int LongestTensor(Device device, int suites) => IsEmulated(device) ? 4096 + 1 : suites;
+
+    /// <summary>The largest matrix of the Float32 PCA path on the emulated CPU: two 64-wide tiles and a tail.</summary>
+    public static int LargestMatrix(Device device, int suites) => IsEmulated(device) ? 130 : suites;
+
+    public static bool IsEmulated(Device device) => ((IlgpuBackend)device.Backend).AcceleratorType == ILGPU.Runtime.AcceleratorType.CPU;
 }
 
 public sealed class IlgpuWindowsTests : WindowsParityTests
@@ -54,7 +65,9 @@ public sealed class IlgpuOptimizerStepsParityTests : OptimizerStepsParityTests
     /// The emulated CPU runs the kernels as .NET code, which rounds every operation as the CPU backend does. PTX add and
     /// multiply carry no <c>.rn</c>, so ptxas may fuse them: on a GPU only the derived bound is promised.
     /// </summary>
-    protected override bool BitIdenticalToCpu => ((IlgpuBackend)Device.Backend).AcceleratorType == ILGPU.Runtime.AcceleratorType.CPU;
+    protected override bool BitIdenticalToCpu => IlgpuRuns.IsEmulated(Device);
+
+    protected override int LongestFindLength(DType dtype) => IlgpuRuns.LongestTensor(Device, base.LongestFindLength(dtype));
 }
 
 public sealed class IlgpuLinalgParityTests : LinalgParityTests
@@ -79,6 +92,8 @@ public sealed class IlgpuMixedPrecisionOptimizerTests : MixedPrecisionOptimizerP
 public sealed class IlgpuStreamingPcaTests : StreamingPcaDeviceTests
 {
     protected override Device Device => Backends.Require(DeviceKind.Ilgpu);
+
+    protected override int LargestFloat32Features => IlgpuRuns.LargestMatrix(Device, base.LargestFloat32Features);
 }
 
 public sealed class IlgpuPrecisionTests : PrecisionBackendTests

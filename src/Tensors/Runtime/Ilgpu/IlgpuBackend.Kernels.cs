@@ -12,7 +12,7 @@ namespace NativeTensor.Runtime.Ilgpu;
 /// declaration loaded as an explicitly grouped kernel and launched through a compiled launcher; fills; and host data
 /// staged by blocking copies.
 /// </summary>
-internal sealed partial class IlgpuBackend
+internal sealed unsafe partial class IlgpuBackend
 {
     /// <summary>What one declared kernel became on this accelerator.</summary>
     private sealed record Built(Accelerator Accelerator, Kernel Kernel, IlgpuLauncher Launch, KernelLimits Limits);
@@ -58,8 +58,11 @@ internal sealed partial class IlgpuBackend
             IlgpuLauncher launch;
             try
             {
-                accelerator.Bind();
-                loaded = accelerator.LoadKernel(method);
+                lock (_gate)
+                {
+                    accelerator.Bind();
+                    loaded = accelerator.LoadKernel(method);
+                }
                 launch = IlgpuLaunchers.Create(loaded, method);
             }
             catch (Exception e) when (e is not NativeTensorException)

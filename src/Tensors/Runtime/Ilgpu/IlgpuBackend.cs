@@ -14,7 +14,7 @@ namespace NativeTensor.Runtime.Ilgpu;
 /// here). Work goes to the accelerator's default stream, so a caller's own kernels on it are ordered with ours; host
 /// transfers block; kernels and device copies stay queued until <see cref="Synchronize"/> or the next host read.
 /// </summary>
-internal sealed partial class IlgpuBackend : KernelBackend
+internal sealed unsafe partial class IlgpuBackend : KernelBackend
 {
     private readonly Lazy<Accelerator> _accelerator;
     private readonly Lazy<Accelerator>? _wide;
@@ -97,7 +97,10 @@ internal sealed partial class IlgpuBackend : KernelBackend
             try
             {
                 accelerator.Bind();
-                target.View.SubView(offset, source.Length).CopyFromCPU(accelerator.DefaultStream, ref First(source), source.Length);
+                // ILGPU wraps the host address in a buffer without pinning it: unpinned, a GC during the copy moves the
+                // array and the copy reads freed memory (seen as zeros, and as a crash).
+                fixed (byte* pinned = source)
+                    target.View.SubView(offset, source.Length).CopyFromCPU(accelerator.DefaultStream, ref *pinned, source.Length);
             }
             catch (Exception e) when (e is not NativeTensorException)
             {
@@ -118,7 +121,8 @@ internal sealed partial class IlgpuBackend : KernelBackend
             try
             {
                 accelerator.Bind();
-                from.View.SubView(offset, destination.Length).CopyToCPU(accelerator.DefaultStream, ref MemoryMarshal.GetReference(destination), destination.Length);
+                fixed (byte* pinned = destination)
+                    from.View.SubView(offset, destination.Length).CopyToCPU(accelerator.DefaultStream, ref *pinned, destination.Length);
             }
             catch (Exception e) when (e is not NativeTensorException)
             {
@@ -184,6 +188,13 @@ internal sealed partial class IlgpuBackend : KernelBackend
 
     private readonly object _gate = new();
 
+    /// <summary>
+    /// Serialises everything this backend asks of ILGPU: launches, copies, allocations, frees and kernel loads. ILGPU's
+    /// emulated CPU runs one launch at a time, and its accelerators promise nothing about an allocation, free or load on
+    /// another thread in the middle of a launch; one lock costs nothing next to an emulated launch.
+    /// </summary>
+    internal object Gate => _gate;
+
     /// <summary>The device's sizes and this process's share of them, for out-of-memory messages.</summary>
     internal string DescribeMemory() =>
         $"'{Name}' has {TotalMemory:N0} bytes; this process holds {LiveBytes:N0} bytes in {LiveBuffers} buffers on it";
@@ -214,7 +225,4 @@ internal sealed partial class IlgpuBackend : KernelBackend
         if (_wide is { IsValueCreated: true }) _wide.Value.Dispose();
         if (_ownsAccelerator && _accelerator.IsValueCreated) _accelerator.Value.Dispose();
     }
-
-    /// <summary>A reference to a span's first byte, writable only because ILGPU's copy takes <c>ref</c> for both directions.</summary>
-    private static ref byte First(ReadOnlySpan<byte> span) => ref Unsafe.AsRef(in MemoryMarshal.GetReference(span));
 }

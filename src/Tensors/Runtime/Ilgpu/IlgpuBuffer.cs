@@ -40,8 +40,11 @@ internal sealed class IlgpuBuffer : DeviceBuffer
         try
         {
             Accelerator accelerator = owner.Accelerator;
-            accelerator.Bind();
-            memory = accelerator.Allocate1D<byte>(Math.Max(bytes, 1));
+            lock (owner.Gate)
+            {
+                accelerator.Bind();
+                memory = accelerator.Allocate1D<byte>(Math.Max(bytes, 1));
+            }
         }
         catch (Exception e) when (e is not NativeTensorException and not ObjectDisposedException)
         {
@@ -59,7 +62,7 @@ internal sealed class IlgpuBuffer : DeviceBuffer
         if (_owned is null) return true;
         try
         {
-            _owned.Dispose();
+            lock (((IlgpuBackend)Owner).Gate) _owned.Dispose();
             return true;
         }
         catch (Exception)
