@@ -107,6 +107,18 @@ public sealed class IlgpuDeviceTests
         Assert.NotEqual(a.Buffer.DangerousGetHandle(), b.Buffer.DangerousGetHandle());
     }
 
+    [Fact]
+    public void Markers_time_the_work_queued_between_them()
+    {
+        Device device = Backends.Require(DeviceKind.Ilgpu);
+        using Tensor frames = Tensor.Empty(DType.Float32, [64, 8], device);
+        using var start = device.Backend.RecordEvent();
+        using (Windows.Eager(frames, 4)) { }
+        using var end = device.Backend.RecordEvent();
+        double elapsed = end.MillisecondsSince(start);
+        Assert.True(elapsed >= 0 && double.IsFinite(elapsed), $"{elapsed} ms");
+    }
+
     /// <summary>A launch ILGPU refuses (a group larger than any accelerator holds) surfaces with ILGPU's message and exception type.</summary>
     [Fact]
     public void A_failing_launch_is_a_native_tensor_exception_with_ilgpus_words()

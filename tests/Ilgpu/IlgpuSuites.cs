@@ -21,7 +21,7 @@ file static class IlgpuRuns
     /// </summary>
     public static int LongestTensor(Device device, int suites) => IsEmulated(device) ? 4096 + 1 : suites;
 
-    /// <summary>The largest matrix of the Float32 PCA path on the emulated CPU: two 64-wide tiles and a tail.</summary>
+    /// <summary>The largest matrix extent on the emulated CPU (PCA's Float32 path, linalg's cache-block cases): two 64-wide tiles and a tail.</summary>
     public static int LargestMatrix(Device device, int suites) => IsEmulated(device) ? 130 : suites;
 
     public static bool IsEmulated(Device device) => ((IlgpuBackend)device.Backend).AcceleratorType == ILGPU.Runtime.AcceleratorType.CPU;
@@ -61,12 +61,6 @@ public sealed class IlgpuOptimizerStepsParityTests : OptimizerStepsParityTests
 
     protected override int PropertyRuns => IlgpuRuns.Property;
 
-    /// <summary>
-    /// The emulated CPU runs the kernels as .NET code, which rounds every operation as the CPU backend does. PTX add and
-    /// multiply carry no <c>.rn</c>, so ptxas may fuse them: on a GPU only the derived bound is promised.
-    /// </summary>
-    protected override bool BitIdenticalToCpu => IlgpuRuns.IsEmulated(Device);
-
     protected override int LongestFindLength(DType dtype) => IlgpuRuns.LongestTensor(Device, base.LongestFindLength(dtype));
 }
 
@@ -75,6 +69,8 @@ public sealed class IlgpuLinalgParityTests : LinalgParityTests
     protected override Device Device => Backends.Require(DeviceKind.Ilgpu);
 
     protected override int PropertyRuns => IlgpuRuns.Property;
+
+    protected override int CacheBlockExtent(int extent) => Math.Min(extent, IlgpuRuns.LargestMatrix(Device, extent));
 }
 
 public sealed class IlgpuMomentsTests(ITestOutputHelper output) : MomentsParityTests(output)

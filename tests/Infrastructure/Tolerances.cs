@@ -28,10 +28,9 @@ public static class Tolerances
         // OpenCL 1.2 §7.4: add and multiply correctly rounded; x / y within 2.5 ulp and sqrt within 3 ulp unless the
         // program is built with -cl-fp32-correctly-rounded-divide-sqrt, which only some devices support.
         ("adamw" or "sgd", DeviceKind.OpenCl) => (0.5, 3, 2.5),
-        // ILGPU: its emulated CPU runs the kernels as .NET code (IEEE, as the cpu row); its PTX, without fast math (the
-        // backend refuses a fast-math context), is div.rn.f32 and sqrt.rn.f32 with subnormals kept. Its add and multiply
-        // carry no .rn, so ptxas may fuse a pair into one FMA: one rounding where the reference has two, which the
-        // per-operation model still covers (Higham §2.6: a fused multiply-add obeys the same half-ulp bound).
+        // ILGPU: its emulated CPU runs the kernels as .NET code (IEEE, as the cpu row); on CUDA, without fast math (the
+        // backend refuses a fast-math context), ILGPU emits div.rn.f32 and sqrt.rn.f32 with subnormals kept, and the
+        // kernels' multiply and add words are inline mul.rn.f32/add.rn.f32, which ptxas may not contract (kernels/ilgpu/Dialect.cs).
         ("adamw" or "sgd", DeviceKind.Ilgpu) => (0.5, 0.5, 0.5),
         _ => throw new ArgumentException($"no per-operation accuracy for ({op}, {backend}): add one with its source"),
     };
