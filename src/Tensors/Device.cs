@@ -65,7 +65,7 @@ public sealed class Device
 
     /// <summary>
     /// Bytes free on the device now, as its driver reports them (CUDA: <c>cuMemGetInfo</c>), or null where the runtime
-    /// cannot say: OpenCL has no portable query, and for the CPU ask <c>NativeTensor.Memory.MemoryBudget</c>, which
+    /// cannot say: OpenCL has no portable query, nor do ILGPU's accelerators share one, and for the CPU ask <c>NativeTensor.Memory.MemoryBudget</c>, which
     /// reads the kernel's and the container's limits.
     /// </summary>
     /// <exception cref="NativeTensorException">The driver failed (the message carries its error name).</exception>
