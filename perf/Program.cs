@@ -74,7 +74,9 @@ internal static partial class Program
     {
         RunPlan plan = options.Quick ? RunPlan.Quick : RunPlan.Full;
         IReadOnlyList<Device> devices;
-        try { devices = options.DeviceSpec is null ? Device.Available : [Device.Get(options.DeviceSpec)]; }
+        // ILGPU's emulated CPU runs each group thread as an OS thread: it checks kernels, it does not time them. It runs
+        // here only when asked for by name.
+        try { devices = options.DeviceSpec is null ? [.. Device.Available.Where(d => d.Spec != "ilgpu:cpu")] : [Device.Get(options.DeviceSpec)]; }
         catch (Exception e) when (e is ArgumentException or NativeTensorException)
         {
             Console.Error.WriteLine($"--device {options.DeviceSpec}: {e.Message}");
@@ -83,7 +85,7 @@ internal static partial class Program
         var report = new Report();
         report.Header($"{(options.Quick ? "quick" : "full")}: {plan.Reps} timed reps after >= {plan.WarmupReps} warm-up runs and {plan.WarmupMilliseconds} ms, command '{options.Command}'");
         report.Line($"devices : {string.Join(", ", devices.Select(d => d.ToString()))}");
-        foreach (DeviceKind kind in new[] { DeviceKind.OpenCl, DeviceKind.Cuda })
+        foreach (DeviceKind kind in new[] { DeviceKind.OpenCl, DeviceKind.Cuda, DeviceKind.Ilgpu })
             if (Device.UnavailableReason(kind) is { } why) report.Line($"          no {kind} device: {why}");
 
         bool failed = false;

@@ -8,6 +8,6 @@ namespace NativeTensor.Memory;
 /// </param>
 /// <param name="FreeBytes">
 /// Free now: CUDA <c>cuMemGetInfo</c>; for the CPU, the budget's <see cref="MemoryBudget.AvailableBytes"/>; null for
-/// OpenCL, which has no portable query.
+/// OpenCL, which has no portable query, and for ILGPU, whose accelerators share no such query.
 /// </param>
 public sealed record DeviceMemory(Device Device, long TotalBytes, long? FreeBytes);

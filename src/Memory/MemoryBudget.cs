@@ -85,7 +85,7 @@ public sealed class MemoryBudget
 
     /// <summary>
     /// The memory of every device in <see cref="Device.Available"/>: the CPU (from <see cref="Current"/>), then each
-    /// OpenCL and CUDA device. Separate from <see cref="Current"/> because it discovers the device runtimes, which loads
+    /// OpenCL, CUDA and ILGPU device. Separate from <see cref="Current"/> because it discovers the device runtimes, which loads
     /// their drivers and may create contexts.
     /// </summary>
     /// <exception cref="NativeTensorException">A driver failed to report (the message carries its error name).</exception>

@@ -217,6 +217,23 @@ public sealed class Tensor : IDisposable
         return new Tensor(dtype, checkedShape, cpu, Runtime.Cpu.CpuViewBuffer.Create(cpu.Backend, owner, byteOffset, bytes), readOnly);
     }
 
+    /// <summary>
+    /// A tensor over <paramref name="buffer"/> of <paramref name="device"/>, which already holds exactly the bytes the
+    /// shape needs: how a device's interop wraps memory its caller owns (an ILGPU view). The tensor's Dispose releases the
+    /// buffer, which for such a view frees nothing.
+    /// </summary>
+    /// <exception cref="ArgumentException">The shape does not hold the buffer's bytes.</exception>
+    internal static Tensor OverDeviceBuffer(DType dtype, IReadOnlyList<long> shape, Device device, DeviceBuffer buffer)
+    {
+        long[] checkedShape = CheckShape(shape);
+        long bytes;
+        try { bytes = checked(Product(checkedShape) * dtype.SizeOf()); }
+        catch (OverflowException) { throw new ArgumentException($"shape [{string.Join(", ", shape)}] of {dtype} overflows a 64-bit byte count", nameof(shape)); }
+        if (bytes != buffer.ByteCount)
+            throw new ArgumentException($"shape [{string.Join(", ", shape)}] of {dtype} holds {bytes:N0} bytes, but the memory holds {buffer.ByteCount:N0}", nameof(shape));
+        return new Tensor(dtype, checkedShape, device, buffer);
+    }
+
     /// <summary>Refuses a read-only tensor where an op would write: <c>ArgumentException</c> naming <paramref name="name"/>.</summary>
     internal void RequireWritable(string name)
     {

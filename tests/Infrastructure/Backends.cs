@@ -6,7 +6,7 @@ namespace NativeTensor.Tests.Infrastructure;
 
 /// <summary>
 /// The devices a parity suite runs on. A missing backend skips its tests with the reason discovery gave,
-/// except that a kind named in <c>NATIVETENSOR_REQUIRE</c> (comma-separated: <c>opencl</c>, <c>cuda</c>)
+/// except that a kind named in <c>NATIVETENSOR_REQUIRE</c> (comma-separated: <c>opencl</c>, <c>cuda</c>, <c>ilgpu</c>)
 /// turns that skip into a failure, so CI cannot go green without running them.
 /// </summary>
 public static class Backends
@@ -20,10 +20,16 @@ public static class Backends
     /// <summary>The CPU backend pinned to 256-bit vectors.</summary>
     public static Device Cpu256 { get; } = new(new CpuBackend(SimdWidth.V256), 0);
 
-    /// <summary>The first device of <paramref name="kind"/>; skips (or fails, when required) if there is none.</summary>
+    /// <summary>
+    /// The first device of <paramref name="kind"/>; skips (or fails, when required) if there is none. For ILGPU that is
+    /// <c>ilgpu:cuda:0</c> where ILGPU sees a GPU, else its emulated <c>ilgpu:cpu</c> (not an OpenCL device ILGPU may
+    /// see, which refuses the kernels that need exact rounding).
+    /// </summary>
     public static Device Require(DeviceKind kind)
     {
-        Device? device = Device.Available.FirstOrDefault(d => d.Kind == kind);
+        Device? device = kind == DeviceKind.Ilgpu
+            ? Device.Available.FirstOrDefault(d => d.Spec == "ilgpu:cuda:0") ?? Device.Available.FirstOrDefault(d => d.Spec == "ilgpu:cpu")
+            : Device.Available.FirstOrDefault(d => d.Kind == kind);
         if (device is not null) return device;
         string reason = $"no {Device.KindName(kind)} device: {Device.UnavailableReason(kind)}";
         if (IsRequired(kind))
