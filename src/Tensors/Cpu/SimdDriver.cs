@@ -1,0 +1,140 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace NativeTensor.Cpu;
+
+/// <summary>
+/// How <see cref="SimdDriver"/> finishes a range that is not a whole number of vectors. Each operator declares the
+/// one its nature allows; the driver is the only code that acts on it.
+/// </summary>
+internal enum SimdTail
+{
+    /// <summary>
+    /// Out of place and idempotent (copy, convert): doing an element twice writes the same bits again. One unaligned
+    /// vector at the head lets the body store to aligned addresses, and one last vector moved back to end exactly at
+    /// the tail overlaps what the body wrote, instead of a scalar remainder.
+    /// </summary>
+    Overlap,
+
+    /// <summary>
+    /// In place and not idempotent (x *= s, an optimizer step), or accumulating: every element exactly once. What is
+    /// left after the whole vectors runs at the next narrower width, and what is left after 128 by the scalar body.
+    /// </summary>
+    Once,
+
+    /// <summary>
+    /// A read-only search (is any element non-finite?): as <see cref="Once"/>, never reading past the end, and it
+    /// stops at the first turn of vectors that flagged a lane.
+    /// </summary>
+    Search,
+}
+
+/// <summary>
+/// One element-wise kernel as an operator struct: its pointers and constants as fields, its rule once per lane type and
+/// once in scalar form. The driver owns the loop, the width and the tail, so the op only says what one vector does.
+/// Elements are counted in the op's own unit (<see cref="ElementsPerLane"/> per 32-bit lane); the JIT specialises the
+/// driver per struct, so none of this costs a call.
+/// </summary>
+internal unsafe interface ISimdOp
+{
+    /// <summary>How a range that is not a whole number of vectors is finished: what the op allows.</summary>
+    static abstract SimdTail Tail { get; }
+
+    /// <summary>The op's elements per 32-bit lane: 1 for binary32, 2 for packed 16-bit values, 4 for bytes.</summary>
+    static abstract int ElementsPerLane { get; }
+
+    /// <summary>For <see cref="SimdTail.Overlap"/>: the bytes element i stores, so the driver can align the stores (0: do not align).</summary>
+    static abstract int OutputBytes { get; }
+
+    /// <summary>For <see cref="SimdTail.Overlap"/>: where element 0's output goes.</summary>
+    byte* Output { get; }
+
+    /// <summary>The op's constants as lanes, splatted once per range rather than once per vector.</summary>
+    void Splat<TLanes, TVector>(out SimdConstants<TVector> constants) where TLanes : IUIntLanes<TVector> where TVector : struct;
+
+    /// <summary>One vector of elements from <paramref name="i"/>; sets lanes of <paramref name="flags"/> for elements of note (non-finite).</summary>
+    void Vector<TLanes, TVector>(long i, in SimdConstants<TVector> constants, ref TVector flags) where TLanes : IUIntLanes<TVector> where TVector : struct;
+
+    /// <summary>Elements [start, end) by the scalar rule, bit for bit the vector rule; returns whether any was flagged.</summary>
+    bool Scalar(long start, long end);
+
+    /// <summary>What the op does once per turn of four vectors about the memory ahead of elements [i, i + count): nothing, or prefetch.</summary>
+    void Ahead(long i, long count);
+}
+
+/// <summary>Up to nine splatted constants of one op (AdamW needs nine); an op uses the first few.</summary>
+internal struct SimdConstants<TVector> where TVector : struct
+{
+    public TVector C0, C1, C2, C3, C4, C5, C6, C7, C8;
+}
+
+/// <summary>
+/// The one place a CPU element-wise kernel's width is chosen and its vector loop and tail are written, after
+/// TensorPrimitives' operator structs and shared driver. Threading stays with the callers (<see cref="CpuParallel"/>):
+/// each thread drives its own [start, end).
+/// </summary>
+internal static unsafe class SimdDriver
+{
+    /// <summary>
+    /// Runs <paramref name="op"/> over elements [start, end) with vectors no wider than <paramref name="width"/>. A range
+    /// shorter than one vector steps down to the widest vector it fills, then to the scalar body.
+    /// </summary>
+    /// <returns>Whether any element was flagged (for a <see cref="SimdTail.Search"/>: whether one was found).</returns>
+    public static bool Run<TOp>(TOp op, long start, long end, SimdWidth width) where TOp : struct, ISimdOp
+    {
+        long length = end - start;
+        int lane = TOp.ElementsPerLane;
+        if (width >= SimdWidth.V512 && length >= Vector512<uint>.Count * lane) return Vectors<TOp, Lanes512, Vector512<uint>>(op, start, end);
+        if (width >= SimdWidth.V256 && length >= Vector256<uint>.Count * lane) return Vectors<TOp, Lanes256, Vector256<uint>>(op, start, end);
+        if (width >= SimdWidth.V128 && length >= Vector128<uint>.Count * lane) return Vectors<TOp, Lanes128, Vector128<uint>>(op, start, end);
+        return length > 0 && op.Scalar(start, end);
+    }
+
+    /// <summary>At least one whole vector: four per turn so several loads are in flight, then single ones, then the op's tail.</summary>
+    private static bool Vectors<TOp, TLanes, TVector>(TOp op, long start, long end)
+        where TOp : struct, ISimdOp where TLanes : IUIntLanes<TVector> where TVector : struct
+    {
+        long n = TLanes.Count * TOp.ElementsPerLane;
+        op.Splat<TLanes, TVector>(out SimdConstants<TVector> c);
+        TVector flags = TLanes.Splat(0);
+        long i = start;
+        if (TOp.Tail == SimdTail.Overlap)
+        {
+            op.Vector<TLanes, TVector>(start, c, ref flags);
+            i = AlignedAfterHead<TOp>(op, start, n);
+        }
+        for (; i + 4 * n <= end; i += 4 * n)
+        {
+            op.Ahead(i, 4 * n);
+            op.Vector<TLanes, TVector>(i, c, ref flags);
+            op.Vector<TLanes, TVector>(i + n, c, ref flags);
+            op.Vector<TLanes, TVector>(i + 2 * n, c, ref flags);
+            op.Vector<TLanes, TVector>(i + 3 * n, c, ref flags);
+            if (TOp.Tail == SimdTail.Search && TLanes.AnyNonZero(flags)) return true;
+        }
+        for (; i + n <= end; i += n) op.Vector<TLanes, TVector>(i, c, ref flags);
+        if (TOp.Tail == SimdTail.Overlap)
+        {
+            if (i < end) op.Vector<TLanes, TVector>(end - n, c, ref flags);
+            return TLanes.AnyNonZero(flags);
+        }
+        bool flagged = TLanes.AnyNonZero(flags);
+        if (TOp.Tail == SimdTail.Search && flagged) return true;
+        // The rest is shorter than a vector: half the width, down to scalar (| runs it even when already flagged).
+        SimdWidth narrower = TLanes.Count == Vector512<uint>.Count ? SimdWidth.V256 : TLanes.Count == Vector256<uint>.Count ? SimdWidth.V128 : SimdWidth.Scalar;
+        return Run(op, i, end, narrower) | flagged;
+    }
+
+    /// <summary>
+    /// After the head vector [start, start + n): the first element whose output starts a vector-aligned store, so
+    /// the body's stores never split a cache line; start + n when the output cannot be aligned in whole elements.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static long AlignedAfterHead<TOp>(TOp op, long start, long n) where TOp : struct, ISimdOp
+    {
+        long bytes = TOp.OutputBytes;
+        if (bytes == 0) return start + n;
+        long skew = (long)((nuint)(op.Output + (start + n) * bytes) & (nuint)(n * bytes - 1));
+        return skew % bytes == 0 ? start + n - skew / bytes : start + n;
+    }
+}
