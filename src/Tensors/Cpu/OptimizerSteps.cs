@@ -69,25 +69,18 @@ internal static unsafe class OptimizerStepKernels
     {
         switch (working)
         {
-            case null: Step<TRule, TConstants, TGradient, NoWorking>(step, start, end, constants, width); break;
-            case DType.Float16: Step<TRule, TConstants, TGradient, HalfWorking>(step, start, end, constants, width); break;
-            case DType.BFloat16: Step<TRule, TConstants, TGradient, BFloat16Working>(step, start, end, constants, width); break;
+            case null: SimdDriver.Run(new Stepping<TRule, TConstants, TGradient, NoWorking>(step, constants), start, end, width); break;
+            case DType.Float16: SimdDriver.Run(new Stepping<TRule, TConstants, TGradient, HalfWorking>(step, constants), start, end, width); break;
+            case DType.BFloat16: SimdDriver.Run(new Stepping<TRule, TConstants, TGradient, BFloat16Working>(step, constants), start, end, width); break;
             default: throw new ArgumentException($"no optimizer step writing a {working} working copy", nameof(working));
         }
     }
-
-    private static void Step<TRule, TConstants, TGradient, TWorking>(Pointers step, long start, long end, TConstants constants, SimdWidth width)
-        where TRule : IRule<TConstants> where TConstants : struct where TGradient : IGradient where TWorking : IWorking =>
-        SimdDriver.Run(new Stepping<TRule, TConstants, TGradient, TWorking>(step, constants), start, end, width);
 
     /// <summary>One step over the buffers as the driver's operator: one Float32 element per lane, in place.</summary>
     private readonly struct Stepping<TRule, TConstants, TGradient, TWorking>(Pointers step, TConstants constants) : ISimdOp
         where TRule : IRule<TConstants> where TConstants : struct where TGradient : IGradient where TWorking : IWorking
     {
         public static SimdTail Tail => SimdTail.Once;
-        public static int ElementsPerLane => 1;
-        public static int OutputBytes => 0;
-        public byte* Output => null;
 
         public void Splat<TLanes, TVector>(out SimdConstants<TVector> c) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TRule.Splat<TLanes, TVector>(constants, out c);

@@ -89,8 +89,7 @@ internal static unsafe class PrecisionKernels
     private readonly struct Converting<TStep>(byte* source, byte* destination) : ISimdOp where TStep : IStep
     {
         public static SimdTail Tail => SimdTail.Overlap;
-        public static int ElementsPerLane => 1;
-        public static int OutputBytes => TStep.OutputBytes;
+        public static int OutputBytes => TStep.Types.To.SizeOf();
         public byte* Output => destination;
 
         public void Splat<TLanes, TVector>(out SimdConstants<TVector> constants) where TLanes : IUIntLanes<TVector> where TVector : struct =>
@@ -102,7 +101,7 @@ internal static unsafe class PrecisionKernels
 
         public bool Scalar(long start, long end)
         {
-            TStep.Scalar(source, destination, start, end);
+            ConvertScalar(source, TStep.Types.From, destination, TStep.Types.To, start, end);
             return false;
         }
 
@@ -151,58 +150,51 @@ internal static unsafe class PrecisionKernels
     /// <summary>One direction: a vector of elements at index i, and the scalar rule for short ranges and the fallback.</summary>
     private interface IStep
     {
-        /// <summary>Bytes of one converted element.</summary>
-        static abstract int OutputBytes { get; }
+        /// <summary>The direction, for the scalar rule and the size of a converted element.</summary>
+        static abstract (DType From, DType To) Types { get; }
         static abstract void Vector<TLanes, TVector>(byte* source, byte* destination, long i) where TLanes : IUIntLanes<TVector> where TVector : struct;
-        static abstract void Scalar(byte* source, byte* destination, long start, long end);
     }
 
     private readonly struct SingleToHalfStep : IStep
     {
-        public static int OutputBytes => 2;
         public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TLanes.StoreNarrowing(SingleToHalf<TLanes, TVector>(TLanes.Load((uint*)s + i)), (ushort*)d + i);
-        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.Float32, d, DType.Float16, start, end);
+        public static (DType From, DType To) Types => (DType.Float32, DType.Float16);
     }
 
     private readonly struct SingleToBFloat16Step : IStep
     {
-        public static int OutputBytes => 2;
         public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TLanes.StoreNarrowing(SingleToBFloat16<TLanes, TVector>(TLanes.Load((uint*)s + i)), (ushort*)d + i);
-        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.Float32, d, DType.BFloat16, start, end);
+        public static (DType From, DType To) Types => (DType.Float32, DType.BFloat16);
     }
 
     private readonly struct HalfToSingleStep : IStep
     {
-        public static int OutputBytes => 4;
         public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TLanes.Store(HalfToSingle<TLanes, TVector>(TLanes.LoadWidening((ushort*)s + i)), (uint*)d + i);
-        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.Float16, d, DType.Float32, start, end);
+        public static (DType From, DType To) Types => (DType.Float16, DType.Float32);
     }
 
     private readonly struct BFloat16ToSingleStep : IStep
     {
-        public static int OutputBytes => 4;
         public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TLanes.Store(TLanes.ShiftLeft(TLanes.LoadWidening((ushort*)s + i), 16), (uint*)d + i);
-        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.BFloat16, d, DType.Float32, start, end);
+        public static (DType From, DType To) Types => (DType.BFloat16, DType.Float32);
     }
 
     private readonly struct HalfToBFloat16Step : IStep
     {
-        public static int OutputBytes => 2;
         public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TLanes.StoreNarrowing(SingleToBFloat16<TLanes, TVector>(HalfToSingle<TLanes, TVector>(TLanes.LoadWidening((ushort*)s + i))), (ushort*)d + i);
-        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.Float16, d, DType.BFloat16, start, end);
+        public static (DType From, DType To) Types => (DType.Float16, DType.BFloat16);
     }
 
     private readonly struct BFloat16ToHalfStep : IStep
     {
-        public static int OutputBytes => 2;
         public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TLanes.StoreNarrowing(SingleToHalf<TLanes, TVector>(TLanes.ShiftLeft(TLanes.LoadWidening((ushort*)s + i), 16)), (ushort*)d + i);
-        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.BFloat16, d, DType.Float16, start, end);
+        public static (DType From, DType To) Types => (DType.BFloat16, DType.Float16);
     }
 
     /// <summary>Elements [start, end) one at a time: the fallback, and ranges shorter than a Vector128.</summary>

@@ -3,62 +3,41 @@ using System.Runtime.Intrinsics;
 
 namespace NativeTensor.Cpu;
 
-/// <summary>
-/// How <see cref="SimdDriver"/> finishes a range that is not a whole number of vectors. Each operator declares the
-/// one its nature allows; the driver is the only code that acts on it.
-/// </summary>
+/// <summary>How <see cref="SimdDriver"/> finishes a range that is not a whole number of vectors: each op declares what its nature allows.</summary>
 internal enum SimdTail
 {
     /// <summary>
-    /// Out of place and idempotent (copy, convert): doing an element twice writes the same bits again. One unaligned
-    /// vector at the head lets the body store to aligned addresses, and one last vector moved back to end exactly at
-    /// the tail overlaps what the body wrote, instead of a scalar remainder.
+    /// Out of place and idempotent (copy, convert): an unaligned head vector lets the body store aligned, and one last
+    /// vector moved back to end exactly at the tail redoes a few elements, writing the same bits again.
     /// </summary>
     Overlap,
-
-    /// <summary>
-    /// In place and not idempotent (x *= s, an optimizer step), or accumulating: every element exactly once. What is
-    /// left after the whole vectors runs at the next narrower width, and what is left after 128 by the scalar body.
-    /// </summary>
+    /// <summary>In place and not idempotent (x *= s, an optimizer step): every element exactly once; the rest at narrower widths, then scalar.</summary>
     Once,
-
-    /// <summary>
-    /// A read-only search (is any element non-finite?): as <see cref="Once"/>, never reading past the end, and it
-    /// stops at the first turn of vectors that flagged a lane.
-    /// </summary>
+    /// <summary>A read-only search (is any element non-finite?): as <see cref="Once"/>, and it stops at the first turn of vectors that flagged.</summary>
     Search,
 }
 
 /// <summary>
-/// One element-wise kernel as an operator struct: its pointers and constants as fields, its rule once per lane type and
-/// once in scalar form. The driver owns the loop, the width and the tail, so the op only says what one vector does.
-/// Elements are counted in the op's own unit (<see cref="ElementsPerLane"/> per 32-bit lane); the JIT specialises the
-/// driver per struct, so none of this costs a call.
+/// One element-wise kernel as an operator struct: pointers and constants as fields, its rule once per lane type and
+/// once in scalar form. The driver owns the width, the loop and the tail; the JIT specialises it per struct, so
+/// nothing here costs a call. Elements are counted in the op's unit (<see cref="ElementsPerLane"/> per 32-bit lane).
 /// </summary>
 internal unsafe interface ISimdOp
 {
-    /// <summary>How a range that is not a whole number of vectors is finished: what the op allows.</summary>
     static abstract SimdTail Tail { get; }
-
-    /// <summary>The op's elements per 32-bit lane: 1 for binary32, 2 for packed 16-bit values, 4 for bytes.</summary>
-    static abstract int ElementsPerLane { get; }
-
-    /// <summary>For <see cref="SimdTail.Overlap"/>: the bytes element i stores, so the driver can align the stores (0: do not align).</summary>
-    static abstract int OutputBytes { get; }
-
-    /// <summary>For <see cref="SimdTail.Overlap"/>: where element 0's output goes.</summary>
-    byte* Output { get; }
-
-    /// <summary>The op's constants as lanes, splatted once per range rather than once per vector.</summary>
+    /// <summary>1 for binary32, 2 for packed 16-bit values, 4 for bytes.</summary>
+    static virtual int ElementsPerLane => 1;
+    /// <summary>For <see cref="SimdTail.Overlap"/>: the bytes one element stores at <see cref="Output"/>, so the driver can align them (0: do not).</summary>
+    static virtual int OutputBytes => 0;
+    /// <summary>Read only where <see cref="OutputBytes"/> is not 0 (a default method on a struct would box).</summary>
+    byte* Output => null;
+    /// <summary>The op's constants as lanes, once per range rather than once per vector.</summary>
     void Splat<TLanes, TVector>(out SimdConstants<TVector> constants) where TLanes : IUIntLanes<TVector> where TVector : struct;
-
     /// <summary>One vector of elements from <paramref name="i"/>; sets lanes of <paramref name="flags"/> for elements of note (non-finite).</summary>
     void Vector<TLanes, TVector>(long i, in SimdConstants<TVector> constants, ref TVector flags) where TLanes : IUIntLanes<TVector> where TVector : struct;
-
-    /// <summary>Elements [start, end) by the scalar rule, bit for bit the vector rule; returns whether any was flagged.</summary>
+    /// <summary>Elements [start, end) by the scalar rule, bit for bit the vector rule; whether any was flagged.</summary>
     bool Scalar(long start, long end);
-
-    /// <summary>What the op does once per turn of four vectors about the memory ahead of elements [i, i + count): nothing, or prefetch.</summary>
+    /// <summary>Once per turn of four vectors, what the op does about the memory ahead of [i, i + count): nothing, or prefetch.</summary>
     void Ahead(long i, long count);
 }
 
@@ -90,7 +69,7 @@ internal static unsafe class SimdDriver
         return length > 0 && op.Scalar(start, end);
     }
 
-    /// <summary>At least one whole vector: four per turn so several loads are in flight, then single ones, then the op's tail.</summary>
+    /// <summary>At least one whole vector: four a turn so several loads are in flight, then single ones, then the op's tail.</summary>
     private static bool Vectors<TOp, TLanes, TVector>(TOp op, long start, long end)
         where TOp : struct, ISimdOp where TLanes : IUIntLanes<TVector> where TVector : struct
     {
@@ -125,11 +104,7 @@ internal static unsafe class SimdDriver
         return Run(op, i, end, narrower) | flagged;
     }
 
-    /// <summary>
-    /// After the head vector [start, start + n): the first element whose output starts a vector-aligned store, so
-    /// the body's stores never split a cache line; start + n when the output cannot be aligned in whole elements.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    /// <summary>After the head vector: the first element whose store is vector-aligned (so none splits a cache line), if whole elements get there.</summary>
     private static long AlignedAfterHead<TOp>(TOp op, long start, long n) where TOp : struct, ISimdOp
     {
         long bytes = TOp.OutputBytes;

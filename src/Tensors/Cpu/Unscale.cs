@@ -64,9 +64,6 @@ internal static unsafe class UnscaleKernels
     private readonly struct NonFiniteSearch(uint* words, uint low, uint high) : ISimdOp
     {
         public static SimdTail Tail => SimdTail.Search;
-        public static int ElementsPerLane => 1;
-        public static int OutputBytes => 0;
-        public byte* Output => null;
 
         public void Splat<TLanes, TVector>(out SimdConstants<TVector> c) where TLanes : IUIntLanes<TVector> where TVector : struct
         {
@@ -104,8 +101,6 @@ internal static unsafe class UnscaleKernels
     {
         public static SimdTail Tail => SimdTail.Once;
         public static int ElementsPerLane => TStep.ElementsPerWord;
-        public static int OutputBytes => 0;
-        public byte* Output => null;
 
         public void Splat<TLanes, TVector>(out SimdConstants<TVector> c) where TLanes : IUIntLanes<TVector> where TVector : struct
         {
@@ -120,7 +115,14 @@ internal static unsafe class UnscaleKernels
             TLanes.Store(TStep.Words<TLanes, TVector>(TLanes.Load(at), c.C0, ref flags), at);
         }
 
-        public bool Scalar(long start, long end) => TStep.Scalar(data, start, end, scale);
+        public bool Scalar(long start, long end)
+        {
+            bool seen = false;
+            for (long i = start; i < end; i++)
+                if (TStep.ElementsPerWord == 1) ((uint*)data)[i] = Multiply(((uint*)data)[i], scale, ref seen);
+                else ((ushort*)data)[i] = BFloat16.RoundBits(Multiply((uint)((ushort*)data)[i] << 16, scale, ref seen));
+            return seen;
+        }
 
         public void Ahead(long i, long count) { }
     }
@@ -163,13 +165,12 @@ internal static unsafe class UnscaleKernels
         return BitConverter.SingleToUInt32Bits(BitConverter.UInt32BitsToSingle(bits) * scale);
     }
 
-    /// <summary>One dtype: how a vector of 32-bit words of elements is scaled, and the scalar loop.</summary>
+    /// <summary>One dtype: how a vector of 32-bit words of elements is scaled.</summary>
     private interface IStep
     {
         /// <summary>Elements in one 32-bit word: 1 for Float32, 2 for BFloat16.</summary>
         static abstract int ElementsPerWord { get; }
         static abstract TVector Words<TLanes, TVector>(TVector words, TVector scale, ref TVector seen) where TLanes : IUIntLanes<TVector> where TVector : struct;
-        static abstract bool Scalar(byte* data, long start, long end, float scale);
     }
 
     private readonly struct SingleStep : IStep
@@ -178,14 +179,6 @@ internal static unsafe class UnscaleKernels
 
         public static TVector Words<TLanes, TVector>(TVector words, TVector scale, ref TVector seen) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             Multiply<TLanes, TVector>(words, scale, ref seen);
-
-        public static bool Scalar(byte* data, long start, long end, float scale)
-        {
-            bool seen = false;
-            uint* elements = (uint*)data;
-            for (long i = start; i < end; i++) elements[i] = Multiply(elements[i], scale, ref seen);
-            return seen;
-        }
     }
 
     /// <summary>
@@ -202,14 +195,6 @@ internal static unsafe class UnscaleKernels
             TVector high = MultiplyHigh<TLanes, TVector>(TLanes.And(words, TLanes.Splat(0xFFFF_0000)), scale, ref seen);
             TVector low = MultiplyHigh<TLanes, TVector>(TLanes.ShiftLeft(words, 16), scale, ref seen);
             return TLanes.Or(TLanes.And(high, TLanes.Splat(0xFFFF_0000)), TLanes.ShiftRight(low, 16));
-        }
-
-        public static bool Scalar(byte* data, long start, long end, float scale)
-        {
-            bool seen = false;
-            ushort* elements = (ushort*)data;
-            for (long i = start; i < end; i++) elements[i] = BFloat16.RoundBits(Multiply((uint)elements[i] << 16, scale, ref seen));
-            return seen;
         }
     }
 }
