@@ -81,9 +81,20 @@ internal static unsafe class OptimizerStepKernels
         where TRule : IRule<TConstants> where TConstants : struct where TGradient : IGradient where TWorking : IWorking
     {
         public static SimdTail Tail => SimdTail.Once;
+        /// <summary>Two: AdamW's nine constants and a body with conversions at both ends spill at four (AVX2).</summary>
+        public static int VectorsPerTurn => 2;
 
-        public void Splat<TLanes, TVector>(out SimdConstants<TVector> c) where TLanes : IUIntLanes<TVector> where TVector : struct =>
-            TRule.Splat<TLanes, TVector>(constants, out c);
+        /// <summary>
+        /// Inlined and given a copy of the constants, so no call takes this struct's address (its pointers stay in
+        /// registers); the rule's Splat is not inlined, so the splatted lanes stay in memory, where the body reads them as
+        /// operands: promoted into registers, nine of AVX2's sixteen, they made the body spill and SGD run at half speed.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Splat<TLanes, TVector>(out SimdConstants<TVector> c) where TLanes : IUIntLanes<TVector> where TVector : struct
+        {
+            TConstants copy = constants;
+            TRule.Splat<TLanes, TVector>(copy, out c);
+        }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Vector<TLanes, TVector>(long i, in SimdConstants<TVector> c, ref TVector flags) where TLanes : IUIntLanes<TVector> where TVector : struct
@@ -133,6 +144,7 @@ internal static unsafe class OptimizerStepKernels
     /// <summary>AdamW in the order of <see cref="AdamWConstants"/>; first and second are the moments.</summary>
     private readonly struct AdamWRule : IRule<AdamWConstants>
     {
+        [MethodImpl(MethodImplOptions.NoInlining)]
         public static void Splat<TLanes, TVector>(in AdamWConstants k, out SimdConstants<TVector> c)
             where TLanes : IUIntLanes<TVector> where TVector : struct
         {
@@ -172,6 +184,7 @@ internal static unsafe class OptimizerStepKernels
     /// <summary>SGD with momentum in the order of <see cref="SgdConstants"/>; first is the momentum buffer, second unused.</summary>
     private readonly struct SgdRule : IRule<SgdConstants>
     {
+        [MethodImpl(MethodImplOptions.NoInlining)]
         public static void Splat<TLanes, TVector>(in SgdConstants k, out SimdConstants<TVector> c)
             where TLanes : IUIntLanes<TVector> where TVector : struct
         {

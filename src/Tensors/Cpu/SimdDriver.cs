@@ -31,13 +31,15 @@ internal unsafe interface ISimdOp
     static virtual int OutputBytes => 0;
     /// <summary>Read only where <see cref="OutputBytes"/> is not 0 (a default method on a struct would box).</summary>
     byte* Output => null;
+    /// <summary>Vectors a turn of the main loop, 4 or 2: four keep more loads in flight; a body too big for the 16 registers of AVX2 spills less at two.</summary>
+    static virtual int VectorsPerTurn => 4;
     /// <summary>The op's constants as lanes, once per range rather than once per vector.</summary>
     void Splat<TLanes, TVector>(out SimdConstants<TVector> constants) where TLanes : IUIntLanes<TVector> where TVector : struct;
     /// <summary>One vector of elements from <paramref name="i"/>; sets lanes of <paramref name="flags"/> for elements of note (non-finite).</summary>
     void Vector<TLanes, TVector>(long i, in SimdConstants<TVector> constants, ref TVector flags) where TLanes : IUIntLanes<TVector> where TVector : struct;
     /// <summary>Elements [start, end) by the scalar rule, bit for bit the vector rule; whether any was flagged.</summary>
     bool Scalar(long start, long end);
-    /// <summary>Once per turn of four vectors, what the op does about the memory ahead of [i, i + count): nothing, or prefetch.</summary>
+    /// <summary>Once per turn of vectors, what the op does about the memory ahead of [i, i + count): nothing, or prefetch.</summary>
     void Ahead(long i, long count);
 }
 
@@ -69,7 +71,7 @@ internal static unsafe class SimdDriver
         return length > 0 && op.Scalar(start, end);
     }
 
-    /// <summary>At least one whole vector: four a turn so several loads are in flight, then single ones, then the op's tail.</summary>
+    /// <summary>At least one whole vector: turns of several vectors, then single ones, then the op's tail.</summary>
     private static bool Vectors<TOp, TLanes, TVector>(TOp op, long start, long end)
         where TOp : struct, ISimdOp where TLanes : IUIntLanes<TVector> where TVector : struct
     {
@@ -82,13 +84,17 @@ internal static unsafe class SimdDriver
             op.Vector<TLanes, TVector>(start, c, ref flags);
             i = AlignedAfterHead<TOp>(op, start, n);
         }
-        for (; i + 4 * n <= end; i += 4 * n)
+        long turn = TOp.VectorsPerTurn * n;
+        for (; i + turn <= end; i += turn)
         {
-            op.Ahead(i, 4 * n);
+            op.Ahead(i, turn);
             op.Vector<TLanes, TVector>(i, c, ref flags);
             op.Vector<TLanes, TVector>(i + n, c, ref flags);
-            op.Vector<TLanes, TVector>(i + 2 * n, c, ref flags);
-            op.Vector<TLanes, TVector>(i + 3 * n, c, ref flags);
+            if (TOp.VectorsPerTurn == 4)
+            {
+                op.Vector<TLanes, TVector>(i + 2 * n, c, ref flags);
+                op.Vector<TLanes, TVector>(i + 3 * n, c, ref flags);
+            }
             if (TOp.Tail == SimdTail.Search && TLanes.AnyNonZero(flags)) return true;
         }
         for (; i + n <= end; i += n) op.Vector<TLanes, TVector>(i, c, ref flags);
