@@ -12,7 +12,7 @@ namespace NativeTensor.Perf;
 internal static partial class Program
 {
     private const string Usage = """
-        usage: perf [all | validate | linalg | moments | memory | mapped | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16] [--mapped FILE]] [--quick] [--device SPEC] [--out PATH]
+        usage: perf [all | validate | linalg | moments | memory | mapped | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16] [--mapped FILE]] [--quick] [--device SPEC] [--only SECTIONS] [--out PATH]
           all (default)  validate every op on every device, time the gathers, run the peers and the memory scenario
           validate       only the validation: every shared case (tests/Cases) of windows, conversions, unscale and optimizer steps
           linalg         only the matrix products: validate, time, FMA peak, numpy/torch peers, targets
@@ -22,11 +22,17 @@ internal static partial class Program
           bdn            the CPU gather and copy under BenchmarkDotNet's default config
           memory-child   one lazy epoch, printing JSON (run by the memory scenario; --mapped FILE: frames from a .npy through a memory map)
           --quick        few reps, for smoke runs (results go to a .tmp file)
-          --device SPEC  one device only: cpu, opencl[:i], cuda[:i]
+          --device SPEC  one device only: cpu, opencl[:i], cuda[:i], ilgpu:cpu, ilgpu:cuda[:i]
+          --only SECTIONS  'all' runs only these timed sections (comma-separated): Bandwidth, Precision, Unscale,
+                         OptimizerSteps, Linalg, Moments, Memory, Mapped; for before/after runs of one kernel family
           --out PATH     where to write the markdown report
         """;
 
-    private sealed record Options(string Command, bool Quick, string? DeviceSpec, string? OutPath, string[] Rest);
+    private sealed record Options(string Command, bool Quick, string? DeviceSpec, string? OutPath, string[] Rest, string[]? Only = null)
+    {
+        /// <summary>Whether the timed section <paramref name="name"/> runs: every one unless <c>--only</c> named some.</summary>
+        public bool Wants(string name) => Only is null || Only.Contains(name, StringComparer.OrdinalIgnoreCase);
+    }
 
     private static int Main(string[] args)
     {
@@ -53,6 +59,7 @@ internal static partial class Program
         string command = "all";
         bool quick = false;
         string? device = null, output = null;
+        string[]? only = null;
         int i = 0;
         if (args.Length > 0 && !args[0].StartsWith('-')) command = args[i++];
         if (command is "bdn" or "memory-child") return new Options(command, false, null, null, args[i..]);
@@ -64,10 +71,11 @@ internal static partial class Program
                 case "--quick": quick = true; break;
                 case "--device" when i + 1 < args.Length: device = args[++i]; break;
                 case "--out" when i + 1 < args.Length: output = args[++i]; break;
+                case "--only" when i + 1 < args.Length: only = args[++i].Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries); break;
                 default: throw new ArgumentException($"unknown or incomplete option '{args[i]}'");
             }
         }
-        return new Options(command, quick, device, output, []);
+        return new Options(command, quick, device, output, [], only);
     }
 
     private static int Run(Options options)
@@ -113,23 +121,38 @@ internal static partial class Program
             }
             if (options.Command == "all")
             {
-                rows = TimeGathers(passed, plan, report);
-                (conversions, bool conversionFailed) = Precision.Run(passed, plan, report);
-                failed |= conversionFailed;
-                (unscales, bool unscaleFailed) = Unscale.Run(passed, plan, report);
-                failed |= unscaleFailed;
-                (steps, bool stepFailed) = OptimizerSteps.Run(passed, plan, report);
-                failed |= stepFailed;
-                (linalg, bool linalgFailed) = Linalg.Run(passed, plan, report);
-                failed |= linalgFailed;
-                (moments, bool momentsFailed) = Moments.Run(passed, plan, report, options.Quick);
-                failed |= momentsFailed | Pca.Run(passed, plan, report, options.Quick);
+                if (options.Wants("Bandwidth")) rows = TimeGathers(passed, plan, report);
+                if (options.Wants("Precision"))
+                {
+                    (conversions, bool conversionFailed) = Precision.Run(passed, plan, report);
+                    failed |= conversionFailed;
+                }
+                if (options.Wants("Unscale"))
+                {
+                    (unscales, bool unscaleFailed) = Unscale.Run(passed, plan, report);
+                    failed |= unscaleFailed;
+                }
+                if (options.Wants("OptimizerSteps"))
+                {
+                    (steps, bool stepFailed) = OptimizerSteps.Run(passed, plan, report);
+                    failed |= stepFailed;
+                }
+                if (options.Wants("Linalg"))
+                {
+                    (linalg, bool linalgFailed) = Linalg.Run(passed, plan, report);
+                    failed |= linalgFailed;
+                }
+                if (options.Wants("Moments"))
+                {
+                    (moments, bool momentsFailed) = Moments.Run(passed, plan, report, options.Quick);
+                    failed |= momentsFailed | Pca.Run(passed, plan, report, options.Quick);
+                }
             }
         }
         if (options.Command == "linalg") (linalg, failed) = Linalg.Run(devices, plan, report);
         if (options.Command == "moments") (moments, failed) = Moments.Run(devices, plan, report, options.Quick);
         if (options.Command == "moments") failed |= Pca.Run(devices, plan, report, options.Quick);
-        if (options.Command is "all" or "memory")
+        if (options.Command is "memory" || (options.Command == "all" && options.Wants("Memory")))
         {
             report.Section("Memory scenario: sequence embedding, lazy vs eager windows (cpu)");
             if (!devices.Any(d => d.Kind == DeviceKind.Cpu))
@@ -144,7 +167,7 @@ internal static partial class Program
                 }
             }
         }
-        if (options.Command is "all" or "mapped")
+        if (options.Command is "mapped" || (options.Command == "all" && options.Wants("Mapped")))
         {
             report.Section("Mapped files: the scenario's frames as a .npy, gathered through a memory map vs from RAM (cpu)");
             if (!devices.Any(d => d.Kind == DeviceKind.Cpu))

@@ -1,13 +1,12 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
 namespace NativeTensor.Cpu;
 
 /// <summary>
-/// Copies a block of bytes between two non-overlapping places with the widest allowed vector: one unaligned
-/// vector at the head, aligned stores (four per turn) through the body, and one unaligned vector that ends
-/// exactly at the tail, overlapping what the body wrote instead of finishing with a byte loop.
+/// Copies a block of bytes between two non-overlapping places with the widest allowed vector, through
+/// <see cref="SimdDriver"/>: a copy is idempotent, so it takes the <see cref="SimdTail.Overlap"/> tail (one unaligned
+/// vector at the head, aligned stores through the body, one vector that ends exactly at the tail, no byte loop).
 /// </summary>
 internal static unsafe class BlockCopy
 {
@@ -28,9 +27,8 @@ internal static unsafe class BlockCopy
     }
 
     /// <summary>One thread's copy; the kernels call this for each piece of their own split.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Serial(byte* source, byte* destination, nuint bytes, SimdWidth width) =>
-        Serial(source, destination, bytes, width, default(NoPrefetch));
+        SimdDriver.Run(new Move<NoPrefetch>(source, destination, default), 0, (long)bytes, width);
 
     /// <summary>
     /// One thread's copy of a block that is followed, in this thread's order of work, by <paramref name="next"/>
@@ -42,8 +40,8 @@ internal static unsafe class BlockCopy
     /// </summary>
     public static void Streaming(byte* source, byte* destination, nuint bytes, byte* next, nuint nextBytes, SimdWidth width)
     {
-        if (Sse.IsSupported) Serial(source, destination, bytes, width, new StreamPrefetch(source, bytes, next, nextBytes));
-        else Serial(source, destination, bytes, width, default(NoPrefetch));
+        var ahead = new StreamPrefetch(source, bytes, next, nextBytes);
+        SimdDriver.Run(new Move<StreamPrefetch>(source, destination, ahead), 0, (long)bytes, width);
     }
 
     /// <summary>
@@ -57,97 +55,66 @@ internal static unsafe class BlockCopy
     {
         var ahead0 = new StreamPrefetch(source0, bytes, next0, nextBytes0);
         var ahead1 = new StreamPrefetch(source1, bytes, next1, nextBytes1);
-        switch (Sse.IsSupported ? width : SimdWidth.Scalar)
+        SimdDriver.Run(new MovePair(new(source0, destination0, ahead0), new(source1, destination1, ahead1)), 0, (long)bytes, width);
+    }
+
+    /// <summary>One block's copy as the driver's operator: four bytes to a 32-bit lane, idempotent, the stores aligned.</summary>
+    private readonly struct Move<TAhead>(byte* source, byte* destination, TAhead ahead) : ISimdOp where TAhead : struct, IPrefetch
+    {
+        public static SimdTail Tail => SimdTail.Overlap;
+        public static int ElementsPerLane => 4;
+        public static int OutputBytes => 1;
+        public byte* Output => destination;
+
+        public void Splat<TLanes, TVector>(out SimdConstants<TVector> constants) where TLanes : IUIntLanes<TVector> where TVector : struct =>
+            Unsafe.SkipInit(out constants);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Vector<TLanes, TVector>(long i, in SimdConstants<TVector> constants, ref TVector flags) where TLanes : IUIntLanes<TVector> where TVector : struct =>
+            TLanes.Store(TLanes.Load((uint*)(source + i)), (uint*)(destination + i));
+
+        /// <summary>The fallback without vectors: eight bytes at a time, then single bytes.</summary>
+        public bool Scalar(long start, long end)
         {
-            case SimdWidth.V512: Pair<Move512>(source0, destination0, source1, destination1, bytes, ahead0, ahead1); break;
-            case SimdWidth.V256: Pair<Move256>(source0, destination0, source1, destination1, bytes, ahead0, ahead1); break;
-            case SimdWidth.V128: Pair<Move128>(source0, destination0, source1, destination1, bytes, ahead0, ahead1); break;
-            default:
-                Serial(source0, destination0, bytes, width);
-                Serial(source1, destination1, bytes, width);
-                break;
+            long i = start;
+            for (; i + 8 <= end; i += 8) Unsafe.WriteUnaligned(destination + i, Unsafe.ReadUnaligned<ulong>(source + i));
+            for (; i < end; i++) destination[i] = source[i];
+            return false;
         }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Ahead(long i, long count) => ahead.Turn((nuint)i, (nuint)count);
     }
 
     /// <summary>
-    /// Turns of four vectors from each block, unaligned (the two destinations sit at different alignments), and a
-    /// last turn that ends exactly at the tail, overlapping the one before instead of a scalar remainder.
+    /// Two blocks of equal length in lockstep, each prefetching along its own stream; the first block's stores are
+    /// aligned (the two destinations sit at different alignments).
     /// </summary>
-    private static void Pair<TMove>(byte* s0, byte* d0, byte* s1, byte* d1, nuint n, StreamPrefetch ahead0, StreamPrefetch ahead1)
-        where TMove : IMove
+    private readonly struct MovePair(Move<StreamPrefetch> first, Move<StreamPrefetch> second) : ISimdOp
     {
-        nuint size = TMove.Size, turn = 4 * size;
-        if (n < turn)
-        {
-            Vectors<TMove, StreamPrefetch>(s0, d0, n, ahead0);
-            Vectors<TMove, StreamPrefetch>(s1, d1, n, ahead1);
-            return;
-        }
-        for (nuint i = 0; ; i += turn)
-        {
-            if (i + turn > n) i = n - turn;   // the last turn, moved back to end at the tail
-            ahead0.Turn(i, turn);
-            ahead1.Turn(i, turn);
-            for (nuint v = 0; v < turn; v += size)
-            {
-                TMove.Unaligned(s0 + i + v, d0 + i + v);
-                TMove.Unaligned(s1 + i + v, d1 + i + v);
-            }
-            if (i + turn == n) return;
-        }
-    }
+        public static SimdTail Tail => SimdTail.Overlap;
+        public static int ElementsPerLane => 4;
+        public static int OutputBytes => 1;
+        public byte* Output => first.Output;
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Serial<TAhead>(byte* source, byte* destination, nuint bytes, SimdWidth width, TAhead ahead) where TAhead : IPrefetch
-    {
-        switch (width)
+        public void Splat<TLanes, TVector>(out SimdConstants<TVector> constants) where TLanes : IUIntLanes<TVector> where TVector : struct =>
+            Unsafe.SkipInit(out constants);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Vector<TLanes, TVector>(long i, in SimdConstants<TVector> constants, ref TVector flags) where TLanes : IUIntLanes<TVector> where TVector : struct
         {
-            case SimdWidth.V512: Vectors<Move512, TAhead>(source, destination, bytes, ahead); break;
-            case SimdWidth.V256: Vectors<Move256, TAhead>(source, destination, bytes, ahead); break;
-            case SimdWidth.V128: Vectors<Move128, TAhead>(source, destination, bytes, ahead); break;
-            default: Scalar(source, destination, bytes); break;
+            first.Vector<TLanes, TVector>(i, constants, ref flags);
+            second.Vector<TLanes, TVector>(i, constants, ref flags);
         }
-    }
 
-    private static void Vectors<TMove>(byte* s, byte* d, nuint n) where TMove : IMove => Vectors<TMove, NoPrefetch>(s, d, n, default);
+        public bool Scalar(long start, long end) => first.Scalar(start, end) | second.Scalar(start, end);
 
-    private static void Vectors<TMove, TAhead>(byte* s, byte* d, nuint n, TAhead ahead) where TMove : IMove where TAhead : IPrefetch
-    {
-        nuint size = TMove.Size;
-        if (n < size)
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Ahead(long i, long count)
         {
-            Smaller<TMove>(s, d, n);
-            return;
+            first.Ahead(i, count);
+            second.Ahead(i, count);
         }
-        nuint end = n - size;                       // the tail vector covers [end, n)
-        TMove.Unaligned(s, d);                      // the head vector covers [0, size)
-        nuint i = size - ((nuint)d & (size - 1));   // first offset at which d + i is aligned, in (0, size]
-        for (; i + 4 * size <= end; i += 4 * size)
-        {
-            ahead.Turn(i, 4 * size);
-            TMove.Aligned(s + i, d + i);
-            TMove.Aligned(s + i + size, d + i + size);
-            TMove.Aligned(s + i + 2 * size, d + i + 2 * size);
-            TMove.Aligned(s + i + 3 * size, d + i + 3 * size);
-        }
-        for (; i < end; i += size) TMove.Aligned(s + i, d + i);
-        TMove.Unaligned(s + end, d + end);
-    }
-
-    /// <summary>A block shorter than one vector steps down to the next width.</summary>
-    private static void Smaller<TMove>(byte* s, byte* d, nuint n) where TMove : IMove
-    {
-        if (TMove.Size == 64) Vectors<Move256>(s, d, n);
-        else if (TMove.Size == 32) Vectors<Move128>(s, d, n);
-        else Scalar(s, d, n);
-    }
-
-    /// <summary>The fallback without vectors: eight bytes at a time, then single bytes.</summary>
-    private static void Scalar(byte* s, byte* d, nuint n)
-    {
-        nuint i = 0;
-        for (; i + 8 <= n; i += 8) Unsafe.WriteUnaligned(d + i, Unsafe.ReadUnaligned<ulong>(s + i));
-        for (; i < n; i++) d[i] = s[i];
     }
 
     /// <summary>What a copy does ahead of itself once per turn of its main loop: nothing, or prefetch.</summary>
@@ -174,6 +141,7 @@ internal static unsafe class BlockCopy
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Turn(nuint offset, nuint turnBytes)
         {
+            if (!Sse.IsSupported) return;
             for (nuint line = 0; line < turnBytes; line += 64)
             {
                 nuint at = offset + Distance + line;
@@ -181,33 +149,5 @@ internal static unsafe class BlockCopy
                 else if (at - length < nextLength) Sse.Prefetch1(next + (at - length));
             }
         }
-    }
-
-    private interface IMove
-    {
-        static abstract nuint Size { get; }
-        static abstract void Unaligned(byte* s, byte* d);
-        static abstract void Aligned(byte* s, byte* d);
-    }
-
-    private readonly struct Move512 : IMove
-    {
-        public static nuint Size => 64;
-        public static void Unaligned(byte* s, byte* d) => Vector512.Load(s).Store(d);
-        public static void Aligned(byte* s, byte* d) => Vector512.Load(s).StoreAligned(d);
-    }
-
-    private readonly struct Move256 : IMove
-    {
-        public static nuint Size => 32;
-        public static void Unaligned(byte* s, byte* d) => Vector256.Load(s).Store(d);
-        public static void Aligned(byte* s, byte* d) => Vector256.Load(s).StoreAligned(d);
-    }
-
-    private readonly struct Move128 : IMove
-    {
-        public static nuint Size => 16;
-        public static void Unaligned(byte* s, byte* d) => Vector128.Load(s).Store(d);
-        public static void Aligned(byte* s, byte* d) => Vector128.Load(s).StoreAligned(d);
     }
 }

@@ -12,8 +12,8 @@ namespace NativeTensor.Cpu;
 /// for every result that is not NaN (a NaN's payload and sign depend on the hardware).
 /// </summary>
 /// <remarks>
-/// Each element is read and written exactly once: the tail is done by the scalar rule, never by re-running an
-/// overlapping last vector (the update is in place, so running it twice would apply it twice).
+/// Each element is read and written exactly once: the step is in place, so running it twice would apply it twice, and
+/// it declares <see cref="SimdTail.Once"/> to <see cref="SimdDriver"/> (narrower vectors, then the scalar rule).
 /// </remarks>
 internal static unsafe class OptimizerStepKernels
 {
@@ -69,84 +69,71 @@ internal static unsafe class OptimizerStepKernels
     {
         switch (working)
         {
-            case null: Widths<TRule, TConstants, TGradient, NoWorking>(step, start, end, constants, width); break;
-            case DType.Float16: Widths<TRule, TConstants, TGradient, HalfWorking>(step, start, end, constants, width); break;
-            case DType.BFloat16: Widths<TRule, TConstants, TGradient, BFloat16Working>(step, start, end, constants, width); break;
+            case null: SimdDriver.Run(new Stepping<TRule, TConstants, TGradient, NoWorking>(step, constants), start, end, width); break;
+            case DType.Float16: SimdDriver.Run(new Stepping<TRule, TConstants, TGradient, HalfWorking>(step, constants), start, end, width); break;
+            case DType.BFloat16: SimdDriver.Run(new Stepping<TRule, TConstants, TGradient, BFloat16Working>(step, constants), start, end, width); break;
             default: throw new ArgumentException($"no optimizer step writing a {working} working copy", nameof(working));
         }
     }
 
-    private static void Widths<TRule, TConstants, TGradient, TWorking>(Pointers step, long start, long end, TConstants constants, SimdWidth width)
+    /// <summary>One step over the buffers as the driver's operator: one Float32 element per lane, in place.</summary>
+    private readonly struct Stepping<TRule, TConstants, TGradient, TWorking>(Pointers step, TConstants constants) : ISimdOp
         where TRule : IRule<TConstants> where TConstants : struct where TGradient : IGradient where TWorking : IWorking
     {
-        long i = width switch
-        {
-            SimdWidth.V512 => Vectors<TRule, TConstants, TGradient, TWorking, Lanes512, Vector512<uint>>(step, start, end, constants),
-            SimdWidth.V256 => Vectors<TRule, TConstants, TGradient, TWorking, Lanes256, Vector256<uint>>(step, start, end, constants),
-            SimdWidth.V128 => Vectors<TRule, TConstants, TGradient, TWorking, Lanes128, Vector128<uint>>(step, start, end, constants),
-            _ => start,
-        };
-        for (; i < end; i++)
-        {
-            float parameter = step.Parameters[i];
-            float first = step.First[i];
-            float second = step.Second == null ? 0 : step.Second[i];
-            TRule.Scalar(TGradient.Load(step.Gradient, i), ref parameter, ref first, ref second, constants);
-            step.Parameters[i] = parameter;
-            step.First[i] = first;
-            if (step.Second != null) step.Second[i] = second;
-            TWorking.Store(BitConverter.SingleToUInt32Bits(parameter), step.Working, i);
-        }
-    }
+        public static SimdTail Tail => SimdTail.Once;
+        /// <summary>Two: AdamW's nine constants and a body with conversions at both ends spill at four (AVX2).</summary>
+        public static int VectorsPerTurn => 2;
 
-    /// <summary>Whole vectors from <paramref name="start"/>, two per turn so their loads overlap; returns where the scalar tail begins.</summary>
-    private static long Vectors<TRule, TConstants, TGradient, TWorking, TLanes, TVector>(Pointers step, long start, long end, TConstants constants)
-        where TRule : IRule<TConstants> where TConstants : struct where TGradient : IGradient where TWorking : IWorking
-        where TLanes : IUIntLanes<TVector> where TVector : struct
-    {
-        int n = TLanes.Count;
-        TRule.Splat<TLanes, TVector>(constants, out var splat);
-        long i = start;
-        for (; i + 2 * n <= end; i += 2 * n)
+        /// <summary>
+        /// Inlined and given a copy of the constants, so no call takes this struct's address (its pointers stay in
+        /// registers); the rule's Splat is not inlined, so the splatted lanes stay in memory, where the body reads them as
+        /// operands: promoted into registers, nine of AVX2's sixteen, they made the body spill and SGD run at half speed.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Splat<TLanes, TVector>(out SimdConstants<TVector> c) where TLanes : IUIntLanes<TVector> where TVector : struct
         {
-            One<TRule, TConstants, TGradient, TWorking, TLanes, TVector>(step, i, splat);
-            One<TRule, TConstants, TGradient, TWorking, TLanes, TVector>(step, i + n, splat);
+            TConstants copy = constants;
+            TRule.Splat<TLanes, TVector>(copy, out c);
         }
-        if (i + n <= end)
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Vector<TLanes, TVector>(long i, in SimdConstants<TVector> c, ref TVector flags) where TLanes : IUIntLanes<TVector> where TVector : struct
         {
-            One<TRule, TConstants, TGradient, TWorking, TLanes, TVector>(step, i, splat);
-            i += n;
+            TVector parameter = TLanes.Load((uint*)(step.Parameters + i));
+            TVector first = TLanes.Load((uint*)(step.First + i));
+            TVector second = step.Second == null ? default : TLanes.Load((uint*)(step.Second + i));
+            TRule.Vector<TLanes, TVector>(TGradient.Load<TLanes, TVector>(step.Gradient, i), ref parameter, ref first, ref second, c);
+            TLanes.Store(parameter, (uint*)(step.Parameters + i));
+            TLanes.Store(first, (uint*)(step.First + i));
+            if (step.Second != null) TLanes.Store(second, (uint*)(step.Second + i));
+            TWorking.Store<TLanes, TVector>(parameter, step.Working, i);
         }
-        return i;
-    }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void One<TRule, TConstants, TGradient, TWorking, TLanes, TVector>(Pointers step, long i, in VectorConstants<TVector> splat)
-        where TRule : IRule<TConstants> where TConstants : struct where TGradient : IGradient where TWorking : IWorking
-        where TLanes : IUIntLanes<TVector> where TVector : struct
-    {
-        TVector parameter = TLanes.Load((uint*)(step.Parameters + i));
-        TVector first = TLanes.Load((uint*)(step.First + i));
-        TVector second = step.Second == null ? default : TLanes.Load((uint*)(step.Second + i));
-        TRule.Vector<TLanes, TVector>(TGradient.Load<TLanes, TVector>(step.Gradient, i), ref parameter, ref first, ref second, splat);
-        TLanes.Store(parameter, (uint*)(step.Parameters + i));
-        TLanes.Store(first, (uint*)(step.First + i));
-        if (step.Second != null) TLanes.Store(second, (uint*)(step.Second + i));
-        TWorking.Store<TLanes, TVector>(parameter, step.Working, i);
-    }
+        public bool Scalar(long start, long end)
+        {
+            for (long i = start; i < end; i++)
+            {
+                float parameter = step.Parameters[i];
+                float first = step.First[i];
+                float second = step.Second == null ? 0 : step.Second[i];
+                TRule.Scalar(TGradient.Load(step.Gradient, i), ref parameter, ref first, ref second, constants);
+                step.Parameters[i] = parameter;
+                step.First[i] = first;
+                if (step.Second != null) step.Second[i] = second;
+                TWorking.Store(BitConverter.SingleToUInt32Bits(parameter), step.Working, i);
+            }
+            return false;
+        }
 
-    /// <summary>The step's float constants splatted once per range, as binary32 bits in each lane.</summary>
-    private struct VectorConstants<TVector> where TVector : struct
-    {
-        public TVector C0, C1, C2, C3, C4, C5, C6, C7, C8;
+        public void Ahead(long i, long count) { }
     }
 
     /// <summary>One optimizer's per-element rule: the vector form and the scalar form compute the same roundings.</summary>
     private interface IRule<TConstants> where TConstants : struct
     {
-        static abstract void Splat<TLanes, TVector>(in TConstants constants, out VectorConstants<TVector> splat)
+        static abstract void Splat<TLanes, TVector>(in TConstants constants, out SimdConstants<TVector> splat)
             where TLanes : IUIntLanes<TVector> where TVector : struct;
-        static abstract void Vector<TLanes, TVector>(TVector gradient, ref TVector parameter, ref TVector first, ref TVector second, in VectorConstants<TVector> c)
+        static abstract void Vector<TLanes, TVector>(TVector gradient, ref TVector parameter, ref TVector first, ref TVector second, in SimdConstants<TVector> c)
             where TLanes : IUIntLanes<TVector> where TVector : struct;
         static abstract void Scalar(float gradient, ref float parameter, ref float first, ref float second, in TConstants c);
     }
@@ -157,9 +144,11 @@ internal static unsafe class OptimizerStepKernels
     /// <summary>AdamW in the order of <see cref="AdamWConstants"/>; first and second are the moments.</summary>
     private readonly struct AdamWRule : IRule<AdamWConstants>
     {
-        public static void Splat<TLanes, TVector>(in AdamWConstants k, out VectorConstants<TVector> c)
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        public static void Splat<TLanes, TVector>(in AdamWConstants k, out SimdConstants<TVector> c)
             where TLanes : IUIntLanes<TVector> where TVector : struct
         {
+            Unsafe.SkipInit(out c);
             c.C0 = Lanes<TLanes, TVector>(k.InverseScale);
             c.C1 = Lanes<TLanes, TVector>(k.Beta1);
             c.C2 = Lanes<TLanes, TVector>(k.OneMinusBeta1);
@@ -172,7 +161,7 @@ internal static unsafe class OptimizerStepKernels
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Vector<TLanes, TVector>(TVector gradient, ref TVector p, ref TVector m, ref TVector v, in VectorConstants<TVector> c)
+        public static void Vector<TLanes, TVector>(TVector gradient, ref TVector p, ref TVector m, ref TVector v, in SimdConstants<TVector> c)
             where TLanes : IUIntLanes<TVector> where TVector : struct
         {
             TVector g = TLanes.MultiplyAsSingle(gradient, c.C0);
@@ -195,10 +184,11 @@ internal static unsafe class OptimizerStepKernels
     /// <summary>SGD with momentum in the order of <see cref="SgdConstants"/>; first is the momentum buffer, second unused.</summary>
     private readonly struct SgdRule : IRule<SgdConstants>
     {
-        public static void Splat<TLanes, TVector>(in SgdConstants k, out VectorConstants<TVector> c)
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        public static void Splat<TLanes, TVector>(in SgdConstants k, out SimdConstants<TVector> c)
             where TLanes : IUIntLanes<TVector> where TVector : struct
         {
-            c = default;
+            Unsafe.SkipInit(out c);
             c.C0 = Lanes<TLanes, TVector>(k.InverseScale);
             c.C1 = Lanes<TLanes, TVector>(k.Momentum);
             c.C2 = Lanes<TLanes, TVector>(k.OneMinusDampening);
@@ -211,7 +201,7 @@ internal static unsafe class OptimizerStepKernels
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Vector<TLanes, TVector>(TVector gradient, ref TVector p, ref TVector b, ref TVector unused, in VectorConstants<TVector> c)
+        public static void Vector<TLanes, TVector>(TVector gradient, ref TVector p, ref TVector b, ref TVector unused, in SimdConstants<TVector> c)
             where TLanes : IUIntLanes<TVector> where TVector : struct
         {
             TVector g = TLanes.MultiplyAsSingle(gradient, c.C0);

@@ -69,50 +69,43 @@ internal static unsafe class PrecisionKernels
     {
         switch ((from, to))
         {
-            case (DType.Float32, DType.Float16): Widths<SingleToHalfStep>(source, destination, start, end, width); break;
-            case (DType.Float32, DType.BFloat16): Widths<SingleToBFloat16Step>(source, destination, start, end, width); break;
-            case (DType.Float16, DType.Float32): Widths<HalfToSingleStep>(source, destination, start, end, width); break;
-            case (DType.BFloat16, DType.Float32): Widths<BFloat16ToSingleStep>(source, destination, start, end, width); break;
-            case (DType.Float16, DType.BFloat16): Widths<HalfToBFloat16Step>(source, destination, start, end, width); break;
-            case (DType.BFloat16, DType.Float16): Widths<BFloat16ToHalfStep>(source, destination, start, end, width); break;
+            case (DType.Float32, DType.Float16): Run<SingleToHalfStep>(source, destination, start, end, width); break;
+            case (DType.Float32, DType.BFloat16): Run<SingleToBFloat16Step>(source, destination, start, end, width); break;
+            case (DType.Float16, DType.Float32): Run<HalfToSingleStep>(source, destination, start, end, width); break;
+            case (DType.BFloat16, DType.Float32): Run<BFloat16ToSingleStep>(source, destination, start, end, width); break;
+            case (DType.Float16, DType.BFloat16): Run<HalfToBFloat16Step>(source, destination, start, end, width); break;
+            case (DType.BFloat16, DType.Float16): Run<BFloat16ToHalfStep>(source, destination, start, end, width); break;
             default: throw new ArgumentException($"no conversion kernel from {from} to {to}: both must be different floating-point dtypes", nameof(to));
         }
     }
 
-    private static void Widths<TStep>(byte* source, byte* destination, long start, long end, SimdWidth width) where TStep : IStep
-    {
-        switch (width)
-        {
-            case SimdWidth.V512: Vectors<TStep, Lanes512, Vector512<uint>>(source, destination, start, end); break;
-            case SimdWidth.V256: Vectors<TStep, Lanes256, Vector256<uint>>(source, destination, start, end); break;
-            case SimdWidth.V128: Vectors<TStep, Lanes128, Vector128<uint>>(source, destination, start, end); break;
-            default: TStep.Scalar(source, destination, start, end); break;
-        }
-    }
+    private static void Run<TStep>(byte* source, byte* destination, long start, long end, SimdWidth width) where TStep : IStep =>
+        SimdDriver.Run(new Converting<TStep>(source, destination), start, end, width);
 
     /// <summary>
-    /// Whole vectors through [start, end), four per turn so several loads are in flight, and a last vector moved back
-    /// to end exactly at the tail (re-converting a few elements is harmless: source and destination never overlap).
+    /// One direction as the driver's operator. Source and destination never overlap, so re-converting an element
+    /// writes the same bits again: the <see cref="SimdTail.Overlap"/> tail, with the stores aligned.
     /// </summary>
-    private static void Vectors<TStep, TLanes, TVector>(byte* source, byte* destination, long start, long end)
-        where TStep : IStep where TLanes : IUIntLanes<TVector> where TVector : struct
+    private readonly struct Converting<TStep>(byte* source, byte* destination) : ISimdOp where TStep : IStep
     {
-        int n = TLanes.Count;
-        if (end - start < n)
-        {
-            TStep.Scalar(source, destination, start, end);
-            return;
-        }
-        long i = start;
-        for (; i + 4 * n <= end; i += 4 * n)
-        {
+        public static SimdTail Tail => SimdTail.Overlap;
+        public static int OutputBytes => TStep.Types.To.SizeOf();
+        public byte* Output => destination;
+
+        public void Splat<TLanes, TVector>(out SimdConstants<TVector> constants) where TLanes : IUIntLanes<TVector> where TVector : struct =>
+            Unsafe.SkipInit(out constants);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Vector<TLanes, TVector>(long i, in SimdConstants<TVector> constants, ref TVector flags) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TStep.Vector<TLanes, TVector>(source, destination, i);
-            TStep.Vector<TLanes, TVector>(source, destination, i + n);
-            TStep.Vector<TLanes, TVector>(source, destination, i + 2 * n);
-            TStep.Vector<TLanes, TVector>(source, destination, i + 3 * n);
+
+        public bool Scalar(long start, long end)
+        {
+            ConvertScalar(source, TStep.Types.From, destination, TStep.Types.To, start, end);
+            return false;
         }
-        for (; i + n <= end; i += n) TStep.Vector<TLanes, TVector>(source, destination, i);
-        if (i < end) TStep.Vector<TLanes, TVector>(source, destination, end - n);
+
+        public void Ahead(long i, long count) { }
     }
 
     // The rules of SingleToHalf and HalfToSingle above, lane-wise: every case computed, the right one selected.
@@ -154,56 +147,57 @@ internal static unsafe class PrecisionKernels
         return TLanes.Select(nan, TLanes.Or(upper, TLanes.Splat(0x0040)), rounded);
     }
 
-    /// <summary>One direction: a vector of elements at index i, and the scalar rule for tails and the fallback.</summary>
+    /// <summary>One direction: a vector of elements at index i, and the scalar rule for short ranges and the fallback.</summary>
     private interface IStep
     {
+        /// <summary>The direction, for the scalar rule and the size of a converted element.</summary>
+        static abstract (DType From, DType To) Types { get; }
         static abstract void Vector<TLanes, TVector>(byte* source, byte* destination, long i) where TLanes : IUIntLanes<TVector> where TVector : struct;
-        static abstract void Scalar(byte* source, byte* destination, long start, long end);
     }
 
     private readonly struct SingleToHalfStep : IStep
     {
         public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TLanes.StoreNarrowing(SingleToHalf<TLanes, TVector>(TLanes.Load((uint*)s + i)), (ushort*)d + i);
-        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.Float32, d, DType.Float16, start, end);
+        public static (DType From, DType To) Types => (DType.Float32, DType.Float16);
     }
 
     private readonly struct SingleToBFloat16Step : IStep
     {
         public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TLanes.StoreNarrowing(SingleToBFloat16<TLanes, TVector>(TLanes.Load((uint*)s + i)), (ushort*)d + i);
-        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.Float32, d, DType.BFloat16, start, end);
+        public static (DType From, DType To) Types => (DType.Float32, DType.BFloat16);
     }
 
     private readonly struct HalfToSingleStep : IStep
     {
         public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TLanes.Store(HalfToSingle<TLanes, TVector>(TLanes.LoadWidening((ushort*)s + i)), (uint*)d + i);
-        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.Float16, d, DType.Float32, start, end);
+        public static (DType From, DType To) Types => (DType.Float16, DType.Float32);
     }
 
     private readonly struct BFloat16ToSingleStep : IStep
     {
         public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TLanes.Store(TLanes.ShiftLeft(TLanes.LoadWidening((ushort*)s + i), 16), (uint*)d + i);
-        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.BFloat16, d, DType.Float32, start, end);
+        public static (DType From, DType To) Types => (DType.BFloat16, DType.Float32);
     }
 
     private readonly struct HalfToBFloat16Step : IStep
     {
         public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TLanes.StoreNarrowing(SingleToBFloat16<TLanes, TVector>(HalfToSingle<TLanes, TVector>(TLanes.LoadWidening((ushort*)s + i))), (ushort*)d + i);
-        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.Float16, d, DType.BFloat16, start, end);
+        public static (DType From, DType To) Types => (DType.Float16, DType.BFloat16);
     }
 
     private readonly struct BFloat16ToHalfStep : IStep
     {
         public static void Vector<TLanes, TVector>(byte* s, byte* d, long i) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             TLanes.StoreNarrowing(SingleToHalf<TLanes, TVector>(TLanes.ShiftLeft(TLanes.LoadWidening((ushort*)s + i), 16)), (ushort*)d + i);
-        public static void Scalar(byte* s, byte* d, long start, long end) => ConvertScalar(s, DType.BFloat16, d, DType.Float16, start, end);
+        public static (DType From, DType To) Types => (DType.BFloat16, DType.Float16);
     }
 
-    /// <summary>Elements [start, end) one at a time: the fallback, and the tails of the vector loops.</summary>
+    /// <summary>Elements [start, end) one at a time: the fallback, and ranges shorter than a Vector128.</summary>
     internal static void ConvertScalar(byte* source, DType from, byte* destination, DType to, long start, long end)
     {
         for (long i = start; i < end; i++)

@@ -21,7 +21,10 @@ internal static unsafe class UnscaleKernels
         bool nonFinite = false;
         CpuParallel.For(parts, count, (start, end) =>
         {
-            if (Range((byte*)d, dtype, start, end, inverseScale, width)) nonFinite = true;
+            bool seen = dtype == DType.Float32
+                ? SimdDriver.Run(new Unscaling<SingleStep>((byte*)d, inverseScale), start, end, width)
+                : SimdDriver.Run(new Unscaling<BFloat16Step>((byte*)d, inverseScale), start, end, width);
+            if (seen) nonFinite = true;
         });
         return nonFinite;
     }
@@ -49,92 +52,79 @@ internal static unsafe class UnscaleKernels
         bool nonFinite = false;
         CpuParallel.For(parts, words, (start, end) =>
         {
-            if (FindNonFinite((uint*)d, start, end, low, high, width)) nonFinite = true;
+            if (SimdDriver.Run(new NonFiniteSearch((uint*)d, low, high), start, end, width)) nonFinite = true;
         });
         return nonFinite;
     }
 
-    private static bool FindNonFinite(uint* words, long start, long end, uint low, uint high, SimdWidth width) => width switch
+    /// <summary>
+    /// The check as the driver's operator: read-only, so the <see cref="SimdTail.Search"/> tail, which stops at the
+    /// first turn of vectors that saw one and never reads a word past the end.
+    /// </summary>
+    private readonly struct NonFiniteSearch(uint* words, uint low, uint high) : ISimdOp
     {
-        SimdWidth.V512 => FindNonFinite<Lanes512, Vector512<uint>>(words, start, end, low, high),
-        SimdWidth.V256 => FindNonFinite<Lanes256, Vector256<uint>>(words, start, end, low, high),
-        SimdWidth.V128 => FindNonFinite<Lanes128, Vector128<uint>>(words, start, end, low, high),
-        _ => FindNonFiniteScalar(words, start, end, low, high),
-    };
+        public static SimdTail Tail => SimdTail.Search;
 
-    /// <summary>Four vectors a turn, stopping at the first turn that saw one; the tail by the scalar rule.</summary>
-    private static bool FindNonFinite<TLanes, TVector>(uint* words, long start, long end, uint low, uint high)
-        where TLanes : IUIntLanes<TVector> where TVector : struct
-    {
-        int n = TLanes.Count;
-        TVector lowMask = TLanes.Splat(low), lowBelow = TLanes.Splat(low - 1);
-        TVector highMask = TLanes.Splat(high), highBelow = TLanes.Splat(high - 1);
-        long i = start;
-        for (; i + 4 * n <= end; i += 4 * n)
+        public void Splat<TLanes, TVector>(out SimdConstants<TVector> c) where TLanes : IUIntLanes<TVector> where TVector : struct
         {
-            TVector seen = TLanes.Splat(0);
-            for (int k = 0; k < 4; k++)
-            {
-                TVector w = TLanes.Load(words + i + k * n);
-                seen = TLanes.Or(seen, TLanes.Or(TLanes.GreaterThan(TLanes.And(w, lowMask), lowBelow), TLanes.GreaterThan(TLanes.And(w, highMask), highBelow)));
-            }
-            if (TLanes.AnyNonZero(seen)) return true;
+            Unsafe.SkipInit(out c);
+            c.C0 = TLanes.Splat(low);
+            c.C1 = TLanes.Splat(low - 1);
+            c.C2 = TLanes.Splat(high);
+            c.C3 = TLanes.Splat(high - 1);
         }
-        return FindNonFiniteScalar(words, i, end, low, high);
+
+        /// <summary>A word's exponent field is all ones where (word &amp; mask) &gt; mask - 1, for either mask.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Vector<TLanes, TVector>(long i, in SimdConstants<TVector> c, ref TVector flags) where TLanes : IUIntLanes<TVector> where TVector : struct
+        {
+            TVector w = TLanes.Load(words + i);
+            flags = TLanes.Or(flags, TLanes.Or(TLanes.GreaterThan(TLanes.And(w, c.C0), c.C1), TLanes.GreaterThan(TLanes.And(w, c.C2), c.C3)));
+        }
+
+        public bool Scalar(long start, long end)
+        {
+            for (long i = start; i < end; i++)
+                if ((words[i] & low) == low || (words[i] & high) == high) return true;
+            return false;
+        }
+
+        public void Ahead(long i, long count) { }
     }
-
-    private static bool FindNonFiniteScalar(uint* words, long start, long end, uint low, uint high)
-    {
-        for (long i = start; i < end; i++)
-            if ((words[i] & low) == low || (words[i] & high) == high) return true;
-        return false;
-    }
-
-    private static bool Range(byte* data, DType dtype, long start, long end, float inverseScale, SimdWidth width) => dtype == DType.Float32
-        ? Widths<SingleStep>(data, start, end, inverseScale, width)
-        : Widths<BFloat16Step>(data, start, end, inverseScale, width);
-
-    private static bool Widths<TStep>(byte* data, long start, long end, float inverseScale, SimdWidth width) where TStep : IStep => width switch
-    {
-        SimdWidth.V512 => Vectors<TStep, Lanes512, Vector512<uint>>(data, start, end, inverseScale),
-        SimdWidth.V256 => Vectors<TStep, Lanes256, Vector256<uint>>(data, start, end, inverseScale),
-        SimdWidth.V128 => Vectors<TStep, Lanes128, Vector128<uint>>(data, start, end, inverseScale),
-        _ => TStep.Scalar(data, start, end, inverseScale),
-    };
 
     /// <summary>
-    /// Whole vectors through [start, end), four per turn, and a last vector that ends exactly at the tail. In place,
-    /// re-processing the overlap would scale it twice, so the last vector is read and multiplied before anything is
-    /// written and stored at the end, over the identical values the loop wrote there (the TensorPrimitives way).
-    /// A vector holds <see cref="IStep.ElementsPerWord"/> elements per 32-bit lane.
+    /// The unscale as the driver's operator: in place, so scaling an element twice would be wrong, and the driver's
+    /// <see cref="SimdTail.Once"/> tail finishes with narrower vectors and the scalar rule instead of an overlapping
+    /// vector. A vector holds <see cref="IStep.ElementsPerWord"/> elements per 32-bit lane.
     /// </summary>
-    private static bool Vectors<TStep, TLanes, TVector>(byte* data, long start, long end, float inverseScale)
-        where TStep : IStep where TLanes : IUIntLanes<TVector> where TVector : struct
+    private readonly struct Unscaling<TStep>(byte* data, float scale) : ISimdOp where TStep : IStep
     {
-        int n = TLanes.Count * TStep.ElementsPerWord;
-        if (end - start < n) return TStep.Scalar(data, start, end, inverseScale);
-        int size = 4 / TStep.ElementsPerWord;
-        TVector scale = TLanes.Splat(BitConverter.SingleToUInt32Bits(inverseScale));
-        TVector seen = TLanes.Splat(0);
-        uint* last = (uint*)(data + (end - n) * size);
-        TVector tail = TStep.Words<TLanes, TVector>(TLanes.Load(last), scale, ref seen);
-        long i = start;
-        for (; i + 4 * n <= end; i += 4 * n)
+        public static SimdTail Tail => SimdTail.Once;
+        public static int ElementsPerLane => TStep.ElementsPerWord;
+
+        public void Splat<TLanes, TVector>(out SimdConstants<TVector> c) where TLanes : IUIntLanes<TVector> where TVector : struct
         {
-            uint* at = (uint*)(data + i * size);
-            int lanes = TLanes.Count;
-            TLanes.Store(TStep.Words<TLanes, TVector>(TLanes.Load(at), scale, ref seen), at);
-            TLanes.Store(TStep.Words<TLanes, TVector>(TLanes.Load(at + lanes), scale, ref seen), at + lanes);
-            TLanes.Store(TStep.Words<TLanes, TVector>(TLanes.Load(at + 2 * lanes), scale, ref seen), at + 2 * lanes);
-            TLanes.Store(TStep.Words<TLanes, TVector>(TLanes.Load(at + 3 * lanes), scale, ref seen), at + 3 * lanes);
+            Unsafe.SkipInit(out c);
+            c.C0 = TLanes.Splat(BitConverter.SingleToUInt32Bits(scale));
         }
-        for (; i + n <= end; i += n)
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Vector<TLanes, TVector>(long i, in SimdConstants<TVector> c, ref TVector flags) where TLanes : IUIntLanes<TVector> where TVector : struct
         {
-            uint* at = (uint*)(data + i * size);
-            TLanes.Store(TStep.Words<TLanes, TVector>(TLanes.Load(at), scale, ref seen), at);
+            uint* at = (uint*)(data + i * (4 / TStep.ElementsPerWord));
+            TLanes.Store(TStep.Words<TLanes, TVector>(TLanes.Load(at), c.C0, ref flags), at);
         }
-        if (i < end) TLanes.Store(tail, last);
-        return TLanes.AnyNonZero(seen);
+
+        public bool Scalar(long start, long end)
+        {
+            bool seen = false;
+            for (long i = start; i < end; i++)
+                if (TStep.ElementsPerWord == 1) ((uint*)data)[i] = Multiply(((uint*)data)[i], scale, ref seen);
+                else ((ushort*)data)[i] = BFloat16.RoundBits(Multiply((uint)((ushort*)data)[i] << 16, scale, ref seen));
+            return seen;
+        }
+
+        public void Ahead(long i, long count) { }
     }
 
     /// <summary>
@@ -165,7 +155,7 @@ internal static unsafe class UnscaleKernels
         return TLanes.Select(TLanes.GreaterThan(magnitude, TLanes.Splat(0x7F80_0000)), TLanes.Or(bits, TLanes.Splat(0x0040_0000)), rounded);
     }
 
-    /// <summary>The scalar rule of <see cref="Multiply{TLanes, TVector}"/>: the fallback, and vector loops too short for one vector.</summary>
+    /// <summary>The scalar rule of <see cref="Multiply{TLanes, TVector}"/>: the fallback, and what is left after the Vector128s.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static uint Multiply(uint bits, float scale, ref bool seen)
     {
@@ -175,13 +165,12 @@ internal static unsafe class UnscaleKernels
         return BitConverter.SingleToUInt32Bits(BitConverter.UInt32BitsToSingle(bits) * scale);
     }
 
-    /// <summary>One dtype: how a vector of 32-bit words of elements is scaled, and the scalar loop.</summary>
+    /// <summary>One dtype: how a vector of 32-bit words of elements is scaled.</summary>
     private interface IStep
     {
         /// <summary>Elements in one 32-bit word: 1 for Float32, 2 for BFloat16.</summary>
         static abstract int ElementsPerWord { get; }
         static abstract TVector Words<TLanes, TVector>(TVector words, TVector scale, ref TVector seen) where TLanes : IUIntLanes<TVector> where TVector : struct;
-        static abstract bool Scalar(byte* data, long start, long end, float scale);
     }
 
     private readonly struct SingleStep : IStep
@@ -190,14 +179,6 @@ internal static unsafe class UnscaleKernels
 
         public static TVector Words<TLanes, TVector>(TVector words, TVector scale, ref TVector seen) where TLanes : IUIntLanes<TVector> where TVector : struct =>
             Multiply<TLanes, TVector>(words, scale, ref seen);
-
-        public static bool Scalar(byte* data, long start, long end, float scale)
-        {
-            bool seen = false;
-            uint* elements = (uint*)data;
-            for (long i = start; i < end; i++) elements[i] = Multiply(elements[i], scale, ref seen);
-            return seen;
-        }
     }
 
     /// <summary>
@@ -214,14 +195,6 @@ internal static unsafe class UnscaleKernels
             TVector high = MultiplyHigh<TLanes, TVector>(TLanes.And(words, TLanes.Splat(0xFFFF_0000)), scale, ref seen);
             TVector low = MultiplyHigh<TLanes, TVector>(TLanes.ShiftLeft(words, 16), scale, ref seen);
             return TLanes.Or(TLanes.And(high, TLanes.Splat(0xFFFF_0000)), TLanes.ShiftRight(low, 16));
-        }
-
-        public static bool Scalar(byte* data, long start, long end, float scale)
-        {
-            bool seen = false;
-            ushort* elements = (ushort*)data;
-            for (long i = start; i < end; i++) elements[i] = BFloat16.RoundBits(Multiply((uint)elements[i] << 16, scale, ref seen));
-            return seen;
         }
     }
 }
