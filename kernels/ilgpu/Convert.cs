@@ -80,6 +80,9 @@ internal interface IFloatFormat<TBits> where TBits : unmanaged
 
     /// <summary>The value rounded to this format's bits (nearest even, NaN kept); exact for binary32.</summary>
     TBits Narrow(float value);
+
+    /// <summary>Binary32 bits rounded to this format's bits by convert.h's integer rules, never through a float register.</summary>
+    TBits FromSingleBits(uint bits);
 }
 
 /// <summary>binary32 as its <c>uint</c> bits (<c>ELEM_f32</c>).</summary>
@@ -90,6 +93,8 @@ internal readonly struct F32 : IFloatFormat<uint>
     public float Widen(uint bits) => Dialect.AsFloat(bits);
 
     public uint Narrow(float value) => Dialect.AsUInt(value);
+
+    public uint FromSingleBits(uint bits) => bits;
 }
 
 /// <summary>binary16 as its <c>ushort</c> bits (<c>ELEM_f16</c>).</summary>
@@ -100,6 +105,8 @@ internal readonly struct F16 : IFloatFormat<ushort>
     public float Widen(ushort bits) => Dialect.AsFloat(Convert.HalfToSingle(bits));
 
     public ushort Narrow(float value) => Convert.SingleToHalf(Dialect.AsUInt(value));
+
+    public ushort FromSingleBits(uint bits) => Convert.SingleToHalf(bits);
 }
 
 /// <summary>bfloat16 as its <c>ushort</c> bits (<c>ELEM_bf16</c>).</summary>
@@ -110,4 +117,17 @@ internal readonly struct BF16 : IFloatFormat<ushort>
     public float Widen(ushort bits) => Dialect.AsFloat(Convert.BFloat16ToSingle(bits));
 
     public ushort Narrow(float value) => Convert.SingleToBFloat16(Dialect.AsUInt(value));
+
+    public ushort FromSingleBits(uint bits) => Convert.SingleToBFloat16(bits);
+}
+
+/// <summary>
+/// One conversion between two storage formats, as convert.h performs it: widen exactly to binary32 bits, then round once
+/// into the target (binary16 to bfloat16 and back therefore round once, as <c>PrecisionReference.Convert</c> does).
+/// </summary>
+internal static class Conversion<TFrom, TFromFormat, TTo, TToFormat>
+    where TFrom : unmanaged where TFromFormat : struct, IFloatFormat<TFrom>
+    where TTo : unmanaged where TToFormat : struct, IFloatFormat<TTo>
+{
+    public static TTo Apply(TFrom bits) => default(TToFormat).FromSingleBits(default(TFromFormat).SingleBits(bits));
 }

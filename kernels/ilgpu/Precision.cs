@@ -4,7 +4,7 @@ namespace NativeTensor.Kernels.Ilgpu;
 
 /// <summary>
 /// <c>kernels/precision.cl</c> in ILGPU C#: the six conversions among Float32, Float16 and BFloat16, bit-exact with
-/// <c>PrecisionReference</c> by the integer rules of <see cref="Convert"/>.
+/// <c>PrecisionReference</c> by the integer rules of <see cref="NativeTensor.Kernels.Ilgpu.Convert"/>: one generic kernel, one entry per direction.
 /// </summary>
 /// <remarks>
 /// <c>dst[i] = (to) src[i]</c> for i in [0, count). Launch: 1-D, any number of groups of any size; each thread walks a
@@ -13,39 +13,17 @@ namespace NativeTensor.Kernels.Ilgpu;
 /// </remarks>
 internal static class Precision
 {
-    [Entry("f32_to_f16")]
-    public static void SingleToHalf(ArrayView<uint> src, ArrayView<ushort> dst, long count)
+    [Entry("f32_to_f16", typeof(uint), typeof(F32), typeof(ushort), typeof(F16))]
+    [Entry("f32_to_bf16", typeof(uint), typeof(F32), typeof(ushort), typeof(BF16))]
+    [Entry("f16_to_f32", typeof(ushort), typeof(F16), typeof(uint), typeof(F32))]
+    [Entry("bf16_to_f32", typeof(ushort), typeof(BF16), typeof(uint), typeof(F32))]
+    [Entry("f16_to_bf16", typeof(ushort), typeof(F16), typeof(ushort), typeof(BF16))]
+    [Entry("bf16_to_f16", typeof(ushort), typeof(BF16), typeof(ushort), typeof(F16))]
+    public static void ConvertElements<TFrom, TFromFormat, TTo, TToFormat>(ArrayView<TFrom> src, ArrayView<TTo> dst, long count)
+        where TFrom : unmanaged where TFromFormat : struct, IFloatFormat<TFrom>
+        where TTo : unmanaged where TToFormat : struct, IFloatFormat<TTo>
     {
-        for (long i = Dialect.GlobalIndex; i < count; i += Dialect.GridStride) dst[i] = Convert.SingleToHalf(src[i]);
-    }
-
-    [Entry("f32_to_bf16")]
-    public static void SingleToBFloat16(ArrayView<uint> src, ArrayView<ushort> dst, long count)
-    {
-        for (long i = Dialect.GlobalIndex; i < count; i += Dialect.GridStride) dst[i] = Convert.SingleToBFloat16(src[i]);
-    }
-
-    [Entry("f16_to_f32")]
-    public static void HalfToSingle(ArrayView<ushort> src, ArrayView<uint> dst, long count)
-    {
-        for (long i = Dialect.GlobalIndex; i < count; i += Dialect.GridStride) dst[i] = Convert.HalfToSingle(src[i]);
-    }
-
-    [Entry("bf16_to_f32")]
-    public static void BFloat16ToSingle(ArrayView<ushort> src, ArrayView<uint> dst, long count)
-    {
-        for (long i = Dialect.GlobalIndex; i < count; i += Dialect.GridStride) dst[i] = Convert.BFloat16ToSingle(src[i]);
-    }
-
-    [Entry("f16_to_bf16")]
-    public static void HalfToBFloat16(ArrayView<ushort> src, ArrayView<ushort> dst, long count)
-    {
-        for (long i = Dialect.GlobalIndex; i < count; i += Dialect.GridStride) dst[i] = Convert.HalfToBFloat16(src[i]);
-    }
-
-    [Entry("bf16_to_f16")]
-    public static void BFloat16ToHalf(ArrayView<ushort> src, ArrayView<ushort> dst, long count)
-    {
-        for (long i = Dialect.GlobalIndex; i < count; i += Dialect.GridStride) dst[i] = Convert.BFloat16ToHalf(src[i]);
+        for (long i = Dialect.GlobalIndex; i < count; i += Dialect.GridStride)
+            dst[i] = Conversion<TFrom, TFromFormat, TTo, TToFormat>.Apply(src[i]);
     }
 }

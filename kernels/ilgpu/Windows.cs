@@ -8,7 +8,7 @@ namespace NativeTensor.Kernels.Ilgpu;
 /// </summary>
 /// <remarks>
 /// Math: <c>out[b, t, ...] = frames[starts[b] + t, ...]</c> for the gathers, <c>out[w, t, ...] = frames[w * stride + t, ...]</c>
-/// for w in [first, first + groups) for strided_windows; a gather-convert converts each element by <see cref="Convert"/>.
+/// for w in [first, first + groups) for strided_windows; a gather-convert converts each element by <see cref="Conversion{TFrom, TFromFormat, TTo, TToFormat}"/>.
 /// Launch: group x is the window, group y a chunk of it; thread <c>Grid.IdxY * Group.DimX + Group.IdxX</c> of the
 /// <c>Group.DimX * Grid.DimY</c> lanes of a window takes units (copies) or elements (gather-converts) lane, lane + lanes, ...
 /// Width: a copy moves the widest unit (16, 8, 4, 2 or 1 bytes) that divides both views' offsets and the window's
@@ -47,64 +47,21 @@ internal static class Windows
         CopyWindow(frames, w * stride * row_bytes, @out, w * block, block);
     }
 
-    [Entry("gather_windows_f32_to_f16")]
-    public static void GatherSingleToHalf(ArrayView<uint> frames, ArrayView<long> starts, ArrayView<ushort> @out, long frame_count, long row_elements,
-        int window, ArrayView<int> bad)
+    [Entry("gather_windows_f32_to_f16", typeof(uint), typeof(F32), typeof(ushort), typeof(F16))]
+    [Entry("gather_windows_f32_to_bf16", typeof(uint), typeof(F32), typeof(ushort), typeof(BF16))]
+    [Entry("gather_windows_f16_to_f32", typeof(ushort), typeof(F16), typeof(uint), typeof(F32))]
+    [Entry("gather_windows_bf16_to_f32", typeof(ushort), typeof(BF16), typeof(uint), typeof(F32))]
+    [Entry("gather_windows_f16_to_bf16", typeof(ushort), typeof(F16), typeof(ushort), typeof(BF16))]
+    [Entry("gather_windows_bf16_to_f16", typeof(ushort), typeof(BF16), typeof(ushort), typeof(F16))]
+    public static void GatherConvert<TFrom, TFromFormat, TTo, TToFormat>(ArrayView<TFrom> frames, ArrayView<long> starts, ArrayView<TTo> @out,
+        long frame_count, long row_elements, int window, ArrayView<int> bad)
+        where TFrom : unmanaged where TFromFormat : struct, IFloatFormat<TFrom>
+        where TTo : unmanaged where TToFormat : struct, IFloatFormat<TTo>
     {
         long b = Grid.IdxX;
         long n = window * row_elements;
         long src = WindowStart(starts, b, frame_count, window, bad) * row_elements, dst = b * n;
-        for (long i = Lane; i < n; i += Lanes) @out[dst + i] = Convert.SingleToHalf(frames[src + i]);
-    }
-
-    [Entry("gather_windows_f32_to_bf16")]
-    public static void GatherSingleToBFloat16(ArrayView<uint> frames, ArrayView<long> starts, ArrayView<ushort> @out, long frame_count, long row_elements,
-        int window, ArrayView<int> bad)
-    {
-        long b = Grid.IdxX;
-        long n = window * row_elements;
-        long src = WindowStart(starts, b, frame_count, window, bad) * row_elements, dst = b * n;
-        for (long i = Lane; i < n; i += Lanes) @out[dst + i] = Convert.SingleToBFloat16(frames[src + i]);
-    }
-
-    [Entry("gather_windows_f16_to_f32")]
-    public static void GatherHalfToSingle(ArrayView<ushort> frames, ArrayView<long> starts, ArrayView<uint> @out, long frame_count, long row_elements,
-        int window, ArrayView<int> bad)
-    {
-        long b = Grid.IdxX;
-        long n = window * row_elements;
-        long src = WindowStart(starts, b, frame_count, window, bad) * row_elements, dst = b * n;
-        for (long i = Lane; i < n; i += Lanes) @out[dst + i] = Convert.HalfToSingle(frames[src + i]);
-    }
-
-    [Entry("gather_windows_bf16_to_f32")]
-    public static void GatherBFloat16ToSingle(ArrayView<ushort> frames, ArrayView<long> starts, ArrayView<uint> @out, long frame_count, long row_elements,
-        int window, ArrayView<int> bad)
-    {
-        long b = Grid.IdxX;
-        long n = window * row_elements;
-        long src = WindowStart(starts, b, frame_count, window, bad) * row_elements, dst = b * n;
-        for (long i = Lane; i < n; i += Lanes) @out[dst + i] = Convert.BFloat16ToSingle(frames[src + i]);
-    }
-
-    [Entry("gather_windows_f16_to_bf16")]
-    public static void GatherHalfToBFloat16(ArrayView<ushort> frames, ArrayView<long> starts, ArrayView<ushort> @out, long frame_count, long row_elements,
-        int window, ArrayView<int> bad)
-    {
-        long b = Grid.IdxX;
-        long n = window * row_elements;
-        long src = WindowStart(starts, b, frame_count, window, bad) * row_elements, dst = b * n;
-        for (long i = Lane; i < n; i += Lanes) @out[dst + i] = Convert.HalfToBFloat16(frames[src + i]);
-    }
-
-    [Entry("gather_windows_bf16_to_f16")]
-    public static void GatherBFloat16ToHalf(ArrayView<ushort> frames, ArrayView<long> starts, ArrayView<ushort> @out, long frame_count, long row_elements,
-        int window, ArrayView<int> bad)
-    {
-        long b = Grid.IdxX;
-        long n = window * row_elements;
-        long src = WindowStart(starts, b, frame_count, window, bad) * row_elements, dst = b * n;
-        for (long i = Lane; i < n; i += Lanes) @out[dst + i] = Convert.BFloat16ToHalf(frames[src + i]);
+        for (long i = Lane; i < n; i += Lanes) @out[dst + i] = Conversion<TFrom, TFromFormat, TTo, TToFormat>.Apply(frames[src + i]);
     }
 
     /// <summary>This thread's first unit or element of its window: <c>GROUP(1) * LSIZE(0) + LID(0)</c>.</summary>
