@@ -21,10 +21,6 @@ internal sealed unsafe partial class IlgpuBackend
 
     private readonly object _buildGate = new();
 
-    /// <summary>Guards <see cref="_stagingScratch"/>, which only <see cref="Stage"/> (under the base's staging gate) grows.</summary>
-    private readonly object _stagingScratchGate = new();
-
-    private DeviceBuffer? _stagingScratch;
 
     /// <summary>
     /// Loads the kernel's [Entry] method on the accelerator (compiled by ILGPU on first load), and refuses a kernel this
@@ -192,30 +188,7 @@ internal sealed unsafe partial class IlgpuBackend
         }
     }
 
-    /// <summary>
-    /// A blocking copy into one scratch buffer, which the stream reads only after the previous batch's kernel did, so one
-    /// buffer serves every batch. Growth at least doubles; the old buffer is freed once the stream has drained.
-    /// </summary>
-    protected override DeviceBuffer Stage(ReadOnlySpan<long> values)
-    {
-        long bytes = (long)values.Length * sizeof(long);
-        lock (_stagingScratchGate)
-        {
-            if (_stagingScratch is null || _stagingScratch.ByteCount < bytes)
-            {
-                long size = Math.Max(bytes, Math.Max(256, 2 * (_stagingScratch?.ByteCount ?? 0)));
-                DeviceBuffer grown = AllocateScratch(size);
-                if (_stagingScratch is not null)
-                {
-                    Synchronize();
-                    _stagingScratch.Dispose();
-                }
-                _stagingScratch = grown;
-            }
-            Write(_stagingScratch, 0, MemoryMarshal.AsBytes(values));
-            return _stagingScratch;
-        }
-    }
+    protected override DeviceBuffer Stage(ReadOnlySpan<long> values) => StageByBlockingWrite(values, drainBeforeFree: true);
 
     protected override DeviceBuffer AllocateScratch(long bytes) => IlgpuBuffer.Allocate(this, bytes, counted: false);
 }

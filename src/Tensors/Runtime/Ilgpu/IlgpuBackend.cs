@@ -216,7 +216,6 @@ internal sealed unsafe partial class IlgpuBackend : KernelBackend
                 // A failed kernel leaves the stream in error; disposing must still free what it can.
             }
             DisposeScratch();
-            lock (_stagingScratchGate) _stagingScratch?.Dispose();
         }
         _disposed = true;
         _built.Clear();

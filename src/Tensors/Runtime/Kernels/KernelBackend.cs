@@ -70,10 +70,39 @@ internal abstract partial class KernelBackend : Backend
     /// <summary>A buffer the backend keeps for itself, allocated on first use under the gate that guards it.</summary>
     private DeviceBuffer Scratch(ref DeviceBuffer? slot, long bytes) => slot ??= AllocateScratch(bytes);
 
+    /// <summary>The scratch buffer of <see cref="StageByBlockingWrite"/>, guarded by <see cref="_stagingGate"/>.</summary>
+    private DeviceBuffer? _blockingStage;
+
+    /// <summary>
+    /// <see cref="Stage"/> for a backend whose <see cref="Backend.Write"/> blocks until the bytes are on the device (OpenCL,
+    /// ILGPU): one scratch buffer serves every batch, since the in-order queue runs the write after the previous batch's
+    /// kernel has read it. Growth at least doubles, so rising batch sizes allocate O(log n) times and a steady one never.
+    /// With <paramref name="drainBeforeFree"/> the queue is drained before the outgrown buffer is freed, for a runtime that
+    /// frees at once even with work queued on the memory (ILGPU); OpenCL's queued commands hold their own references.
+    /// Runs under <see cref="_stagingGate"/>, as every <see cref="Stage"/> does.
+    /// </summary>
+    protected DeviceBuffer StageByBlockingWrite(ReadOnlySpan<long> values, bool drainBeforeFree)
+    {
+        long bytes = (long)values.Length * sizeof(long);
+        if (_blockingStage is null || _blockingStage.ByteCount < bytes)
+        {
+            DeviceBuffer grown = AllocateScratch(Math.Max(bytes, Math.Max(256, 2 * (_blockingStage?.ByteCount ?? 0))));
+            if (_blockingStage is not null && drainBeforeFree) Synchronize();
+            _blockingStage?.Dispose();
+            _blockingStage = grown;
+        }
+        Write(_blockingStage, 0, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values));
+        return _blockingStage;
+    }
+
     /// <summary>Frees the backend's scratch; call from Dispose once queued work is drained, while memory can still be freed.</summary>
     protected void DisposeScratch()
     {
-        lock (_stagingGate) _sinkFlag?.Dispose();
+        lock (_stagingGate)
+        {
+            _sinkFlag?.Dispose();
+            _blockingStage?.Dispose();
+        }
         lock (_flagGate) _badFlag?.Dispose();
         lock (_nonFiniteGate) _nonFiniteFlag?.Dispose();
     }

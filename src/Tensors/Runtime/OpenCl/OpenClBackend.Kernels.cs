@@ -14,10 +14,6 @@ internal sealed unsafe partial class OpenClBackend
 
     private readonly ConcurrentDictionary<int, Built> _built = new();
 
-    /// <summary>Guards <see cref="_stagingScratch"/>, which only <see cref="Stage"/> (under the base's staging gate) grows.</summary>
-    private readonly object _stagingScratchGate = new();
-
-    private DeviceBuffer? _stagingScratch;
 
     /// <summary>
     /// Builds the kernel's program (with <c>-cl-fp32-correctly-rounded-divide-sqrt</c> where the kernel asks for it and the
@@ -62,28 +58,7 @@ internal sealed unsafe partial class OpenClBackend
             "clEnqueueFillBuffer");
     }
 
-    /// <summary>
-    /// A blocking write into one scratch buffer: the span is only ours for this call. The in-order queue runs it after
-    /// the previous batch's kernel has read the scratch, so one buffer serves every batch. Growth at least doubles, so a
-    /// run of rising batch sizes allocates O(log n) times and a steady one never; releasing the old buffer with commands
-    /// still queued on it is safe, as they hold references.
-    /// </summary>
-    protected override DeviceBuffer Stage(ReadOnlySpan<long> values)
-    {
-        long bytes = (long)values.Length * sizeof(long);
-        lock (_stagingScratchGate)
-        {
-            if (_stagingScratch is null || _stagingScratch.ByteCount < bytes)
-            {
-                long size = Math.Max(bytes, Math.Max(256, 2 * (_stagingScratch?.ByteCount ?? 0)));
-                DeviceBuffer grown = AllocateScratch(size);
-                _stagingScratch?.Dispose();
-                _stagingScratch = grown;
-            }
-            Write(_stagingScratch, 0, System.Runtime.InteropServices.MemoryMarshal.AsBytes(values));
-            return _stagingScratch;
-        }
-    }
+    protected override DeviceBuffer Stage(ReadOnlySpan<long> values) => StageByBlockingWrite(values, drainBeforeFree: false);
 
     protected override DeviceBuffer AllocateScratch(long bytes) => OpenClBuffer.Allocate(this, Open().Context, bytes, counted: false);
 

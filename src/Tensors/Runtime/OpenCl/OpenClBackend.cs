@@ -312,7 +312,6 @@ internal sealed unsafe partial class OpenClBackend : KernelBackend
         {
             _ = OpenClNative.clFinish(_session.Value.Queue);
             DisposeScratch();
-            lock (_stagingScratchGate) _stagingScratch?.Dispose();
             _session.Value.Queue.Dispose();
             _session.Value.Context.Dispose();
         }
