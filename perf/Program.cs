@@ -22,7 +22,8 @@ internal static partial class Program
           bdn            the CPU gather and copy under BenchmarkDotNet's default config
           memory-child   one lazy epoch, printing JSON (run by the memory scenario; --mapped FILE: frames from a .npy through a memory map)
           --quick        few reps, for smoke runs (results go to a .tmp file)
-          --device SPEC  one device only: cpu, opencl[:i], cuda[:i], ilgpu:cpu, ilgpu:cuda[:i]
+          --device SPECS only these devices (comma-separated): cpu, opencl[:i], cuda[:i], ilgpu:cpu, ilgpu:cuda[:i];
+                         without it every device but ilgpu:cpu (ILGPU's emulated GPU: it validates, its speed is no target)
           --only SECTIONS  'all' runs only these timed sections (comma-separated): Bandwidth, Precision, Unscale,
                          OptimizerSteps, Linalg, Moments, Memory, Mapped; for before/after runs of one kernel family
           --out PATH     where to write the markdown report
@@ -84,7 +85,12 @@ internal static partial class Program
         IReadOnlyList<Device> devices;
         // ILGPU's emulated CPU runs each group thread as an OS thread: it checks kernels, it does not time them. It runs
         // here only when asked for by name.
-        try { devices = options.DeviceSpec is null ? [.. Device.Available.Where(d => d.Spec != "ilgpu:cpu")] : [Device.Get(options.DeviceSpec)]; }
+        try
+        {
+            devices = options.DeviceSpec is null
+                ? [.. Device.Available.Where(d => d.Spec != "ilgpu:cpu")]
+                : [.. options.DeviceSpec.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries).Select(Device.Get)];
+        }
         catch (Exception e) when (e is ArgumentException or NativeTensorException)
         {
             Console.Error.WriteLine($"--device {options.DeviceSpec}: {e.Message}");
@@ -187,6 +193,7 @@ internal static partial class Program
             report.Section("Memory estimates vs measured (MemoryEstimator, memory scenario)");
             MemoryEstimates.Print(report, memory, mapped);
         }
+        if (options.Command is "all" or "linalg") IlgpuVsCuda.Print(rows, [.. conversions, .. unscales, .. steps], linalg, report);
         if (options.Command is "all" or "linalg" or "moments" or "mapped")
         {
             report.Section("Targets");

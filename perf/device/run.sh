@@ -5,17 +5,20 @@
 #   steps.txt               one line per step: name, exit code, seconds (run.sh exits 1 if any step failed)
 #   environment.log         nvidia-smi, driver, NVRTC and compute capability, CPU, PyTorch
 #   tests.log, tests.xml,   the CUDA suites (every Cuda* class, the KV cache and device tests, the fake-driver and
-#   tests.junit.xml         compile checks) with NATIVETENSOR_REQUIRE=cuda: a skipped CUDA test is a failure here
+#   tests.junit.xml         compile checks) and every Ilgpu* suite (on ilgpu:cuda:0) with NATIVETENSOR_REQUIRE=cuda,ilgpu:
+#                           a skipped CUDA or ILGPU test is a failure here
 #   memcheck.log            compute-sanitizer memcheck over perf's validation of every op on the device, one launch at
 #                           a time (NATIVETENSOR_CUDA_SYNC=1) so a fault names its kernel
 #   racecheck.log           compute-sanitizer racecheck over the same validation (the shared-memory kernels' races)
-#   perf.log, perf-cuda.md  perf on the device: validation of every op, then every section's table beside the peers
-# Each step has its own time limit, so one hang cannot lose the rest; together they stay under 9 minutes.
+#   perf.log, perf-cuda.md  perf on the device and on ILGPU's CUDA accelerator on the same GPU: validation of every op,
+#                           every section's table beside the peers, and the table of ILGPU C# vs CUDA C per op
+# Each step has its own time limit, so one hang cannot lose the rest; together they take at most 9 minutes.
 #
 # Settings (environment):
 #   OUT                          where results go
-#   NATIVETENSOR_REQUIRE         default cuda; set it empty for a dry run on a machine without a GPU
+#   NATIVETENSOR_REQUIRE         default cuda,ilgpu; set it empty for a dry run on a machine without a GPU
 #   NATIVETENSOR_BUNDLE_DEVICE   the device perf and the sanitizers use (default cuda; opencl for a dry run on PoCL)
+#   NATIVETENSOR_BUNDLE_ILGPU    the ILGPU device perf times beside it (default ilgpu:cuda when the device is cuda; empty: none)
 #   NATIVETENSOR_BUNDLE_TESTS    cuda (default) or all: every suite, CPU and OpenCL included (CI runs those anyway)
 #   NATIVETENSOR_TIME_SCALE      multiplies every step's limit (default 1; a 2-core machine without a GPU wants 4)
 #   NATIVETENSOR_BUNDLE_STEPS    the steps to run (default "environment tests sanitizers perf"), to rerun one after a fix
@@ -27,7 +30,8 @@ tests="$here/tests/NativeTensor.Tests"
 perf="$here/perf/NativeTensor.Perf"
 device=${NATIVETENSOR_BUNDLE_DEVICE:-cuda}
 scale=${NATIVETENSOR_TIME_SCALE:-1}
-export NATIVETENSOR_REQUIRE=${NATIVETENSOR_REQUIRE-cuda}
+export NATIVETENSOR_REQUIRE=${NATIVETENSOR_REQUIRE-cuda,ilgpu}
+if [ "${device%%:*}" = cuda ]; then ilgpu=${NATIVETENSOR_BUNDLE_ILGPU-ilgpu:cuda}; else ilgpu=${NATIVETENSOR_BUNDLE_ILGPU-}; fi
 # The machine may have no ICU; nothing here depends on culture.
 export DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1
 steps=" ${NATIVETENSOR_BUNDLE_STEPS:-environment tests sanitizers perf} "
@@ -84,15 +88,15 @@ export -f environment
 export here
 wants environment && step environment 20 bash -c environment
 
-# The suites that run on CUDA: every Cuda* class, and the classes with CUDA rows of their own. (xunit takes a wildcard
-# only at either end of a filter.)
+# The suites that run on CUDA: every Cuda* class, every Ilgpu* class (ILGPU's CUDA accelerator is the first ILGPU device
+# where there is a GPU), and the classes with CUDA rows of their own. (xunit takes a wildcard only at either end of a filter.)
 if [ "${NATIVETENSOR_BUNDLE_TESTS:-cuda}" = all ]; then
   selection=()
 else
-  selection=(-class "*.Cuda*" -class "NativeTensor.Tests.Memory.KvCacheTests" \
+  selection=(-class "*.Cuda*" -class "*.Ilgpu*" -class "NativeTensor.Tests.Memory.KvCacheTests" \
              -class "NativeTensor.Tests.Core.DeviceTests" -class "NativeTensor.Tests.Runtime.KernelCudaCompileTests")
 fi
-wants tests && step tests 150 "$tests" "${selection[@]}" -xml "$OUT/tests.xml" -junit "$OUT/tests.junit.xml"
+wants tests && step tests 170 "$tests" "${selection[@]}" -xml "$OUT/tests.xml" -junit "$OUT/tests.junit.xml"
 
 # Every op's validation on the device under the sanitizers, one launch at a time so a fault names its kernel.
 if ! wants sanitizers; then
@@ -106,8 +110,8 @@ else
   echo "sanitizers rc=127 0s (compute-sanitizer is not on PATH)" | tee -a "$OUT/steps.txt"
 fi
 
-# Perf on the device: validates every op, then times each section beside the peers.
-wants perf && step perf 180 "$perf" all --device "$device" --out "$OUT/perf-$device.md"
+# Perf on the device (and ILGPU's kernels on the same GPU): validates every op, then times each section beside the peers.
+wants perf && step perf 200 "$perf" all --device "$device${ilgpu:+,$ilgpu}" --out "$OUT/perf-$device.md"
 
 echo "== done: $OUT"
 cat "$OUT/steps.txt"
