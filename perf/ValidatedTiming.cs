@@ -46,11 +46,12 @@ internal static class ValidatedTiming
         foreach (Device device in devices)
         {
             bool ok = true;
-            foreach (IGrouping<string, IOpCase> op in cases.GroupBy(c => c.Op))
+            foreach (IGrouping<string, IOpCase> op in cases.Where(c => !(Emulated(device) && PerfCases.TimedLinalg.Contains(c))).GroupBy(c => c.Op))
             {
                 string? failure = op.Select(c => Guarded(c, device)).FirstOrDefault(f => f is not null);
+                string shapes = Emulated(device) && cases.Any(c => c.Op == op.Key && PerfCases.TimedLinalg.Contains(c)) ? "; the timed shapes left out" : "";
                 report.Line($"validate {op.Key,-52} {device.Spec,-9} " +
-                    (failure is null ? $"ok   ({op.Count()} cases, {op.First().Standard})" : $"FAIL {failure}"));
+                    (failure is null ? $"ok   ({op.Count()} cases, {op.First().Standard}{shapes})" : $"FAIL {failure}"));
                 ok &= failure is null;
             }
             if (ok) passed.Add(device);
@@ -62,6 +63,12 @@ internal static class ValidatedTiming
         }
         return passed;
     }
+
+    /// <summary>
+    /// ILGPU's emulated GPU (every group thread an OS thread) is validated, never timed: the timed matrix products' shapes
+    /// (10^9-10^10 flops) would take it hours, and the same kernels meet every other case and the test suites.
+    /// </summary>
+    private static bool Emulated(Device device) => device.Spec == "ilgpu:cpu";
 
     private static string? Guarded(IOpCase c, Device device)
     {
