@@ -70,11 +70,7 @@ public abstract class GatherConvertParityTests
         from frames in Gen.OneOf(Gen.Choose(1, 16), Gen.Choose(1, 64))
         from window in Gen.OneOf(Gen.Choose(1, frames), Gen.Constant(frames), Gen.Constant(1))
         from batch in Gen.OneOf(Gen.Choose(0, 3), Gen.Choose(1, 24))
-        from starts in Gen.OneOf(
-                Gen.Choose(0, frames - window),
-                Gen.Constant(frames - window),   // the last valid start
-                Gen.Constant(0))
-            .Select(s => (long)s).ArrayOf(batch)
+        from starts in WindowCase.ValidStarts(frames, window, batch)
         from seed in Gen.Choose(0, int.MaxValue)
         select new GatherConvertCase(direction.From, direction.To, [frames, .. rest], window, starts, seed);
 

@@ -21,11 +21,15 @@ public sealed partial record WindowCase
         from window in Gen.OneOf(Gen.Choose(1, frames), Gen.Constant(frames), Gen.Constant(1))
         from stride in Gen.OneOf(Gen.Choose(1, 4), Gen.Choose(1, frames))
         from batch in Gen.OneOf(Gen.Choose(0, 3), Gen.Choose(1, 40))
-        from starts in Gen.OneOf(
+        from starts in ValidStarts(frames, window, batch)
+        from seed in Gen.Choose(0, int.MaxValue)
+        select new WindowCase(dtype, [frames, .. rest], window, stride, starts, seed);
+
+    /// <summary><paramref name="batch"/> window starts in [0, frames - window], the first and last valid start drawn often.</summary>
+    public static Gen<long[]> ValidStarts(int frames, int window, int batch) =>
+        Gen.OneOf(
                 Gen.Choose(0, frames - window),
                 Gen.Constant(frames - window),   // the last valid start
                 Gen.Constant(0))
-            .Select(s => (long)s).ArrayOf(batch)
-        from seed in Gen.Choose(0, int.MaxValue)
-        select new WindowCase(dtype, [frames, .. rest], window, stride, starts, seed);
+            .Select(s => (long)s).ArrayOf(batch);
 }
