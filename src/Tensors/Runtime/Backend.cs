@@ -131,6 +131,26 @@ internal abstract class Backend : IDisposable
     public abstract void Syrk(DeviceBuffer a, DType aType, int rows, int columns, DeviceBuffer c, float alpha, float beta);
 
     /// <summary>
+    /// Attention forward (<see cref="Attention.Forward"/>): <c>output[b, h, i] = Σ_j softmax_j(scale q_i · k_j) v_j</c>
+    /// over the keys query i sees (<see cref="AttentionShape.Visible"/>), accumulated in Float32 with an online softmax and
+    /// no [Queries, Keys] matrix; a query that sees no key gets 0. When <paramref name="logSumExp"/> is given (Float32,
+    /// <see cref="AttentionShape.QueryRows"/>), it receives <c>log Σ_j exp(scale q_i · k_j)</c> (natural log), -inf for a
+    /// query that sees no key.
+    /// </summary>
+    public abstract void AttentionForward(in AttentionShape shape, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output,
+        DeviceBuffer? logSumExp);
+
+    /// <summary>
+    /// Attention backward (<see cref="Attention.Backward"/>) on dense keys: from the output gradient, the inputs, the
+    /// forward's output and log-sum-exp, writes dq, dk and dv (dk and dv summed over the query heads of each group),
+    /// recomputing the scores tile by tile. <paramref name="delta"/> is Float32 scratch of
+    /// <see cref="AttentionShape.QueryRows"/> elements for <c>Σ_d dO ∘ O</c>. Bitwise deterministic run to run: no sum's
+    /// order depends on scheduling.
+    /// </summary>
+    public abstract void AttentionBackward(in AttentionShape shape, DeviceBuffer outputGradient, DeviceBuffer q, DeviceBuffer k,
+        DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp, DeviceBuffer delta, DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv);
+
+    /// <summary>
     /// Compensated column sums of a [<paramref name="batchRows"/>, <paramref name="columns"/>] batch of
     /// <paramref name="dtype"/> (any float dtype) over <paramref name="count"/> of its rows, in chunks of
     /// <paramref name="chunkRows"/> rows (see <c>kernels/moments.cl</c>): for chunk c and column e, the TwoSum cascade

@@ -181,6 +181,38 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
             (float*)At(c, 0, (long)columns * columns * 4), alpha, beta, Simd);
     }
 
+    public override void AttentionForward(in AttentionShape shape, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output,
+        DeviceBuffer? logSumExp)
+    {
+        long queryBytes = shape.QueryElements * shape.DType.SizeOf(), keyBytes = shape.KeyElements * shape.DType.SizeOf();
+        using var queries = new Lease(q);
+        using var keys = new Lease(k);
+        using var values = new Lease(v);
+        using var result = new Lease(output);
+        using var lse = logSumExp is null ? default : new Lease(logSumExp);
+        AttentionKernels.Forward(shape, At(q, 0, queryBytes), At(k, 0, keyBytes), At(v, 0, keyBytes), At(output, 0, queryBytes),
+            logSumExp is null ? null : (float*)At(logSumExp, 0, shape.QueryRows * sizeof(float)), Simd);
+    }
+
+    public override void AttentionBackward(in AttentionShape shape, DeviceBuffer outputGradient, DeviceBuffer q, DeviceBuffer k,
+        DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp, DeviceBuffer delta, DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv)
+    {
+        long queryBytes = shape.QueryElements * shape.DType.SizeOf(), keyBytes = shape.KeyElements * shape.DType.SizeOf();
+        using var gradient = new Lease(outputGradient);
+        using var queries = new Lease(q);
+        using var keys = new Lease(k);
+        using var values = new Lease(v);
+        using var result = new Lease(output);
+        using var lse = new Lease(logSumExp);
+        using var deltas = new Lease(delta);
+        using var queryGradient = new Lease(dq);
+        using var keyGradient = new Lease(dk);
+        using var valueGradient = new Lease(dv);
+        AttentionKernels.Backward(shape, At(outputGradient, 0, queryBytes), At(q, 0, queryBytes), At(k, 0, keyBytes), At(v, 0, keyBytes),
+            At(output, 0, queryBytes), (float*)At(logSumExp, 0, shape.QueryRows * sizeof(float)), (float*)At(delta, 0, shape.QueryRows * sizeof(float)),
+            At(dq, 0, queryBytes), At(dk, 0, keyBytes), At(dv, 0, keyBytes), Simd);
+    }
+
     public override void MomentColumnSums(DeviceBuffer batch, DType dtype, long batchRows, long columns, DeviceBuffer? rowIndex, long count,
         long chunkRows, DeviceBuffer sums, DeviceBuffer? rowFlags)
     {
