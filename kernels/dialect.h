@@ -35,6 +35,9 @@
  *   FMA(a, b, c)  binary32 a * b + c rounded once, to nearest even (fma / __fmaf_rn): correctly rounded in both
  *                 languages (OpenCL 1.2 §7.4; mad, whose accuracy OpenCL leaves open, is not used). For kernels
  *                 whose error analysis counts one rounding per multiply-add (linalg.cl's dot products).
+ *   EXP(a), LOG(a)  binary32 e^a and natural log: OpenCL's exp and log (within 3 ulp, OpenCL 1.2 §7.4), CUDA's expf
+ *                 and logf (within 2 and 1 ulp without --use_fast_math); exp(-inf) = 0, log(0) = -inf in both. For
+ *                 softmaxes, whose tolerance counts a few ulp per exponential (attention.cl).
  *   OpenCL C may contract a * b + c into one fma by default; FP_CONTRACT is switched off below, so every kernel's
  *   arithmetic is the sequence of roundings its source shows, as on CUDA with the _rn intrinsics and on the CPU.
  */
@@ -73,6 +76,8 @@ typedef ulong u64;
 #define DIV_RN(a, b) ((a) / (b))
 #define SQRT_RN(a) sqrt(a)
 #define FMA(a, b, c) fma((a), (b), (c))
+#define EXP(a) exp(a)
+#define LOG(a) log(a)
 
 #else /* CUDA C++ under NVRTC */
 
@@ -112,6 +117,8 @@ typedef unsigned int uint;
 #define DIV_RN(a, b) __fdiv_rn((a), (b))
 #define SQRT_RN(a) __fsqrt_rn(a)
 #define FMA(a, b, c) __fmaf_rn((a), (b), (c))
+#define EXP(a) expf(a)
+#define LOG(a) logf(a)
 
 #endif
 

@@ -1,7 +1,8 @@
 /*
  * clang_cuda_prelude.h — what NVRTC declares before a kernel's first line, for clang's CUDA front end without a CUDA
  * toolkit (-nocudainc -nocudalib): the execution-space keywords, the builtin index variables, the vector types uint2,
- * uint3, uint4 and dim3, the device math intrinsics (__fmul_rn, __clz, ...), and atomicMin. With it, a kernel that
+ * uint3, uint4 and dim3, the device math intrinsics (__fmul_rn, __clz, ...), the libm functions the kernels call (expf,
+ * logf: NVRTC's are libdevice's __nv_expf and __nv_logf), and atomicMin. With it, a kernel that
  * compiles here uses nothing NVRTC lacks; clang's own declarations are stricter in places (threadIdx is not a uint3),
  * which is the point. Only the tests include it.
  */
@@ -27,3 +28,5 @@ struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
 #include <__clang_cuda_device_functions.h>
 
 __device__ inline int atomicMin(int *address, int value) { return __nvvm_atom_min_gen_i(address, value); }
+__device__ inline float expf(float x) { return __nv_expf(x); }
+__device__ inline float logf(float x) { return __nv_logf(x); }
