@@ -11,6 +11,7 @@ public sealed class KernelSourcesTests
     [InlineData("precision.cl")]
     [InlineData("linalg.cl")]
     [InlineData("moments.cl")]
+    [InlineData("attention.cl")]
     public void Every_header_is_pasted_once_and_no_include_line_is_left(string file)
     {
         string source = KernelSources.Get(file);

@@ -45,7 +45,7 @@ internal abstract partial class KernelBackend : Backend
 
     /// <summary>Every kernel of <c>kernels/*.cl</c>, family by family.</summary>
     public static IEnumerable<DeviceKernel> Declarations =>
-        [.. WindowsKernels.All, .. PrecisionKernels.All, .. UnscaleKernels.All, .. OptimizerStepsKernels.All, .. LinalgKernels.All, .. MomentsKernels.All];
+        [.. WindowsKernels.All, .. PrecisionKernels.All, .. UnscaleKernels.All, .. OptimizerStepsKernels.All, .. LinalgKernels.All, .. MomentsKernels.All, .. AttentionKernels.All];
 
     /// <summary>Checks the arguments against the declaration, then queues the launch.</summary>
     private void Launch(DeviceKernel kernel, in LaunchShape shape, params ReadOnlySpan<KernelArgument> arguments)
