@@ -110,7 +110,7 @@ internal static class Attention
         (long added, long outputs) = WindowedPeak();
         Say(report, $"cpu window 256, N 32K: forward + backward add <= {RssBudget >> 20} MB of peak RSS beyond their inputs and outputs",
             RssBudget / (double)Math.Max(1, added - outputs), 1,
-            $"peak RSS +{added / 1e6:F1} MB, of which {outputs / 1e6:F1} MB are the output, log-sum-exp, dq, dk and dv: +{(added - outputs) / 1e6:F1} MB of working memory " +
+            $"peak RSS +{added / 1e6:F1} MB, of which {outputs / 1e6:F1} MB are the output, log-sum-exp, dq, dk and dv: {Math.Max(0, added - outputs) / 1e6:F1} MB of working memory " +
             $"(a [N, N] Float32 score matrix per head would be {32768L * 32768 * 4 * 8 / 1e9:F1} GB)");
     }
 
