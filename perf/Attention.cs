@@ -107,11 +107,53 @@ internal static class Attention
                 $"{longest.Time.MedianMs:F1} / {shortest.Time.MedianMs:F1} ms = {growth:F2}");
         }
 
+        Console.WriteLine("timing decode over a KV cache on cpu ...");
+        Decode(plan, report);
+
         (long added, long outputs) = WindowedPeak();
         Say(report, $"cpu window 256, N 32K: forward + backward add <= {RssBudget >> 20} MB of peak RSS beyond their inputs and outputs",
             RssBudget / (double)Math.Max(1, added - outputs), 1,
             $"peak RSS +{added / 1e6:F1} MB, of which {outputs / 1e6:F1} MB are the output, log-sum-exp, dq, dk and dv: {Math.Max(0, added - outputs) / 1e6:F1} MB of working memory " +
             $"(a [N, N] Float32 score matrix per head would be {32768L * 32768 * 4 * 8 / 1e9:F1} GB)");
+    }
+
+    /// <summary>
+    /// One token's decode (query [1, 8, 1, 64]) over a 32K-token <see cref="KvCache"/> of 8 heads, read in place, beside
+    /// one read of the same bytes (<c>Precision.FindNonFinite</c> over two tensors the size of the cache's key and value
+    /// stores: every element read once, nothing written), interleaved; for each cache dtype.
+    /// </summary>
+    private static void Decode(RunPlan plan, Report report)
+    {
+        const int heads = 8, tokens = 32768, d = 64;
+        var cells = new List<string[]> { new[] { "cache", "decode ms (min–max)", "read once ms (min–max)", "cache GB/s in decode", "read / decode" } };
+        foreach (DType dtype in new[] { DType.Float32, DType.BFloat16 })
+        {
+            using var cache = new KvCache(heads, tokens, d, dtype);
+            var random = new Random(9);
+            const int block = 4096;
+            using (Tensor keys = Tensor.Empty(dtype, [heads, block, d]))
+            {
+                for (int appended = 0; appended < tokens; appended += block)
+                {
+                    keys.Device.Backend.Write(keys.Buffer, 0, CaseBytes.Magnitudes(dtype, keys.ElementCount, appended));
+                    cache.Append(keys, keys);
+                }
+            }
+            using Tensor query = Tensor.Empty(dtype, [1, heads, 1, d]);
+            query.Device.Backend.Write(query.Buffer, 0, AttentionData.Values(random, dtype, heads * d, 1));
+            using Tensor output = Tensor.Empty(dtype, [1, heads, 1, d]);
+            using Tensor storeK = Tensor.Empty(dtype, [heads, tokens, d]), storeV = Tensor.Empty(dtype, [heads, tokens, d]);
+            storeK.Device.Backend.Write(storeK.Buffer, 0, new byte[storeK.ByteCount]);
+            storeV.Device.Backend.Write(storeV.Buffer, 0, new byte[storeV.ByteCount]);
+            Timing[] t = Timer.Interleaved(Device.Cpu.Backend, plan with { Reps = Math.Max(plan.Reps, 10) },
+                [_ => cache.Attend(query, output: output), _ => NativeTensor.Precision.FindNonFinite([storeK, storeV])]);
+            double ratio = t[1].MedianMs / t[0].MedianMs;
+            cells.Add([$"{heads} x {tokens} x {d} {dtype} ({cache.ByteCount / 1e6:F0} MB)", $"{t[0].MedianMs:F2} ({t[0].MinMs:F2}–{t[0].MaxMs:F2})",
+                $"{t[1].MedianMs:F2} ({t[1].MinMs:F2}–{t[1].MaxMs:F2})", $"{cache.ByteCount / (t[0].MedianMs * 1e6):F1}", $"{ratio:F2}"]);
+            Say(report, $"cpu decode of one token over a 32K-token {dtype} cache >= {DecodeOverRead}x the speed of reading its bytes once", ratio, DecodeOverRead,
+                $"read {t[1].MedianMs:F2} ms / decode {t[0].MedianMs:F2} ms = {ratio:F2}");
+        }
+        report.Table(cells, [false, true, true, true, true]);
     }
 
     /// <summary>

@@ -82,6 +82,21 @@ public abstract class AttentionParityTests
         }
     }
 
+    /// <summary>
+    /// A few queries over thousands of keys (a decode step over a long cache): the CPU splits the keys into chunks and
+    /// merges their partial softmaxes; every backend must stay within the bound, windows and NaN-free merges included.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.Float32, 1, false, 0)]
+    [InlineData(DType.BFloat16, 1, true, 0)]
+    [InlineData(DType.Float16, 3, true, 2500)]
+    public void Few_queries_over_many_keys_stay_within_the_bound(DType dtype, int n, bool causal, int window)
+    {
+        Device device = Device;
+        CaseAssert.Passes(new AttentionCase(1, 4, 2, n, 5000, 64, causal, window, dtype, false, n + window), device);
+        CaseAssert.Passes(new AttentionCase(2, 2, 2, n, 3001, 24, causal, window, dtype, false, n + window + 1, Logits: 30), device);
+    }
+
     /// <summary>Scores far past exp's range (q times 300): the online softmax must subtract its running maximum.</summary>
     [Theory]
     [InlineData(DType.Float32, false)]

@@ -36,15 +36,28 @@ internal static unsafe class AttentionKernels
     /// <summary>Below this many multiply-adds a call runs on one core: handing work to a second costs tens of microseconds.</summary>
     private const long ParallelThreshold = 1L << 20;
 
+    /// <summary>
+    /// Query rows per key/value head (group size times N) at or below which the forward streams the keys past all of them
+    /// (<see cref="AttentionDecode{TLanes, TVector}"/>) instead of tiling the queries: decode steps and short blocks.
+    /// </summary>
+    public const int DecodeRows = 16;
+
     public static void Forward(in AttentionShape shape, byte* q, byte* k, byte* v, byte* output, float* logSumExp, SimdWidth width)
     {
         switch (width)
         {
-            case SimdWidth.V512 when Vector512.IsHardwareAccelerated: AttentionDriver<Floats512, Vector512<float>>.Forward(shape, q, k, v, output, logSumExp, width); break;
-            case >= SimdWidth.V256 when Vector256.IsHardwareAccelerated: AttentionDriver<Floats256, Vector256<float>>.Forward(shape, q, k, v, output, logSumExp, width); break;
-            case >= SimdWidth.V128 when Vector128.IsHardwareAccelerated: AttentionDriver<Floats128, Vector128<float>>.Forward(shape, q, k, v, output, logSumExp, width); break;
-            default: AttentionDriver<Floats1, float>.Forward(shape, q, k, v, output, logSumExp, width); break;
+            case SimdWidth.V512 when Vector512.IsHardwareAccelerated: Forward<Floats512, Vector512<float>>(shape, q, k, v, output, logSumExp, width); break;
+            case >= SimdWidth.V256 when Vector256.IsHardwareAccelerated: Forward<Floats256, Vector256<float>>(shape, q, k, v, output, logSumExp, width); break;
+            case >= SimdWidth.V128 when Vector128.IsHardwareAccelerated: Forward<Floats128, Vector128<float>>(shape, q, k, v, output, logSumExp, width); break;
+            default: Forward<Floats1, float>(shape, q, k, v, output, logSumExp, width); break;
         }
+    }
+
+    private static void Forward<TLanes, TVector>(in AttentionShape shape, byte* q, byte* k, byte* v, byte* output, float* logSumExp, SimdWidth width)
+        where TLanes : IFloatLanes<TVector> where TVector : struct
+    {
+        if ((long)shape.Group * shape.Queries <= DecodeRows) AttentionDecode<TLanes, TVector>.Forward(shape, q, k, v, output, logSumExp, width);
+        else AttentionDriver<TLanes, TVector>.Forward(shape, q, k, v, output, logSumExp, width);
     }
 
     public static void Backward(in AttentionShape shape, byte* outputGradient, byte* q, byte* k, byte* v, byte* output, float* logSumExp,
