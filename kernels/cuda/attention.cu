@@ -33,14 +33,16 @@
  *          2^31, as the host validated); scale arrives as binary32 bits. flags: bit 0 causal, bit 1 write lse.
  * Launch:  1-D, exactly 128 threads per group (GROUP_SIZE), B Hq ceil(N / 64) groups: group x takes head
  *          x / ceil(N / 64) and query block ceil(N / 64) - 1 - x % ceil(N / 64) (the heaviest causal blocks first).
- *          Shared memory (static): 2 BC (DP + 8) ushorts, at most 34816 bytes (DP 128); rows are DP + 8 elements
- *          apart so the 8 rows an ldmatrix reads fall in different banks.
+ *          Shared memory (static): 2 BC (DP + 8) ushorts for K and V, 64 BC for the rounded P of the exact path; at
+ *          most 43008 bytes (DP 128). Staged rows are DP + 8 elements apart, so the 8 rows an ldmatrix reads fall in
+ *          different banks.
  * Bounds:  a key row is read only for 0 <= j < keys inside the group's band, an element only below head_dim (16-byte
  *          loads only when head_dim % 8 == 0 and k, v are 16-byte aligned); q is read and out, lse written only for
  *          rows < N and columns < head_dim. Every thread reaches every barrier: the tile loop's bounds are the group's.
- * Limits:  a key visible to some query of a warp but not to another still enters the mma for both, with weight +0 for
- *          the one that cannot see it: a NaN or infinity in that key's value then reaches the other query too (0 * inf
- *          is NaN), which the Float32 path avoids. Keys that no query of the group sees are never read.
+ * Hidden:  keys no query of the group sees are never read. A key that some rows of a tile see and others do not enters
+ *          their mma with weight +0 for the others, harmless unless its value is infinite or NaN (0 * inf is NaN): so
+ *          staging notes any non-finite value (__syncthreads_or), and a warp whose tile is not wholly visible to it
+ *          then sums P V lane by lane over the keys each row sees (same rounded weights, FMA), never the hidden ones.
  */
 #include "dialect.h"
 #include "convert.h"
@@ -83,6 +85,17 @@ INLINE uint nt_pack(float lo, float hi) { return BF16 ? nt_pack_bf16(lo, hi) : n
 template <bool BF16>
 INLINE ushort nt_round(float x) { return BF16 ? nt_f32_to_bf16(AS_UINT(x)) : nt_f32_to_f16(AS_UINT(x)); }
 
+template <bool BF16>
+INLINE float nt_widen(ushort x) { return AS_FLOAT(BF16 ? nt_bf16_to_f32(x) : nt_f16_to_f32(x)); }
+
+/* 1 when either 16-bit half of w is an infinity or a NaN (all exponent bits set), else 0. */
+template <bool BF16>
+INLINE int nt_nonfinite(uint w)
+{
+    const uint lo = BF16 ? 0x7F80u : 0x7C00u, hi = lo << 16;
+    return (int)((w & lo) == lo) | (int)((w & hi) == hi);
+}
+
 template <int DP, int BC, bool BF16>
 INLINE void nt_attention_forward(const ushort* RESTRICT q, const ushort* RESTRICT k, const ushort* RESTRICT v,
                                  ushort* RESTRICT out, float* RESTRICT lse, int queries, int keys, int head_dim,
@@ -93,6 +106,7 @@ INLINE void nt_attention_forward(const ushort* RESTRICT q, const ushort* RESTRIC
     constexpr int CHUNKS = DP / 8;                      /* 16-byte chunks per staged row */
     __shared__ __attribute__((aligned(16))) ushort ks[BC * PITCH];
     __shared__ __attribute__((aligned(16))) ushort vs[BC * PITCH];
+    __shared__ __attribute__((aligned(16))) ushort ps[4 * 16 * BC];   /* each warp's rounded P, for the exact path */
 
     const int lid = LID(0), warp = lid >> 5, lane = lid & 31, group = lane >> 2, quad = lane & 3;
     const int causal = (int)(flags & 1u);
@@ -143,7 +157,9 @@ INLINE void nt_attention_forward(const ushort* RESTRICT q, const ushort* RESTRIC
     const bool wide = (head_dim & 7) == 0 && ((u64)k & 15u) == 0 && ((u64)v & 15u) == 0;
     for (i64 j0 = first; j0 <= last; j0 += BC)
     {
-        /* Stage keys j0 .. j0 + BC - 1 of the band; zeros past the band and past head_dim. */
+        /* Stage keys j0 .. j0 + BC - 1 of the band; zeros past the band and past head_dim. Note whether any staged
+         * value is an infinity or a NaN. */
+        int nonfinite = 0;
         for (int e = lid; e < BC * CHUNKS; e += NT_THREADS)
         {
             const int r = e / CHUNKS, c = 8 * (e % CHUNKS);
@@ -170,8 +186,9 @@ INLINE void nt_attention_forward(const ushort* RESTRICT q, const ushort* RESTRIC
             }
             *(uint4*)(ks + r * PITCH + c) = kw;
             *(uint4*)(vs + r * PITCH + c) = vw;
+            nonfinite |= nt_nonfinite<BF16>(vw.x) | nt_nonfinite<BF16>(vw.y) | nt_nonfinite<BF16>(vw.z) | nt_nonfinite<BF16>(vw.w);
         }
-        BARRIER();
+        const bool poisoned = __syncthreads_or(nonfinite) != 0;
 
         if (active && j0 <= warp_last && j0 + BC - 1 >= warp_first)
         {
@@ -241,19 +258,51 @@ INLINE void nt_attention_forward(const ushort* RESTRICT q, const ushort* RESTRIC
                 pf[n / 2][2 * (n & 1) + 1] = nt_pack<BF16>(x[n][2], x[n][3]);
             }
 
-            /* O += P V: per ldmatrix.trans, matrix mi holds keys 16 t + 8 (mi % 2) .. + 7 and columns
-             * 16 s + 8 (mi / 2) .. + 7, so registers 0, 1 are n-tile 2 s's B fragment and 2, 3 n-tile 2 s + 1's. */
+            if (!poisoned || whole)
+            {
+                /* O += P V: per ldmatrix.trans, matrix mi holds keys 16 t + 8 (mi % 2) .. + 7 and columns
+                 * 16 s + 8 (mi / 2) .. + 7, so registers 0, 1 are n-tile 2 s's B fragment and 2, 3 n-tile 2 s + 1's. */
 #pragma unroll
-            for (int t = 0; t < BC / 16; t++)
+                for (int t = 0; t < BC / 16; t++)
 #pragma unroll
-                for (int s = 0; s < DP / 16; s++)
+                    for (int s = 0; s < DP / 16; s++)
+                    {
+                        uint vb[4];
+                        const int mi = lane >> 3;
+                        nt_ldmatrix_x4_trans(vb, vs + (16 * t + 8 * (mi & 1) + (lane & 7)) * PITCH + 16 * s + 8 * (mi >> 1));
+                        nt_mma<BF16>(o[2 * s], pf[t], vb[0], vb[1]);
+                        nt_mma<BF16>(o[2 * s + 1], pf[t], vb[2], vb[3]);
+                    }
+            }
+            else
+            {
+                /* A value in the tile is infinite or NaN and some row of the warp must not see its key: the mma would
+                 * give that row 0 * inf = NaN. So each lane sums its own outputs over the keys its rows see, with the
+                 * same rounded weights, through this warp's slice of shared memory. Rare: only such data takes it. */
+                ushort* pw = ps + warp * 16 * BC;
+#pragma unroll
+                for (int n = 0; n < BC / 8; n++)
+#pragma unroll
+                    for (int r = 0; r < 2; r++)
+                        *(uint*)(pw + (group + 8 * r) * BC + 8 * n + 2 * quad) = pf[n / 2][2 * (n & 1) + r];
+                __syncwarp();
+                for (int jj = 0; jj < BC; jj++)
                 {
-                    uint vb[4];
-                    const int mi = lane >> 3;
-                    nt_ldmatrix_x4_trans(vb, vs + (16 * t + 8 * (mi & 1) + (lane & 7)) * PITCH + 16 * s + 8 * (mi >> 1));
-                    nt_mma<BF16>(o[2 * s], pf[t], vb[0], vb[1]);
-                    nt_mma<BF16>(o[2 * s + 1], pf[t], vb[2], vb[3]);
+                    const ushort* vrow = vs + jj * PITCH;
+#pragma unroll
+                    for (int r = 0; r < 2; r++)
+                    {
+                        if (j0 + jj < row_first[r] || j0 + jj > row_last[r]) continue;
+                        const float p = nt_widen<BF16>(pw[(group + 8 * r) * BC + jj]);
+#pragma unroll
+                        for (int n = 0; n < DP / 8; n++)
+#pragma unroll
+                            for (int e = 0; e < 2; e++)
+                                o[n][2 * r + e] = FMA(p, nt_widen<BF16>(vrow[8 * n + 2 * quad + e]), o[n][2 * r + e]);
+                    }
                 }
+                __syncwarp();
+            }
         }
         BARRIER();
     }

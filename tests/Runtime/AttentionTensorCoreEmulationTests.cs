@@ -22,13 +22,17 @@ public sealed class AttentionTensorCoreEmulationTests
 
     private static readonly Lazy<string> Program = new(Build, LazyThreadSafetyMode.ExecutionAndPublication);
 
-    /// <summary>One call: dtype, B, Hq, Hkv, N, M, D, causal, window, key rows and the first key's row (a ring when rows &gt; M or first &gt; 0).</summary>
+    /// <summary>
+    /// One call: dtype, B, Hq, Hkv, N, M, D, causal, window, key rows and the first key's row (a ring when rows &gt; M or
+    /// first &gt; 0), and NaNs written into k or v at storage element indices (keys some queries see and others do not).
+    /// </summary>
     public sealed record Case(DType DType, int Batch, int QueryHeads, int KvHeads, int Queries, int Keys, int HeadDim, bool Causal, int Window,
-        int KeyRows, int KeyFirst)
+        int KeyRows, int KeyFirst, long[]? NaNInKeys = null, long[]? NaNInValues = null)
     {
         public override string ToString() =>
             $"{DType} B{Batch} H{QueryHeads}/{KvHeads} N{Queries} M{Keys} D{HeadDim}{(Causal ? " causal" : "")}{(Window > 0 ? $" window {Window}" : "")}" +
-            (KeyRows != Keys || KeyFirst != 0 ? $" ring {KeyFirst}/{KeyRows}" : "");
+            (KeyRows != Keys || KeyFirst != 0 ? $" ring {KeyFirst}/{KeyRows}" : "") +
+            (NaNInKeys is { } k ? $" NaN in k at {string.Join(", ", k)}" : "") + (NaNInValues is { } v ? $" NaN in v at {string.Join(", ", v)}" : "");
     }
 
     /// <summary>
@@ -52,6 +56,11 @@ public sealed class AttentionTensorCoreEmulationTests
         new(DType.Float16, 1, 1, 1, 64, 64, 1, true, 5, 64, 0),
         new(DType.Float16, 1, 1, 1, 200, 260, 96, true, 64, 260, 0),
         new(DType.BFloat16, 1, 2, 1, 48, 150, 160, true, 33, 150, 0),
+        // A NaN reaches exactly the queries that see its key: causal rows below it and windows past it must stay clean
+        // though the key shares their tiles (the exact path of a poisoned tile), and a NaN key poisons whole rows.
+        new(DType.BFloat16, 1, 1, 1, 100, 100, 64, true, 0, 100, 0, NaNInValues: [50 * 64 + 3, 99 * 64 + 10]),
+        new(DType.Float16, 1, 1, 1, 100, 100, 40, true, 16, 100, 0, NaNInKeys: [70 * 40 + 5], NaNInValues: [30 * 40 + 3]),
+        new(DType.BFloat16, 1, 2, 1, 40, 90, 200, true, 8, 97, 60, NaNInValues: [(60 + 70) % 97 * 200 + 199]),
     ];
 
     public static TheoryData<int> CaseIndices() => [.. Enumerable.Range(0, Cases.Length)];
@@ -66,6 +75,9 @@ public sealed class AttentionTensorCoreEmulationTests
         ushort[] q = Values(random, (long)c.Batch * c.QueryHeads * c.Queries * c.HeadDim, c.DType);
         ushort[] k = Values(random, (long)c.Batch * c.KvHeads * c.KeyRows * c.HeadDim, c.DType);
         ushort[] v = Values(random, k.Length, c.DType);
+        ushort nan = c.DType == DType.BFloat16 ? BFloat16.NaN.Bits : BitConverter.HalfToUInt16Bits(Half.NaN);
+        foreach (long at in c.NaNInKeys ?? []) k[at] = nan;
+        foreach (long at in c.NaNInValues ?? []) v[at] = nan;
         float scale = (float)(1.0 / Math.Sqrt(c.HeadDim));
         (ushort[] output, float[] lse) = Run(program, c, scale, q, k, v);
 
@@ -90,11 +102,23 @@ public sealed class AttentionTensorCoreEmulationTests
                     Assert.True(output[e] == 0, $"{c}: row {row} sees no key, but output[{e}] has bits 0x{output[e]:X4}");
                 continue;
             }
+            if (double.IsNaN(l))
+            {
+                Assert.True(float.IsNaN(lse[row]), $"{c}: row {row} sees a NaN key, but its log-sum-exp is {lse[row]}");
+                for (long e = row * c.HeadDim; e < (row + 1) * c.HeadDim; e++)
+                    Assert.True(double.IsNaN(Widen(output[e], c.DType)), $"{c}: row {row} sees a NaN key, but output[{e}] is {Widen(output[e], c.DType)}");
+                continue;
+            }
             Assert.True(Math.Abs(lse[row] - l) <= rounds * expectedLse.Magnitude[row],
                 $"{c}: lse[{row}] = {lse[row]}, reference {l}, allowed {rounds * expectedLse.Magnitude[row]:E3}");
             for (long e = row * c.HeadDim; e < (row + 1) * c.HeadDim; e++)
             {
                 double value = Widen(output[e], c.DType), reference = expected.Value[e];
+                if (double.IsNaN(reference) || double.IsNaN(value))
+                {
+                    Assert.True(double.IsNaN(reference) && double.IsNaN(value), $"{c}: output[{e}] = {value}, reference {reference}");
+                    continue;
+                }
                 double error = (rounds + weight) * expected.Magnitude[e] + floor;
                 double allowed = error + store * (Math.Abs(reference) + error) + storeFloor;
                 Assert.True(Math.Abs(value - reference) <= allowed,

@@ -37,3 +37,4 @@ __device__ inline float __shfl_xor_sync(unsigned int mask, float value, int lane
     return result;
 }
 __device__ inline float fmaxf(float a, float b) { return __builtin_fmaxf(a, b); }
+__device__ inline void __syncwarp(unsigned int mask = 0xFFFFFFFFu) { asm volatile("bar.warp.sync %0;" : : "r"(mask) : "memory"); }

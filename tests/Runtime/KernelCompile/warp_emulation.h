@@ -9,6 +9,7 @@
  * Only the tests include it (Runtime/KernelCompile/warp_emulation_main.cpp).
  */
 #pragma once
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -42,8 +43,16 @@ struct Warp
     const unsigned short* row[32];
 };
 
+/* What the threads of one group share besides their barrier: two slots for __syncthreads_or, used in turn. */
+struct Group
+{
+    std::barrier<> meet{128};
+    std::atomic<int> any[2] = {0, 0};
+};
+
 inline thread_local Warp* warp = nullptr;
-inline thread_local std::barrier<>* group = nullptr;
+inline thread_local Group* group = nullptr;
+inline thread_local int turn = 0;
 inline thread_local bool bf16 = true;   /* the element type the current kernel's mma reads */
 
 inline int lane() { return (int)(threadIdx.x & 31u); }
@@ -129,7 +138,24 @@ inline void ldmatrix(unsigned int* r, const unsigned short* row, bool trans)
 }
 } // namespace nt_emulation
 
-inline void __syncthreads() { nt_emulation::group->arrive_and_wait(); }
+inline void __syncthreads() { nt_emulation::group->meet.arrive_and_wait(); }
+
+/* Every thread ORs into this turn's slot, meets, reads; thread 0 clears the other slot, which no thread reads again
+ * before the next meeting, and everyone meets again before anyone can write the next turn's. */
+inline int __syncthreads_or(int predicate)
+{
+    nt_emulation::Group& g = *nt_emulation::group;
+    const int slot = nt_emulation::turn;
+    if (predicate) g.any[slot].store(1);
+    g.meet.arrive_and_wait();
+    const int result = g.any[slot].load();
+    if (threadIdx.x == 0) g.any[slot ^ 1].store(0);
+    g.meet.arrive_and_wait();
+    nt_emulation::turn = slot ^ 1;
+    return result;
+}
+
+inline void __syncwarp(unsigned int = 0xFFFFFFFFu) { nt_emulation::warp->meet.arrive_and_wait(); }
 
 inline float __shfl_xor_sync(unsigned int, float value, int lane_mask)
 {

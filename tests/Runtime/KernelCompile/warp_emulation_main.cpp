@@ -65,7 +65,7 @@ int main(int argc, char** argv)
 
     for (int x = 0; x < groups; x++)
     {
-        std::barrier<> group(128);
+        nt_emulation::Group group;
         nt_emulation::Warp warps[4];
         std::vector<std::thread> threads;
         for (int t = 0; t < 128; t++)
@@ -75,6 +75,7 @@ int main(int argc, char** argv)
                 blockDim = {128, 1, 1};
                 gridDim = {(unsigned)groups, 1, 1};
                 nt_emulation::group = &group;
+                nt_emulation::turn = 0;
                 nt_emulation::warp = &warps[t / 32];
                 entry(q.data(), k.data(), v.data(), out.data(), lse.data(), n, m, d, hq, hkv, rows, first, window, flags, scale_bits);
             });
