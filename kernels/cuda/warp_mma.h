@@ -41,7 +41,7 @@ __device__ __forceinline__ void nt_mma_f16(float* d, const unsigned int* a, unsi
 __device__ __forceinline__ unsigned int nt_shared_address(const void* pointer)
 {
     unsigned int address;
-    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(address) : "l"(pointer));
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(address) : "l"((unsigned long long)pointer));
     return address;
 }
 
