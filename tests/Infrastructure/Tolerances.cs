@@ -300,42 +300,12 @@ public static class Tolerances
     }
 
     /// <summary>
-    /// The relative error of each softmax weight on the CUDA tensor-core path of attention (<c>kernels/cuda/attention.cu</c>),
-    /// beyond the Float32 path's: the unnormalised weights <c>2^(x_ij - m_i)</c> &lt;= 1 enter P V rounded to nearest in the
-    /// input dtype, so each is off by a factor (1 + δ), |δ| &lt;= u of that dtype: 2^-8 for BFloat16 (8 significant bits),
-    /// 2^-11 for Float16 (11). The normaliser l_i sums the unrounded weights, so an output moves by at most this times
-    /// <c>Σ_j P_ij |v_jd|</c>, which the reference's magnitude μ bounds. 0 for dtypes the path does not take.
+    /// The absolute error of one unnormalised weight that <see cref="AttentionInputRounding"/>'s relative term misses: on
+    /// CUDA's tensor-core path a Float16 weight below 2^-14 is subnormal and rounds to a multiple of 2^-24, off by up to
+    /// 2^-25. After the division by l_i &gt;= 1 an output moves by at most <c>2^-25 Σ_j |v_jd|</c> over the keys query i
+    /// sees (for dq, dk and dv likewise with the operand the weight multiplies). 0 elsewhere: BFloat16 has binary32's
+    /// exponent range, and other backends keep weights in binary32.
     /// </summary>
-    /// <remarks>
-    /// Float16 has a second, absolute term: a weight below 2^-14 is subnormal there and is off by up to 2^-25
-    /// (<see cref="AttentionTensorCoreWeightFloor"/>), which after the division by l_i &gt;= 1 moves an output by at most
-    /// <c>2^-25 Σ_j |v_jd|</c> over the visible keys. BFloat16 has binary32's exponent range, so it has none.
-    /// </remarks>
-    public static double AttentionTensorCoreWeight(DType dtype) => dtype switch
-    {
-        DType.BFloat16 => Math.ScaleB(1.0, -8),
-        DType.Float16 => Math.ScaleB(1.0, -11),
-        _ => 0,
-    };
-
-    /// <summary>The absolute error of one unnormalised weight below Float16's normal range: half its smallest subnormal, 2^-25.</summary>
-    public static double AttentionTensorCoreWeightFloor(DType dtype) => dtype == DType.Float16 ? Math.ScaleB(1.0, -25) : 0;
-
-    /// <summary>
-    /// Binary32 roundings R of one output or log-sum-exp of the tensor-core forward, for the reference's model
-    /// <c>R u μ</c> (u = 2^-24; see <c>AttentionReference</c>): a score is a D-term dot product whose additions inside the
-    /// mma are binary32 in the hardware's order and rounding (counted twice, since they need not round to nearest), then
-    /// two multiplications into base 2; ex2.approx and lg2.approx are within about 2^-22, four units each; the row sum
-    /// and P V add one term per key (again twice for the mma), with one rescaling multiplication per key tile at most; one
-    /// division. So R = 2 D + 3 M + 16 for M visible keys at most.
-    /// </summary>
-    public static long AttentionTensorCoreRoundings(int headDim, int keys) => 2L * headDim + 3L * keys + 16;
-
-    /// <summary>The relative error of rounding to nearest in a 16-bit dtype (its unit roundoff), for outputs stored in it.</summary>
-    public static double StorageUnitRoundoff(DType dtype) => dtype switch
-    {
-        DType.BFloat16 => Math.ScaleB(1.0, -8),
-        DType.Float16 => Math.ScaleB(1.0, -11),
-        _ => SingleUnitRoundoff,
-    };
+    public static double AttentionInputRoundingFloor(DType dtype, DeviceKind backend) =>
+        (dtype, backend) == (DType.Float16, DeviceKind.Cuda) ? Math.ScaleB(1.0, -25) : 0;
 }

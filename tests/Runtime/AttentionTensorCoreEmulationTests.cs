@@ -86,12 +86,12 @@ public sealed class AttentionTensorCoreEmulationTests
         (AttentionReference.Values expected, AttentionReference.Values expectedLse) =
             AttentionReference.Forward(geometry, Widen(q, c.DType), Dense(k, c), Dense(v, c));
 
-        double u = Tolerances.SingleUnitRoundoff, store = Tolerances.StorageUnitRoundoff(c.DType);
-        double rounds = Tolerances.AttentionTensorCoreRoundings(c.HeadDim, c.Keys) * u;
-        double weight = Tolerances.AttentionTensorCoreWeight(c.DType);
-        // Σ_j |v_jd| over at most M visible keys of magnitude at most Spread, for Float16's subnormal weights.
-        double floor = Tolerances.AttentionTensorCoreWeightFloor(c.DType) * c.Keys * Spread;
-        double storeFloor = c.DType == DType.Float16 ? Math.ScaleB(1.0, -25) : Math.ScaleB(1.0, -134);
+        // The parity suite's bound for CUDA (the device this kernel runs on), plus Float16's subnormal weights over at most
+        // M visible keys of magnitude at most Spread.
+        double rounds = Tolerances.AttentionRoundings(c.HeadDim, c.Queries, c.Keys, c.QueryHeads / c.KvHeads) * Tolerances.SingleUnitRoundoff;
+        double weight = Tolerances.AttentionInputRounding(c.DType, DeviceKind.Cuda);
+        double floor = Tolerances.AttentionInputRoundingFloor(c.DType, DeviceKind.Cuda) * c.Keys * Spread;
+        (double store, double storeFloor) = Tolerances.AttentionResultRounding(c.DType);
         for (long row = 0; row < lse.Length; row++)
         {
             double l = expectedLse.Value[row];
@@ -125,6 +125,28 @@ public sealed class AttentionTensorCoreEmulationTests
                     $"{c}: output[{e}] (row {row}, column {e - row * c.HeadDim}) = {value}, reference {reference}, allowed {allowed:E3}");
             }
         }
+    }
+
+    /// <summary>
+    /// Causal with window 1 (the parity suite's scene): a query that sees one key has weight exactly 1, and the other keys
+    /// of its tiles weight +0, so its output must be that value row bit for bit; the first N - M queries see none.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.BFloat16)]
+    [InlineData(DType.Float16)]
+    public void One_visible_key_copies_its_value_bit_for_bit_under_warp_emulation(DType dtype)
+    {
+        string program = Program.Value;
+        var c = new Case(dtype, 1, 1, 1, 40, 25, 19, true, 1, 25, 0);
+        var random = new Random(8);
+        ushort[] q = Values(random, c.Queries * c.HeadDim, dtype), k = Values(random, c.Keys * c.HeadDim, dtype);
+        ushort[] v = Values(random, c.Keys * c.HeadDim, dtype);
+        (ushort[] output, float[] lse) = Run(program, c, (float)(1 / Math.Sqrt(c.HeadDim)), q, k, v);
+        int empty = c.Queries - c.Keys;
+        Assert.All(output[..(empty * c.HeadDim)], bits => Assert.Equal(0, bits));
+        Assert.Equal(v, output[(empty * c.HeadDim)..]);
+        Assert.All(lse[..empty], x => Assert.Equal(float.NegativeInfinity, x));
+        Assert.All(lse[empty..], x => Assert.True(float.IsFinite(x)));
     }
 
     [Fact]
