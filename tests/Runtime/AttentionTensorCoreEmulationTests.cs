@@ -1,3 +1,5 @@
+using FsCheck;
+using FsCheck.Fluent;
 using NativeTensor.Reference;
 using NativeTensor.Runtime;
 using NativeTensor.Runtime.Kernels;
@@ -67,11 +69,40 @@ public sealed class AttentionTensorCoreEmulationTests
 
     [Theory]
     [MemberData(nameof(CaseIndices))]
-    public void The_tensor_core_forward_under_warp_emulation_matches_the_reference(int index)
+    public void The_tensor_core_forward_under_warp_emulation_matches_the_reference(int index) => Check(Cases[index], 1000 + index);
+
+    /// <summary>Random shapes as the parity suite draws them (lengths 1, 1..40, 60..140; D 1..96 and the edges; windows from 1 to past N + M), with rings.</summary>
+    [Fact]
+    public void Random_shapes_under_warp_emulation_match_the_reference()
     {
-        Case c = Cases[index];
+        _ = Program.Value;   // skips (or fails) here when there is no compiler, not inside the property
+        Gen<int> length = from kind in Gen.Choose(0, 9)
+                          from n in kind == 0 ? Gen.Constant(1) : kind <= 2 ? Gen.Choose(60, 140) : Gen.Choose(1, 40)
+                          select n;
+        Gen<int> headDim = from kind in Gen.Choose(0, 5)
+                           from d in kind == 0 ? Gen.Elements(1, 2, 3, 7, 255, 256) : kind == 1 ? Gen.Elements(16, 32, 64, 128) : Gen.Choose(1, 96)
+                           select d;
+        Gen<(Case, int)> cases =
+            from n in length
+            from m in length
+            from d in headDim
+            from kvHeads in Gen.Choose(1, 2)
+            from heads in Gen.Elements(1, 2, 3)
+            from causal in Gen.Elements(false, true)
+            from window in Gen.Elements(0, 0, 1, 2, 5, 17, n, n + m + 3)
+            from dtype in Gen.Elements(DType.BFloat16, DType.Float16)
+            from spare in Gen.Elements(0, 0, 1, 37)
+            from first in Gen.Choose(0, m + spare - 1)
+            from ring in Gen.Elements(false, true)
+            from seed in Gen.Choose(0, int.MaxValue)
+            select (new Case(dtype, 1, kvHeads * heads, kvHeads, n, m, d, causal, window, m + spare, ring ? first : 0), seed);
+        Prop.ForAll(cases.ToArbitrary(), x => Check(x.Item1, x.Item2)).Check(Config.QuickThrowOnFailure.WithMaxTest(12));
+    }
+
+    private static void Check(Case c, int seed)
+    {
         string program = Program.Value;
-        var random = new Random(1000 + index);
+        var random = new Random(seed);
         ushort[] q = Values(random, (long)c.Batch * c.QueryHeads * c.Queries * c.HeadDim, c.DType);
         ushort[] k = Values(random, (long)c.Batch * c.KvHeads * c.KeyRows * c.HeadDim, c.DType);
         ushort[] v = Values(random, k.Length, c.DType);
