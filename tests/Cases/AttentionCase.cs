@@ -96,7 +96,9 @@ public sealed record AttentionCase(int Batch, int QueryHeads, int KvHeads, int Q
         double rounding = Tolerances.AttentionRoundings(HeadDim, Queries, Keys, QueryHeads / KvHeads);
         double weights = Tolerances.AttentionInputRounding(DType, device.Kind);
         double largest = new[] { truth.Q, truth.K, truth.V, truth.OutputGradient }.Max(x => LinalgReference.Values(x, DType).Select(Math.Abs).DefaultIfEmpty(0).Max());
-        double floor = Tolerances.AttentionUnderflow(HeadDim, Queries, Keys, QueryHeads / KvHeads, Geometry.Scale, largest);
+        // Underflow, plus (CUDA Float16) subnormal weights: at most 2^-25 per weight times Σ_j |v_j| <= M max|input|.
+        double floor = Tolerances.AttentionUnderflow(HeadDim, Queries, Keys, QueryHeads / KvHeads, Geometry.Scale, largest)
+            + Tolerances.AttentionInputRoundingFloor(DType, device.Kind) * Keys * largest * Math.Max(1, Geometry.Scale * HeadDim * largest);
         string? inputs;
         if (!Backward)
         {
