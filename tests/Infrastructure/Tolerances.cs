@@ -145,6 +145,14 @@ public static class Tolerances
         AttentionRoundings(headDim, queries, keys, group) * Math.ScaleB(1.0, -149) * headDim * Math.Max(1, scale) * Math.Pow(1 + largestInput, 4);
 
     /// <summary>
+    /// How far the reference's analytic attention gradient may sit from a central finite difference of the reference's
+    /// forward in double, relative to the largest gradient: the difference's truncation error is h^2/6 times a third
+    /// derivative (h = 1e-4 on inputs of magnitude 1: about 1e-9) and its cancellation error 2^-53 / h times the loss
+    /// (about 1e-12); 1e-6 leaves three orders to spare and still catches any wrong term, which would be of order 1.
+    /// </summary>
+    public const double AttentionFiniteDifference = 1e-6;
+
+    /// <summary>
     /// The stability target: data with mean 1e4 and unit variance must give a covariance within this max-norm relative
     /// error (max |C - C_ref| / max |C_ref|) of the double two-pass reference. A requirement, not a derived bound; the derived
     /// bound <see cref="MomentsScatterRelative"/> (7.7e-6) is what guarantees it.
