@@ -161,6 +161,22 @@ internal static class PerfCases
         new MomentsCase(2, 33, DType.Float16, 131, Shards: 3, Rank2: false, RoundTrip: true, Diagonal: true, Mean: -3.5, Scale: 1e-3, Seed: 131),
     ];
 
+    /// <summary>
+    /// Attention forward and backward over the dtypes, masks (causal, windows inside and past the sequence), grouped heads,
+    /// N &lt; M, N = 1 and an odd head dimension, all held to the derived bound. The timed shapes are not among them: their
+    /// double reference takes minutes; the tests hold the same code to the same bound on shapes across its tiles.
+    /// </summary>
+    public static IOpCase[] Attention { get; } =
+    [
+        .. from backward in new[] { false, true }
+           from dtype in new[] { DType.Float32, DType.Float16, DType.BFloat16 }
+           select (IOpCase)new AttentionCase(2, 4, 2, 70, 70, 64, true, 0, dtype, backward, 51),
+        new AttentionCase(1, 8, 1, 33, 150, 40, true, 50, DType.BFloat16, false, 52),
+        new AttentionCase(1, 8, 1, 33, 150, 40, true, 50, DType.Float32, true, 52),
+        new AttentionCase(1, 2, 2, 1, 300, 128, false, 0, DType.Float16, false, 53),
+        new AttentionCase(1, 3, 1, 90, 41, 7, true, 5, DType.Float32, true, 54),
+    ];
+
     /// <summary>The families validated just before their timing sections, by section title: what <c>perf validate</c> runs after <see cref="Windows"/>.</summary>
     public static (string Title, IOpCase[] Cases)[] Timed =>
     [
@@ -169,6 +185,7 @@ internal static class PerfCases
         ("Optimizer steps: NativeTensor.OptimizerSteps.AdamW / Sgd", OptimizerSteps),
         ("Linalg: Linalg.MatMul / Syrk", Linalg),
         ("Moments: Moments.Update and Merge", Moments),
+        ("Attention: Attention.Forward / Backward", Attention),
     ];
 
     private static IOpCase[] StepSet()

@@ -12,20 +12,21 @@ namespace NativeTensor.Perf;
 internal static partial class Program
 {
     private const string Usage = """
-        usage: perf [all | validate | linalg | moments | memory | mapped | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16] [--mapped FILE]] [--quick] [--device SPEC] [--only SECTIONS] [--out PATH]
+        usage: perf [all | validate | linalg | moments | attention | memory | mapped | bdn [BenchmarkDotNet args] | memory-child [--frames N] [--bfloat16] [--mapped FILE]] [--quick] [--device SPEC] [--only SECTIONS] [--out PATH]
           all (default)  validate every op on every device, time the gathers, run the peers and the memory scenario
           validate       only the validation: every shared case (tests/Cases) of windows, conversions, unscale and optimizer steps
           linalg         only the matrix products: validate, time, FMA peak, numpy/torch peers, targets
           memory         only the memory scenario (CPU)
           mapped         only the mapped-file section: the scenario's frames as a .npy, gathered mapped vs in RAM, warm and cold
           moments        only Moments: validate on every device, time Update [4096, 1024] beside np.cov (and torch.cov), then StreamingPca
+          attention      only Attention: validate, time the causal pair beside MatMul and the peers, windows against N, peak RSS, decode
           bdn            the CPU gather and copy under BenchmarkDotNet's default config
           memory-child   one lazy epoch, printing JSON (run by the memory scenario; --mapped FILE: frames from a .npy through a memory map)
           --quick        few reps, for smoke runs (results go to a .tmp file)
           --device SPECS only these devices (comma-separated): cpu, opencl[:i], cuda[:i], ilgpu:cpu, ilgpu:cuda[:i];
                          without it every device but ilgpu:cpu (ILGPU's emulated GPU: it validates, its speed is no target)
           --only SECTIONS  'all' runs only these timed sections (comma-separated): Bandwidth, Precision, Unscale,
-                         OptimizerSteps, Linalg, Moments, Memory, Mapped; for before/after runs of one kernel family
+                         OptimizerSteps, Linalg, Moments, Attention, Memory, Mapped; for before/after runs of one kernel family
           --out PATH     where to write the markdown report
         """;
 
@@ -64,7 +65,7 @@ internal static partial class Program
         int i = 0;
         if (args.Length > 0 && !args[0].StartsWith('-')) command = args[i++];
         if (command is "bdn" or "memory-child") return new Options(command, false, null, null, args[i..]);
-        if (command is not ("all" or "validate" or "linalg" or "moments" or "memory" or "mapped")) throw new ArgumentException($"unknown command '{command}'");
+        if (command is not ("all" or "validate" or "linalg" or "moments" or "attention" or "memory" or "mapped")) throw new ArgumentException($"unknown command '{command}'");
         for (; i < args.Length; i++)
         {
             switch (args[i])
@@ -153,11 +154,17 @@ internal static partial class Program
                     (moments, bool momentsFailed) = Moments.Run(passed, plan, report, options.Quick);
                     failed |= momentsFailed | Pca.Run(passed, plan, report, options.Quick);
                 }
+                if (options.Wants("Attention"))
+                {
+                    (_, bool attentionFailed) = Attention.Run(passed, plan, report, options.Quick);
+                    failed |= attentionFailed;
+                }
             }
         }
         if (options.Command == "linalg") (linalg, failed) = Linalg.Run(devices, plan, report);
         if (options.Command == "moments") (moments, failed) = Moments.Run(devices, plan, report, options.Quick);
         if (options.Command == "moments") failed |= Pca.Run(devices, plan, report, options.Quick);
+        if (options.Command == "attention") (_, failed) = Attention.Run(devices, plan, report, options.Quick);
         if (options.Command is "memory" || (options.Command == "all" && options.Wants("Memory")))
         {
             report.Section("Memory scenario: sequence embedding, lazy vs eager windows (cpu)");

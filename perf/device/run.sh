@@ -19,7 +19,8 @@
 #   NATIVETENSOR_REQUIRE         default cuda,ilgpu; set it empty for a dry run on a machine without a GPU
 #   NATIVETENSOR_BUNDLE_DEVICE   the device perf and the sanitizers use (default cuda; opencl for a dry run on PoCL)
 #   NATIVETENSOR_BUNDLE_ILGPU    the ILGPU device perf times beside it (default ilgpu:cuda when the device is cuda; empty: none)
-#   NATIVETENSOR_BUNDLE_TESTS    cuda (default) or all: every suite, CPU and OpenCL included (CI runs those anyway)
+#   NATIVETENSOR_BUNDLE_TESTS    cuda (default) or all: every suite, CPU and OpenCL included (CI runs those anyway); or
+#                                xunit class patterns, space-separated, for a short focused run (e.g. "*.CudaAttention*")
 #   NATIVETENSOR_TIME_SCALE      multiplies every step's limit (default 1; a 2-core machine without a GPU wants 4)
 #   NATIVETENSOR_BUNDLE_STEPS    the steps to run (default "environment tests sanitizers perf"), to rerun one after a fix
 set -u
@@ -90,12 +91,13 @@ wants environment && step environment 20 bash -c environment
 
 # The suites that run on CUDA: every Cuda* class, every Ilgpu* class (ILGPU's CUDA accelerator is the first ILGPU device
 # where there is a GPU), and the classes with CUDA rows of their own. (xunit takes a wildcard only at either end of a filter.)
-if [ "${NATIVETENSOR_BUNDLE_TESTS:-cuda}" = all ]; then
-  selection=()
-else
-  selection=(-class "*.Cuda*" -class "*.Ilgpu*" -class "NativeTensor.Tests.Memory.KvCacheTests" \
-             -class "NativeTensor.Tests.Core.DeviceTests" -class "NativeTensor.Tests.Runtime.KernelCudaCompileTests")
-fi
+case "${NATIVETENSOR_BUNDLE_TESTS:-cuda}" in
+  all) selection=() ;;
+  cuda) selection=(-class "*.Cuda*" -class "*.Ilgpu*" -class "NativeTensor.Tests.Memory.KvCacheTests" \
+                   -class "NativeTensor.Tests.Core.DeviceTests" -class "NativeTensor.Tests.Runtime.KernelCudaCompileTests") ;;
+  *) read -ra patterns <<< "$NATIVETENSOR_BUNDLE_TESTS"   # split on spaces without expanding the patterns as globs
+     selection=(); for pattern in "${patterns[@]}"; do selection+=(-class "$pattern"); done ;;
+esac
 wants tests && step tests 170 "$tests" "${selection[@]}" -xml "$OUT/tests.xml" -junit "$OUT/tests.junit.xml"
 
 # Every op's validation on the device under the sanitizers, one launch at a time so a fault names its kernel.

@@ -73,6 +73,15 @@ public sealed class IlgpuLinalgParityTests : LinalgParityTests
     protected override int CacheBlockExtent(int extent) => Math.Min(extent, IlgpuRuns.LargestMatrix(Device, extent));
 }
 
+public sealed class IlgpuAttentionParityTests : AttentionParityTests
+{
+    protected override Device Device => Backends.Require(DeviceKind.Ilgpu);
+
+    protected override int PropertyRuns => IlgpuRuns.Property;
+
+    protected override int LongSequence => IlgpuRuns.LargestMatrix(Device, base.LongSequence);
+}
+
 public sealed class IlgpuMomentsTests(ITestOutputHelper output) : MomentsParityTests(output)
 {
     protected override Device Device => Backends.Require(DeviceKind.Ilgpu);

@@ -1,3 +1,4 @@
+using NativeTensor.Reference;
 namespace NativeTensor.Tests.Infrastructure;
 
 /// <summary>
@@ -89,6 +90,67 @@ public static class Tolerances
             (14.0 * rows + 16) * DoubleUnitRoundoff + Math.Pow(Gamma(Math.Min(rows, Moments.ColumnSumRows(rows)), SingleUnitRoundoff), 2),
         _ => throw new ArgumentException($"no moments mean tolerance for {backend}: add one with its source"),
     };
+
+    /// <summary>
+    /// How many binary32 roundings R an attention result may carry, in units of <see cref="AttentionReference"/>'s
+    /// magnitudes: every backend's element must be within <c>R u μ + T μ + w |value|</c> (u = 2^-24; T from
+    /// <see cref="AttentionInputRounding"/>, w from <see cref="AttentionResultRounding"/>).
+    /// </summary>
+    /// <remarks>
+    /// Source: the reference's μ is the first-order propagation of one relative error per step (see its remarks). The
+    /// longest chain of binary32 roundings any result passes through is: D for a score's dot product; M for the sum over
+    /// keys (the online softmax's rescales add one multiply per key tile, fewer than M); N x group for dk and dv, summed over
+    /// the queries of every head in the group; and a constant 32 for the single operations and the exponentials (the CPU's
+    /// vector exp is within 2 ulp, OpenCL 1.2 allows 3 ulp for exp and log, CUDA's expf/logf 2 and 1). Doubled, since
+    /// first-order bounds omit the products of errors and the kernels' orders of summation differ from the reference's.
+    /// </remarks>
+    public static double AttentionRoundings(int headDim, int queries, int keys, int group) =>
+        2.0 * (headDim + keys + (double)queries * group + 32);
+
+    /// <summary>
+    /// The relative error of rounding each attention weight (and, in the backward, each dS) to the input dtype before a
+    /// product, which only CUDA's tensor-core path does for Float16 and BFloat16 (mma.sync takes 16-bit operands): the
+    /// dtype's unit roundoff, 2^-11 for Float16 and 2^-8 for BFloat16; 0 where weights stay Float32.
+    /// </summary>
+    public static double AttentionInputRounding(DType dtype, DeviceKind backend) => (dtype, backend) switch
+    {
+        (DType.Float16, DeviceKind.Cuda) => Math.ScaleB(1.0, -11),
+        (DType.BFloat16, DeviceKind.Cuda) => Math.ScaleB(1.0, -8),
+        _ => 0,
+    };
+
+    /// <summary>
+    /// The error of storing a Float32 result in <paramref name="dtype"/> by rounding to nearest even: relative, its unit
+    /// roundoff (2^-11 for Float16, 2^-8 for BFloat16, 0 for Float32, which is stored as computed); absolute, half its
+    /// smallest subnormal, for results in the subnormal range.
+    /// </summary>
+    public static (double Relative, double Absolute) AttentionResultRounding(DType dtype) => dtype switch
+    {
+        DType.Float16 => (Math.ScaleB(1.0, -11), Math.ScaleB(1.0, -25)),
+        DType.BFloat16 => (Math.ScaleB(1.0, -8), Math.ScaleB(1.0, -134)),
+        _ => (0, 0),
+    };
+
+    /// <summary>
+    /// The absolute floor of an attention result's bound, for results at or near binary32's subnormal range, where a
+    /// rounding's error is absolute (at most 2^-150, half the smallest subnormal) rather than relative to the value.
+    /// </summary>
+    /// <remarks>
+    /// Source: each of the R roundings (<see cref="AttentionRoundings"/>) may lose 2^-150 in an intermediate (a weight, a
+    /// product, dS), which later steps multiply by at most scale times D times a product of the inputs' magnitudes (at
+    /// most one each of q, k, v and dO along any chain): R 2^-149 D max(1, scale) (1 + max|input|)^4. Below 1e-30 for
+    /// every suite's inputs, so it only decides results that are themselves nearly subnormal.
+    /// </remarks>
+    public static double AttentionUnderflow(int headDim, int queries, int keys, int group, double scale, double largestInput) =>
+        AttentionRoundings(headDim, queries, keys, group) * Math.ScaleB(1.0, -149) * headDim * Math.Max(1, scale) * Math.Pow(1 + largestInput, 4);
+
+    /// <summary>
+    /// How far the reference's analytic attention gradient may sit from a central finite difference of the reference's
+    /// forward in double, relative to the largest gradient: the difference's truncation error is h^2/6 times a third
+    /// derivative (h = 1e-4 on inputs of magnitude 1: about 1e-9) and its cancellation error 2^-53 / h times the loss
+    /// (about 1e-12); 1e-6 leaves three orders to spare and still catches any wrong term, which would be of order 1.
+    /// </summary>
+    public const double AttentionFiniteDifference = 1e-6;
 
     /// <summary>
     /// The stability target: data with mean 1e4 and unit variance must give a covariance within this max-norm relative
@@ -244,4 +306,14 @@ public static class Tolerances
         double magnitude = Math.Abs(alpha) * absoluteProducts + (beta == 0 ? 0 : Math.Abs(beta * oldC));
         return (Gamma(k + 2, SingleUnitRoundoff) + Gamma(k + 2, DoubleUnitRoundoff)) * magnitude + (k + 2) * Math.ScaleB(1.0, -149);
     }
+
+    /// <summary>
+    /// The absolute error of one unnormalised weight that <see cref="AttentionInputRounding"/>'s relative term misses: on
+    /// CUDA's tensor-core path a Float16 weight below 2^-14 is subnormal and rounds to a multiple of 2^-24, off by up to
+    /// 2^-25. After the division by l_i &gt;= 1 an output moves by at most <c>2^-25 Σ_j |v_jd|</c> over the keys query i
+    /// sees (for dq, dk and dv likewise with the operand the weight multiplies). 0 elsewhere: BFloat16 has binary32's
+    /// exponent range, and other backends keep weights in binary32.
+    /// </summary>
+    public static double AttentionInputRoundingFloor(DType dtype, DeviceKind backend) =>
+        (dtype, backend) == (DType.Float16, DeviceKind.Cuda) ? Math.ScaleB(1.0, -25) : 0;
 }

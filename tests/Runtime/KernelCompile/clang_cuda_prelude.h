@@ -30,3 +30,14 @@ struct __attribute__((aligned(16))) uint4 { unsigned int x, y, z, w; };
 __device__ inline int atomicMin(int *address, int value) { return __nvvm_atom_min_gen_i(address, value); }
 __device__ inline float expf(float x) { return __nv_expf(x); }
 __device__ inline float logf(float x) { return __nv_logf(x); }
+
+/* Warp shuffles and float math NVRTC declares without a header (the CUDA-only kernels under kernels/cuda/ use them). */
+__device__ inline float __shfl_xor_sync(unsigned int mask, float value, int lane_mask)
+{
+    /* clang's builtin needs a PTX version that -nocudainc does not announce; the instruction itself is what NVRTC emits. */
+    float result;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, %3;" : "=f"(result) : "f"(value), "r"(lane_mask), "r"(mask));
+    return result;
+}
+__device__ inline float fmaxf(float a, float b) { return __builtin_fmaxf(a, b); }
+__device__ inline void __syncwarp(unsigned int mask = 0xFFFFFFFFu) { asm volatile("bar.warp.sync %0;" : : "r"(mask) : "memory"); }

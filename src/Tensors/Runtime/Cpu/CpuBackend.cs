@@ -197,6 +197,7 @@ internal sealed unsafe class CpuBackend(SimdWidth simd) : Backend
     public override void AttentionBackward(in AttentionShape shape, DeviceBuffer outputGradient, DeviceBuffer q, DeviceBuffer k,
         DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp, DeviceBuffer delta, DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv)
     {
+        if (!shape.IsDense) throw new ArgumentException("the backward takes densely stored keys (KeyFirst 0, KeyRows = Keys)", nameof(shape));
         long queryBytes = shape.QueryElements * shape.DType.SizeOf(), keyBytes = shape.KeyElements * shape.DType.SizeOf();
         using var gradient = new Lease(outputGradient);
         using var queries = new Lease(q);

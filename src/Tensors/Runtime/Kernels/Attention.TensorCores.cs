@@ -1,13 +1,126 @@
+using NativeTensor.Runtime.Cuda;
+using static NativeTensor.Runtime.Kernels.KernelParameter;
+
 namespace NativeTensor.Runtime.Kernels;
 
-// PLACEHOLDER (being written): the CUDA tensor-core path of attention (kernels/cuda/attention.cu).
+/// <summary>
+/// The kernels of <c>kernels/cuda/attention.cu</c> (see its header for the math, the tiling and the one extra rounding):
+/// the tensor-core forward for BFloat16 and Float16 on CUDA devices of compute capability 8.0 and newer. They are CUDA
+/// C++ with inline PTX, so they are not in <see cref="KernelBackend.Declarations"/> (which OpenCL and ILGPU hold their
+/// own kernels against): only the CUDA backend builds them, and the CUDA compile test checks them.
+/// </summary>
+internal static class AttentionTensorCoreKernels
+{
+    public const string Source = "cuda/attention.cu";
+
+    /// <summary>Threads per group, exactly (4 warps; the kernels declare it with GROUP_SIZE): NT_THREADS in the source.</summary>
+    public const int GroupThreads = 128;
+
+    /// <summary>Queries per group (16 per warp): NT_QUERIES in the source.</summary>
+    public const int QueriesPerGroup = 64;
+
+    /// <summary>mma.sync with bf16 operands, ldmatrix and cvt.rn.bf16x2 need sm_80 (compute capability as major * 10 + minor).</summary>
+    public const int MinComputeCapability = 80;
+
+    /// <summary>The most groups one launch takes: CUDA's gridDim.x limit.</summary>
+    public const long MaxGroups = int.MaxValue;
+
+    /// <summary>The head dimensions the kernels are built for; a call takes the smallest at least its D, zero-padded.</summary>
+    private static readonly int[] PaddedHeadDims = [32, 64, 96, 128, 192, 256];
+
+    private static readonly DeviceKernel[] BFloat16Forwards = Forwards("bf16");
+    private static readonly DeviceKernel[] Float16Forwards = Forwards("f16");
+
+    /// <summary>Every kernel of <c>cuda/attention.cu</c>.</summary>
+    public static IEnumerable<DeviceKernel> All => [.. BFloat16Forwards, .. Float16Forwards];
+
+    /// <summary>The forward for <paramref name="dtype"/> and head dimension <paramref name="headDim"/>, or null when there is none.</summary>
+    public static DeviceKernel? Forward(DType dtype, int headDim)
+    {
+        DeviceKernel[]? kernels = dtype switch { DType.BFloat16 => BFloat16Forwards, DType.Float16 => Float16Forwards, _ => null };
+        if (kernels is null || headDim < 1) return null;
+        int index = Array.FindIndex(PaddedHeadDims, padded => padded >= headDim);
+        return index < 0 ? null : kernels[index];
+    }
+
+    /// <summary>Groups of a forward: ceil(N / 64) query blocks for each of the B Hq heads.</summary>
+    public static long Groups(in AttentionShape shape) =>
+        (long)shape.Batch * shape.QueryHeads * ((shape.Queries + (long)QueriesPerGroup - 1) / QueriesPerGroup);
+
+    /// <summary>The kernels' <c>flags</c>: bit 0 causal, bit 1 write the log-sum-exp.</summary>
+    public static uint Flags(bool causal, bool logSumExp) => (causal ? 1u : 0u) | (logSumExp ? 2u : 0u);
+
+    private static DeviceKernel[] Forwards(string type) =>
+        [.. PaddedHeadDims.Select(padded => new DeviceKernel(Source, $"attention_forward_{type}_d{padded}",
+            [Buffer("q"), Buffer("k"), Buffer("v"), Buffer("output"), Buffer("lse"), Int32("queries"), Int32("keys"), Int32("head_dim"),
+             Int32("query_heads"), Int32("kv_heads"), Int32("key_rows"), Int32("key_first"), Int32("window"), UInt32("flags"),
+             UInt32("scale_bits")],
+            groupThreads: GroupThreads))];
+}
+
+/// <summary>
+/// Attention on tensor cores: the CUDA backend on an sm_80+ GPU runs BFloat16 and Float16 forwards here; everything
+/// else (Float32, older GPUs, OpenCL, ILGPU, and every backward for now) falls through to the portable kernels of
+/// <c>Attention.cs</c>.
+/// </summary>
 internal abstract partial class KernelBackend
 {
-    /// <summary>Runs the forward on the CUDA tensor-core kernels when this backend and shape take them; false otherwise.</summary>
-    private bool TryTensorCoreAttentionForward(in AttentionShape shape, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output,
-        DeviceBuffer? logSumExp) => false;
+    /// <summary>
+    /// Every kernel of <c>kernels/cuda/*.cu</c>: CUDA C++ that only the CUDA backend builds, kept apart from
+    /// <see cref="Declarations"/>, whose kernels OpenCL reads as OpenCL C and ILGPU mirrors as C# entries.
+    /// </summary>
+    public static IEnumerable<DeviceKernel> CudaOnlyDeclarations => AttentionTensorCoreKernels.All;
 
-    /// <summary>Runs the backward on the CUDA tensor-core kernels when this backend and shape take them; false otherwise.</summary>
+    /// <summary>
+    /// Runs the forward on <c>cuda/attention.cu</c> when this is the CUDA backend on a GPU of compute capability 8.0 or
+    /// newer and q is BFloat16 or Float16 (any D up to <see cref="Attention.MaxHeadDim"/>); false, touching nothing,
+    /// otherwise. Its result differs from the Float32 path's only by P's rounding to the input dtype before P V (the
+    /// kernel's header states the bound).
+    /// </summary>
+    private bool TryTensorCoreAttentionForward(in AttentionShape shape, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output,
+        DeviceBuffer? logSumExp)
+    {
+        if (Kind != DeviceKind.Cuda || this is not CudaBackend { ComputeCapability: >= AttentionTensorCoreKernels.MinComputeCapability })
+            return false;
+        DeviceKernel? kernel = AttentionTensorCoreKernels.Forward(shape.DType, shape.HeadDim);
+        long groups = AttentionTensorCoreKernels.Groups(shape);
+        if (kernel is null || groups > AttentionTensorCoreKernels.MaxGroups) return false;
+        CheckAttentionForward(shape, q, k, v, output, logSumExp);
+        Prepare(kernel);
+        // Keys == 0 needs no special case: the band is empty, so every query gets 0 and -inf from the kernel itself.
+        if (groups == 0) return true;
+        Launch(kernel, LaunchShapes.Tiles(kernel, groups),
+            q, k, v, output, logSumExp ?? output, shape.Queries, shape.Keys, shape.HeadDim, shape.QueryHeads, shape.KvHeads, shape.KeyRows,
+            shape.KeyFirst, shape.Window, AttentionTensorCoreKernels.Flags(shape.Causal, logSumExp is not null), Bits(shape.Scale));
+        return true;
+    }
+
+    /// <summary>The backward has no tensor-core kernel yet: the portable kernels run it.</summary>
     private bool TryTensorCoreAttentionBackward(in AttentionShape shape, DeviceBuffer outputGradient, DeviceBuffer q, DeviceBuffer k,
         DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp, DeviceBuffer delta, DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv) => false;
+
+    /// <summary>
+    /// What keeps the forward in bounds whatever an internal caller passes: every buffer is this backend's and large
+    /// enough, the geometry is one the kernel's index contract takes, and no output is also an input (the kernel reads
+    /// q, k and v through restrict pointers while it writes).
+    /// </summary>
+    private void CheckAttentionForward(in AttentionShape shape, DeviceBuffer q, DeviceBuffer k, DeviceBuffer v, DeviceBuffer output,
+        DeviceBuffer? logSumExp)
+    {
+        if (shape.Batch < 0 || shape.Queries < 0 || shape.Keys < 0 || shape.HeadDim < 1 || shape.QueryHeads < 1 || shape.KvHeads < 1
+            || shape.QueryHeads % shape.KvHeads != 0 || shape.KeyFirst < 0 || shape.Keys > shape.KeyRows
+            || (shape.KeyRows > 0 && shape.KeyFirst >= shape.KeyRows) || shape.Window < 0)
+            throw new ArgumentException($"attention geometry {shape} is outside the kernel's index contract", nameof(shape));
+        long size = shape.DType.SizeOf();
+        CheckRange(q, checked(shape.QueryElements * size), nameof(q));
+        CheckRange(k, checked(shape.KeyElements * size), nameof(k));
+        CheckRange(v, checked(shape.KeyElements * size), nameof(v));
+        CheckRange(output, checked(shape.QueryElements * size), nameof(output));
+        if (logSumExp is not null) CheckRange(logSumExp, checked(shape.QueryRows * sizeof(float)), nameof(logSumExp));
+        if (ReferenceEquals(output, q) || ReferenceEquals(output, k) || ReferenceEquals(output, v))
+            throw new ArgumentException("output is one of the inputs: attention would read what it overwrites", nameof(output));
+        if (logSumExp is not null && (ReferenceEquals(logSumExp, q) || ReferenceEquals(logSumExp, k) || ReferenceEquals(logSumExp, v)
+            || ReferenceEquals(logSumExp, output)))
+            throw new ArgumentException("logSumExp is an input or the output: attention would read what it overwrites", nameof(logSumExp));
+    }
 }

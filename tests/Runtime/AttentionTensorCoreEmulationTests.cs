@@ -1,0 +1,279 @@
+using FsCheck;
+using FsCheck.Fluent;
+using NativeTensor.Reference;
+using NativeTensor.Runtime;
+using NativeTensor.Runtime.Kernels;
+using NativeTensor.Tests.Infrastructure;
+
+namespace NativeTensor.Tests.Runtime;
+
+/// <summary>
+/// The tensor-core forward of <c>kernels/cuda/attention.cu</c> on a machine without a GPU: its expanded source is built
+/// as host C++ with <c>KernelCompile/warp_emulation.h</c> (each thread a std::thread; mma.sync, ldmatrix and the
+/// shuffles done by the warp's 32 threads meeting and reading each other's operands in the PTX ISA's fragment layouts)
+/// and launched as the host launches it, then compared with <see cref="AttentionReference"/> within the tolerance the
+/// path's one extra rounding allows. What this proves: the kernel's indexing, band and tile skipping, masking, online
+/// softmax, ring addressing, grouped heads, padding of D and the stores. What it cannot: the instructions' layouts
+/// themselves (taken from the ISA into warp_emulation.h and warp_mma.h alike), which only a GPU run of the CUDA parity
+/// suite checks.
+/// </summary>
+public sealed class AttentionTensorCoreEmulationTests
+{
+    /// <summary>NATIVETENSOR_REQUIRE's word: the clang of the CUDA compile tests builds the emulation too.</summary>
+    private const string Requirement = "clang-cuda";
+
+    private static readonly Lazy<string> Program = new(Build, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    /// <summary>
+    /// One call: dtype, B, Hq, Hkv, N, M, D, causal, window, key rows and the first key's row (a ring when rows &gt; M or
+    /// first &gt; 0), and NaNs written into k or v at storage element indices (keys some queries see and others do not).
+    /// </summary>
+    public sealed record Case(DType DType, int Batch, int QueryHeads, int KvHeads, int Queries, int Keys, int HeadDim, bool Causal, int Window,
+        int KeyRows, int KeyFirst, long[]? NaNInKeys = null, long[]? NaNInValues = null)
+    {
+        public override string ToString() =>
+            $"{DType} B{Batch} H{QueryHeads}/{KvHeads} N{Queries} M{Keys} D{HeadDim}{(Causal ? " causal" : "")}{(Window > 0 ? $" window {Window}" : "")}" +
+            (KeyRows != Keys || KeyFirst != 0 ? $" ring {KeyFirst}/{KeyRows}" : "") +
+            (NaNInKeys is { } k ? $" NaN in k at {string.Join(", ", k)}" : "") + (NaNInValues is { } v ? $" NaN in v at {string.Join(", ", v)}" : "");
+    }
+
+    /// <summary>
+    /// Every padded head dimension (and D below, at and between them, odd ones reading element by element), query counts
+    /// off the 64-row block and below a warp, N &gt; M (queries that see no key), causal and windowed bands narrower and
+    /// wider than a key tile, grouped and multi-query heads, and rings that wrap.
+    /// </summary>
+    private static readonly Case[] Cases =
+    [
+        new(DType.BFloat16, 1, 1, 1, 16, 16, 32, false, 0, 16, 0),
+        new(DType.BFloat16, 1, 1, 1, 100, 100, 64, true, 0, 100, 0),
+        new(DType.Float16, 1, 1, 1, 100, 100, 64, true, 0, 100, 0),
+        new(DType.BFloat16, 2, 4, 2, 70, 130, 40, true, 0, 130, 0),
+        new(DType.Float16, 1, 2, 1, 33, 200, 7, false, 0, 200, 0),
+        new(DType.BFloat16, 1, 1, 1, 130, 130, 128, true, 17, 130, 0),
+        new(DType.Float16, 1, 3, 1, 65, 90, 100, false, 20, 90, 0),
+        new(DType.BFloat16, 1, 2, 2, 80, 50, 16, true, 0, 50, 0),
+        new(DType.BFloat16, 1, 1, 1, 20, 60, 256, true, 0, 97, 70),
+        new(DType.Float16, 1, 1, 1, 5, 40, 200, false, 0, 41, 3),
+        new(DType.BFloat16, 1, 1, 1, 1, 300, 8, true, 0, 300, 0),
+        new(DType.Float16, 1, 1, 1, 64, 64, 1, true, 5, 64, 0),
+        new(DType.Float16, 1, 1, 1, 200, 260, 96, true, 64, 260, 0),
+        new(DType.BFloat16, 1, 2, 1, 48, 150, 160, true, 33, 150, 0),
+        // A NaN reaches exactly the queries that see its key: causal rows below it and windows past it must stay clean
+        // though the key shares their tiles (the exact path of a poisoned tile), and a NaN key poisons whole rows.
+        new(DType.BFloat16, 1, 1, 1, 100, 100, 64, true, 0, 100, 0, NaNInValues: [50 * 64 + 3, 99 * 64 + 10]),
+        new(DType.Float16, 1, 1, 1, 100, 100, 40, true, 16, 100, 0, NaNInKeys: [70 * 40 + 5], NaNInValues: [30 * 40 + 3]),
+        new(DType.BFloat16, 1, 2, 1, 40, 90, 200, true, 8, 97, 60, NaNInValues: [(60 + 70) % 97 * 200 + 199]),
+    ];
+
+    public static TheoryData<int> CaseIndices() => [.. Enumerable.Range(0, Cases.Length)];
+
+    [Theory]
+    [MemberData(nameof(CaseIndices))]
+    public void The_tensor_core_forward_under_warp_emulation_matches_the_reference(int index) => Check(Cases[index], 1000 + index);
+
+    /// <summary>Random shapes as the parity suite draws them (lengths 1, 1..40, 60..140; D 1..96 and the edges; windows from 1 to past N + M), with rings.</summary>
+    [Fact]
+    public void Random_shapes_under_warp_emulation_match_the_reference()
+    {
+        _ = Program.Value;   // skips (or fails) here when there is no compiler, not inside the property
+        Gen<int> length = from kind in Gen.Choose(0, 9)
+                          from n in kind == 0 ? Gen.Constant(1) : kind <= 2 ? Gen.Choose(60, 140) : Gen.Choose(1, 40)
+                          select n;
+        Gen<int> headDim = from kind in Gen.Choose(0, 5)
+                           from d in kind == 0 ? Gen.Elements(1, 2, 3, 7, 255, 256) : kind == 1 ? Gen.Elements(16, 32, 64, 128) : Gen.Choose(1, 96)
+                           select d;
+        Gen<(Case, int)> cases =
+            from n in length
+            from m in length
+            from d in headDim
+            from kvHeads in Gen.Choose(1, 2)
+            from heads in Gen.Elements(1, 2, 3)
+            from causal in Gen.Elements(false, true)
+            from window in Gen.Elements(0, 0, 1, 2, 5, 17, n, n + m + 3)
+            from dtype in Gen.Elements(DType.BFloat16, DType.Float16)
+            from spare in Gen.Elements(0, 0, 1, 37)
+            from first in Gen.Choose(0, m + spare - 1)
+            from ring in Gen.Elements(false, true)
+            from seed in Gen.Choose(0, int.MaxValue)
+            select (new Case(dtype, 1, kvHeads * heads, kvHeads, n, m, d, causal, window, m + spare, ring ? first : 0), seed);
+        Prop.ForAll(cases.ToArbitrary(), x => Check(x.Item1, x.Item2)).Check(Config.QuickThrowOnFailure.WithMaxTest(12));
+    }
+
+    private static void Check(Case c, int seed)
+    {
+        string program = Program.Value;
+        var random = new Random(seed);
+        ushort[] q = Values(random, (long)c.Batch * c.QueryHeads * c.Queries * c.HeadDim, c.DType);
+        ushort[] k = Values(random, (long)c.Batch * c.KvHeads * c.KeyRows * c.HeadDim, c.DType);
+        ushort[] v = Values(random, k.Length, c.DType);
+        ushort nan = c.DType == DType.BFloat16 ? BFloat16.NaN.Bits : BitConverter.HalfToUInt16Bits(Half.NaN);
+        foreach (long at in c.NaNInKeys ?? []) k[at] = nan;
+        foreach (long at in c.NaNInValues ?? []) v[at] = nan;
+        float scale = (float)(1.0 / Math.Sqrt(c.HeadDim));
+        (ushort[] output, float[] lse) = Run(program, c, scale, q, k, v);
+
+        var geometry = new AttentionReference.Geometry(c.Batch, c.QueryHeads, c.KvHeads, c.Queries, c.Keys, c.HeadDim,
+            new AttentionMask(c.Causal, c.Window), scale);
+        (AttentionReference.Values expected, AttentionReference.Values expectedLse) =
+            AttentionReference.Forward(geometry, Widen(q, c.DType), Dense(k, c), Dense(v, c));
+
+        // The parity suite's bound for CUDA (the device this kernel runs on), plus Float16's subnormal weights over at most
+        // M visible keys of magnitude at most Spread.
+        double rounds = Tolerances.AttentionRoundings(c.HeadDim, c.Queries, c.Keys, c.QueryHeads / c.KvHeads) * Tolerances.SingleUnitRoundoff;
+        double weight = Tolerances.AttentionInputRounding(c.DType, DeviceKind.Cuda);
+        double floor = Tolerances.AttentionInputRoundingFloor(c.DType, DeviceKind.Cuda) * c.Keys * Spread;
+        (double store, double storeFloor) = Tolerances.AttentionResultRounding(c.DType);
+        for (long row = 0; row < lse.Length; row++)
+        {
+            double l = expectedLse.Value[row];
+            if (double.IsNegativeInfinity(l))
+            {
+                Assert.True(float.IsNegativeInfinity(lse[row]), $"{c}: row {row} sees no key, but its log-sum-exp is {lse[row]}");
+                for (long e = row * c.HeadDim; e < (row + 1) * c.HeadDim; e++)
+                    Assert.True(output[e] == 0, $"{c}: row {row} sees no key, but output[{e}] has bits 0x{output[e]:X4}");
+                continue;
+            }
+            if (double.IsNaN(l))
+            {
+                Assert.True(float.IsNaN(lse[row]), $"{c}: row {row} sees a NaN key, but its log-sum-exp is {lse[row]}");
+                for (long e = row * c.HeadDim; e < (row + 1) * c.HeadDim; e++)
+                    Assert.True(double.IsNaN(Widen(output[e], c.DType)), $"{c}: row {row} sees a NaN key, but output[{e}] is {Widen(output[e], c.DType)}");
+                continue;
+            }
+            Assert.True(Math.Abs(lse[row] - l) <= rounds * expectedLse.Magnitude[row],
+                $"{c}: lse[{row}] = {lse[row]}, reference {l}, allowed {rounds * expectedLse.Magnitude[row]:E3}");
+            for (long e = row * c.HeadDim; e < (row + 1) * c.HeadDim; e++)
+            {
+                double value = Widen(output[e], c.DType), reference = expected.Value[e];
+                if (double.IsNaN(reference) || double.IsNaN(value))
+                {
+                    Assert.True(double.IsNaN(reference) && double.IsNaN(value), $"{c}: output[{e}] = {value}, reference {reference}");
+                    continue;
+                }
+                double error = (rounds + weight) * expected.Magnitude[e] + floor;
+                double allowed = error + store * (Math.Abs(reference) + error) + storeFloor;
+                Assert.True(Math.Abs(value - reference) <= allowed,
+                    $"{c}: output[{e}] (row {row}, column {e - row * c.HeadDim}) = {value}, reference {reference}, allowed {allowed:E3}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Causal with window 1 (the parity suite's scene): a query that sees one key has weight exactly 1, and the other keys
+    /// of its tiles weight +0, so its output must be that value row bit for bit; the first N - M queries see none.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.BFloat16)]
+    [InlineData(DType.Float16)]
+    public void One_visible_key_copies_its_value_bit_for_bit_under_warp_emulation(DType dtype)
+    {
+        string program = Program.Value;
+        var c = new Case(dtype, 1, 1, 1, 40, 25, 19, true, 1, 25, 0);
+        var random = new Random(8);
+        ushort[] q = Values(random, c.Queries * c.HeadDim, dtype), k = Values(random, c.Keys * c.HeadDim, dtype);
+        ushort[] v = Values(random, c.Keys * c.HeadDim, dtype);
+        (ushort[] output, float[] lse) = Run(program, c, (float)(1 / Math.Sqrt(c.HeadDim)), q, k, v);
+        int empty = c.Queries - c.Keys;
+        Assert.All(output[..(empty * c.HeadDim)], bits => Assert.Equal(0, bits));
+        Assert.Equal(v, output[(empty * c.HeadDim)..]);
+        Assert.All(lse[..empty], x => Assert.Equal(float.NegativeInfinity, x));
+        Assert.All(lse[empty..], x => Assert.True(float.IsFinite(x)));
+    }
+
+    [Fact]
+    public void The_host_picks_the_smallest_padded_head_dimension_and_refuses_what_it_has_no_kernel_for()
+    {
+        Assert.Equal("attention_forward_bf16_d32", AttentionTensorCoreKernels.Forward(DType.BFloat16, 1)!.Entry);
+        Assert.Equal("attention_forward_f16_d64", AttentionTensorCoreKernels.Forward(DType.Float16, 33)!.Entry);
+        Assert.Equal("attention_forward_bf16_d128", AttentionTensorCoreKernels.Forward(DType.BFloat16, 128)!.Entry);
+        Assert.Equal("attention_forward_f16_d192", AttentionTensorCoreKernels.Forward(DType.Float16, 129)!.Entry);
+        Assert.Equal("attention_forward_bf16_d256", AttentionTensorCoreKernels.Forward(DType.BFloat16, Attention.MaxHeadDim)!.Entry);
+        Assert.Null(AttentionTensorCoreKernels.Forward(DType.Float32, 64));
+        Assert.Null(AttentionTensorCoreKernels.Forward(DType.BFloat16, Attention.MaxHeadDim + 1));
+        Assert.All(AttentionTensorCoreKernels.All, k => Assert.Equal(AttentionTensorCoreKernels.GroupThreads, k.GroupThreads));
+    }
+
+    /// <summary>Inputs are uniform in [-Spread, Spread), rounded to the dtype.</summary>
+    private const double Spread = 2;
+
+    private static ushort[] Values(Random random, long count, DType dtype)
+    {
+        var values = new ushort[count];
+        for (long i = 0; i < count; i++)
+        {
+            float x = (float)((random.NextDouble() * 2 - 1) * Spread);
+            values[i] = dtype == DType.BFloat16 ? BFloat16.FromSingle(x).Bits : BitConverter.HalfToUInt16Bits((Half)x);
+        }
+        return values;
+    }
+
+    private static double Widen(ushort bits, DType dtype) =>
+        dtype == DType.BFloat16 ? BFloat16.FromBits(bits).ToSingle() : (double)BitConverter.UInt16BitsToHalf(bits);
+
+    private static double[] Widen(ushort[] bits, DType dtype) => [.. bits.Select(b => Widen(b, dtype))];
+
+    /// <summary>k or v as the reference reads them, [B, Hkv, M, D]: key j of a head from its storage row (first + j) mod rows.</summary>
+    private static double[] Dense(ushort[] stored, Case c)
+    {
+        var dense = new double[(long)c.Batch * c.KvHeads * c.Keys * c.HeadDim];
+        for (long head = 0; head < (long)c.Batch * c.KvHeads; head++)
+            for (int j = 0; j < c.Keys; j++)
+            {
+                long from = (head * c.KeyRows + (c.KeyFirst + j) % c.KeyRows) * c.HeadDim, to = (head * c.Keys + j) * c.HeadDim;
+                for (int d = 0; d < c.HeadDim; d++) dense[to + d] = Widen(stored[from + d], c.DType);
+            }
+        return dense;
+    }
+
+    /// <summary>Runs the emulated kernel with the launch the host would make (see warp_emulation_main.cpp for the file layout).</summary>
+    private static (ushort[] Output, float[] Lse) Run(string program, Case c, float scale, ushort[] q, ushort[] k, ushort[] v)
+    {
+        DeviceKernel kernel = AttentionTensorCoreKernels.Forward(c.DType, c.HeadDim)!;
+        int padded = int.Parse(kernel.Entry[(kernel.Entry.LastIndexOf("_d", StringComparison.Ordinal) + 2)..]);
+        var shape = new AttentionShape(c.DType, c.Batch, c.QueryHeads, c.KvHeads, c.Queries, c.Keys, c.HeadDim, c.Causal, c.Window, scale,
+            c.KeyRows, c.KeyFirst);
+        string folder = Directory.CreateTempSubdirectory("nativetensor-warp-emulation-").FullName;
+        try
+        {
+            string input = Path.Combine(folder, "in.bin"), output = Path.Combine(folder, "out.bin");
+            using (var writer = new BinaryWriter(File.Create(input)))
+            {
+                foreach (int value in new[] { c.DType == DType.BFloat16 ? 0 : 1, c.Batch, c.QueryHeads, c.KvHeads, c.Queries, c.Keys, c.HeadDim,
+                    (int)AttentionTensorCoreKernels.Flags(c.Causal, logSumExp: true), c.Window, c.KeyRows, c.KeyFirst, padded,
+                    checked((int)AttentionTensorCoreKernels.Groups(shape)) })
+                    writer.Write(value);
+                writer.Write(scale);
+                foreach (ushort[] array in new[] { q, k, v })
+                    foreach (ushort bits in array) writer.Write(bits);
+            }
+            ChildProcess.Check(program, [input, output]);
+            using var reader = new BinaryReader(File.OpenRead(output));
+            var result = new ushort[q.Length];
+            for (long i = 0; i < result.Length; i++) result[i] = reader.ReadUInt16();
+            var lse = new float[shape.QueryRows];
+            for (long i = 0; i < lse.Length; i++) lse[i] = reader.ReadSingle();
+            return (result, lse);
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>Builds the emulation program once: the kernel's expanded source, included by warp_emulation_main.cpp.</summary>
+    private static string Build()
+    {
+        string clang = KernelCudaCompileTests.ClangPath
+            ?? throw Backends.Missing(Requirement, "no clang on PATH to build the warp emulation (clang-15 comes with pocl-opencl-icd)");
+        string folder = Directory.CreateTempSubdirectory("nativetensor-warp-emulation-build-").FullName;
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => Directory.Delete(folder, recursive: true);
+        string source = Path.Combine(folder, "attention.cu");
+        File.WriteAllText(source, KernelSources.Get(AttentionTensorCoreKernels.Source));
+        string here = Path.Combine(AppContext.BaseDirectory, "Runtime", "KernelCompile");
+        string program = Path.Combine(folder, "attention-emulated");
+        ChildProcess.Check(clang, ["-x", "c++", "-std=c++20", "-O2", "-pthread", "-Wall", "-Werror", "-Wno-unknown-pragmas",
+            "-include", Path.Combine(here, "warp_emulation.h"), $"-DNT_KERNEL_SOURCE=\"{source}\"",
+            Path.Combine(here, "warp_emulation_main.cpp"), "-lstdc++", "-lm", "-o", program]);
+        return program;
+    }
+}
