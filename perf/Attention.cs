@@ -42,6 +42,8 @@ internal static class Attention
         }
         Print(rows, report);
         if (devices.Any(d => d.Kind == DeviceKind.Cpu) && !failed) CpuTargets(rows, attention, report, quick);
+        foreach (Device cuda in devices.Where(d => d.Kind == DeviceKind.Cuda && rows.Any(r => r.Backend == d.Spec)))
+            rows.AddRange(GpuTargets(cuda, attention, report));
         return (rows, failed);
     }
 
@@ -115,6 +117,53 @@ internal static class Attention
             RssBudget / (double)Math.Max(1, added - outputs), 1,
             $"peak RSS +{added / 1e6:F1} MB, of which {outputs / 1e6:F1} MB are the output, log-sum-exp, dq, dk and dv: {Math.Max(0, added - outputs) / 1e6:F1} MB of working memory " +
             $"(a [N, N] Float32 score matrix per head would be {32768L * 32768 * 4 * 8 / 1e9:F1} GB)");
+    }
+
+    /// <summary>
+    /// The GPU targets: BFloat16 causal forward and backward at D 64 and 128, N 2K to 16K (B x H = 32 heads of work at
+    /// 2K, 16 beyond), beside PyTorch's scaled_dot_product_attention on its FlashAttention-2 backend; and window 256 at
+    /// N 8K and 32K for linear time.
+    /// </summary>
+    private static List<AttentionRow> GpuTargets(Device cuda, RunPlan plan, Report report)
+    {
+        AttentionCase[] flash =
+        [
+            .. from d in new[] { 64, 128 }
+               from n in new[] { 2048, 8192, 16384 }
+               from backward in new[] { false, true }
+               select new AttentionCase(n == 2048 ? 2 : 1, 16, 16, n, n, d, true, 0, DType.BFloat16, backward, 79),
+        ];
+        AttentionCase[] windows = [.. from n in new[] { 8192, 32768 } select new AttentionCase(1, 16, 16, n, n, 64, true, 256, DType.BFloat16, false, 80)];
+        AttentionCase[] all = [.. flash, .. windows];
+        Console.WriteLine($"timing BFloat16 attention on {cuda.Spec} ...");
+        var prepared = all.Select(c => c.Prepare(cuda)).ToList();
+        List<AttentionRow> rows;
+        try
+        {
+            Timing[] timings = Timer.Interleaved(cuda.Backend, plan, [.. prepared.Select(p => (Action<int>)(_ => p.Run()))]);
+            rows = [.. all.Select((c, i) => new AttentionRow(c.Op, Shape(c), cuda.Spec, timings[i], c.Flops))];
+        }
+        finally
+        {
+            foreach (PreparedCase p in prepared) p.Dispose();
+        }
+        rows.AddRange(TorchPeer($"cuda:{cuda.Index}", cuda.Spec, [.. flash.Where(c => !c.Backward)], plan, report));
+        Print(rows, report);
+        foreach (AttentionRow row in rows.Where(r => !r.IsPeer && r.Shape.EndsWith("causal", StringComparison.Ordinal)))
+        {
+            AttentionRow? torch = rows.FirstOrDefault(p => p.IsPeer && p.Shape == row.Shape && p.Op.Contains(row.Op[10..], StringComparison.Ordinal));
+            double needed = row.Op.EndsWith("forward", StringComparison.Ordinal) ? 0.6 : 0.5;
+            if (torch is null) report.Line($"{cuda.Spec} {row.Op} {row.Shape} >= {needed}x FlashAttention-2: no torch figure this run");
+            else
+                Say(report, $"{cuda.Spec} {row.Op} {row.Shape} >= {needed}x FlashAttention-2 (torch sdpa)", row.Gflops / torch.Gflops, needed,
+                    $"{row.Gflops / 1e3:F1} / {torch.Gflops / 1e3:F1} TFLOP/s = {row.Gflops / torch.Gflops:F2}x");
+        }
+        AttentionRow shortWindow = rows.First(r => r.Shape.Contains("N8192", StringComparison.Ordinal) && r.Shape.EndsWith("w256", StringComparison.Ordinal));
+        AttentionRow longWindow = rows.First(r => r.Shape.Contains("N32768", StringComparison.Ordinal) && r.Shape.EndsWith("w256", StringComparison.Ordinal));
+        double growth = longWindow.Time.MedianMs / shortWindow.Time.MedianMs;
+        Say(report, $"{cuda.Spec} window 256 forward: t(4N) / t(N) <= {WindowGrowth} (N 8K -> 32K)", WindowGrowth / growth, 1,
+            $"{longWindow.Time.MedianMs:F2} / {shortWindow.Time.MedianMs:F2} ms = {growth:F2}");
+        return rows;
     }
 
     /// <summary>

@@ -124,6 +124,7 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
     private static void HideInvisible(in AttentionShape s, long i, long j0, int cols, float* row)
     {
         (long first, long last) = s.Visible(i);
+        if (cols == BK && first <= j0 && last >= j0 + BK - 1) return;
         for (int c = 0; c < BK; c++)
         {
             long j = j0 + c;

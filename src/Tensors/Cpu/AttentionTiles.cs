@@ -65,7 +65,57 @@ internal static unsafe class AttentionTiles<TLanes, TVector> where TLanes : IFlo
             for (; col < cols; col += w) Block1(a + (long)r * lda, lda, b + col, ldb, c + (long)r * ldc + col, ldc, inner, accumulate, 4);
         }
         for (; r < rows; r++)
-            for (int col = 0; col < cols; col += w) Block1(a + (long)r * lda, lda, b + col, ldb, c + (long)r * ldc + col, ldc, inner, accumulate, 1);
+        {
+            // A single row is a chain of FMAs per vector: eight (or four) vectors side by side keep that many chains in flight.
+            int col = 0;
+            for (; col + 8 * w <= cols; col += 8 * w) Row1x8(a + (long)r * lda, b + col, ldb, c + (long)r * ldc + col, inner, accumulate);
+            for (; col + 4 * w <= cols; col += 4 * w) Row1x4(a + (long)r * lda, b + col, ldb, c + (long)r * ldc + col, inner, accumulate);
+            for (; col < cols; col += w) Block1(a + (long)r * lda, lda, b + col, ldb, c + (long)r * ldc + col, ldc, inner, accumulate, 1);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Row1x8(float* a, float* b, int ldb, float* c, int inner, bool accumulate)
+    {
+        int w = TLanes.Count;
+        TVector c0, c1, c2, c3, c4, c5, c6, c7;
+        if (accumulate)
+        {
+            c0 = TLanes.Load(c); c1 = TLanes.Load(c + w); c2 = TLanes.Load(c + 2 * w); c3 = TLanes.Load(c + 3 * w);
+            c4 = TLanes.Load(c + 4 * w); c5 = TLanes.Load(c + 5 * w); c6 = TLanes.Load(c + 6 * w); c7 = TLanes.Load(c + 7 * w);
+        }
+        else c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = TLanes.Splat(0f);
+        for (int p = 0; p < inner; p++)
+        {
+            float* row = b + (long)p * ldb;
+            TVector x = TLanes.Splat(a[p]);
+            c0 = TLanes.Fma(x, TLanes.Load(row), c0); c1 = TLanes.Fma(x, TLanes.Load(row + w), c1);
+            c2 = TLanes.Fma(x, TLanes.Load(row + 2 * w), c2); c3 = TLanes.Fma(x, TLanes.Load(row + 3 * w), c3);
+            c4 = TLanes.Fma(x, TLanes.Load(row + 4 * w), c4); c5 = TLanes.Fma(x, TLanes.Load(row + 5 * w), c5);
+            c6 = TLanes.Fma(x, TLanes.Load(row + 6 * w), c6); c7 = TLanes.Fma(x, TLanes.Load(row + 7 * w), c7);
+        }
+        TLanes.Store(c0, c); TLanes.Store(c1, c + w); TLanes.Store(c2, c + 2 * w); TLanes.Store(c3, c + 3 * w);
+        TLanes.Store(c4, c + 4 * w); TLanes.Store(c5, c + 5 * w); TLanes.Store(c6, c + 6 * w); TLanes.Store(c7, c + 7 * w);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Row1x4(float* a, float* b, int ldb, float* c, int inner, bool accumulate)
+    {
+        int w = TLanes.Count;
+        TVector c0, c1, c2, c3;
+        if (accumulate)
+        {
+            c0 = TLanes.Load(c); c1 = TLanes.Load(c + w); c2 = TLanes.Load(c + 2 * w); c3 = TLanes.Load(c + 3 * w);
+        }
+        else c0 = c1 = c2 = c3 = TLanes.Splat(0f);
+        for (int p = 0; p < inner; p++)
+        {
+            float* row = b + (long)p * ldb;
+            TVector x = TLanes.Splat(a[p]);
+            c0 = TLanes.Fma(x, TLanes.Load(row), c0); c1 = TLanes.Fma(x, TLanes.Load(row + w), c1);
+            c2 = TLanes.Fma(x, TLanes.Load(row + 2 * w), c2); c3 = TLanes.Fma(x, TLanes.Load(row + 3 * w), c3);
+        }
+        TLanes.Store(c0, c); TLanes.Store(c1, c + w); TLanes.Store(c2, c + 2 * w); TLanes.Store(c3, c + 3 * w);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -193,12 +243,19 @@ internal static unsafe class AttentionTiles<TLanes, TVector> where TLanes : IFlo
             TLanes.Store(TLanes.Multiply(TLanes.Load(p + c), TLanes.Subtract(TLanes.Load(dp + c), d)), ds + c);
     }
 
-    /// <summary>Σ_c x[c] y[c] over <paramref name="count"/> floats (a multiple of the lane count), lane-wise FMAs then one sum.</summary>
+    /// <summary>Σ_c x[c] y[c] over <paramref name="count"/> floats (a multiple of the lane count): lane-wise FMAs in two chains, then one sum.</summary>
     public static float Dot(float* x, float* y, int count)
     {
-        TVector sum = TLanes.Splat(0f);
-        for (int c = 0; c < count; c += TLanes.Count) sum = TLanes.Fma(TLanes.Load(x + c), TLanes.Load(y + c), sum);
-        return TLanes.SumAcross(sum);
+        // Two chains: each FMA waits on the one before it in its chain only.
+        TVector even = TLanes.Splat(0f), odd = TLanes.Splat(0f);
+        int w = TLanes.Count, c = 0;
+        for (; c + 2 * w <= count; c += 2 * w)
+        {
+            even = TLanes.Fma(TLanes.Load(x + c), TLanes.Load(y + c), even);
+            odd = TLanes.Fma(TLanes.Load(x + c + w), TLanes.Load(y + c + w), odd);
+        }
+        if (c < count) even = TLanes.Fma(TLanes.Load(x + c), TLanes.Load(y + c), even);
+        return TLanes.SumAcross(TLanes.Add(even, odd));
     }
 
     /// <summary><c>destination[d] += source[d]</c> for d &lt; count (any count).</summary>
