@@ -1,4 +1,6 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 using NativeTensor.Runtime;
 
 namespace NativeTensor.Cpu;
@@ -10,13 +12,17 @@ namespace NativeTensor.Cpu;
 /// <code>
 /// per (batch, kv head, chunk of keys), the chunks shared out over the cores:
 ///   Q = every query row of the group's heads (h, i), widened, times scale log2(e)
-///   for each block of KeyBlock keys in the chunk: widen K and V once (a Float32 store is read in place)
-///     S[r, c] = Q_r · K_c (one dot product per pair, each key read once for all rows); hidden keys -inf
-///     online softmax per row as the tiled forward; O += P V
+///   for each block of KeyBlock keys in the chunk (the next block prefetched meanwhile):
+///     per query row r:
+///       S[c] = Q_r · K_c, the products of Count keys summed across lanes at once (SumEach); hidden keys -inf
+///       online softmax as the tiled forward; O_r += P V
 /// then, per query row, the chunks' (m, l, O) merged in chunk order: M = max m_c, l = Σ l_c 2^(m_c - M),
 /// O = Σ O_c 2^(m_c - M) / l (the split-key scheme of flash decoding), so the result does not depend on scheduling.
 /// </code>
-/// Each key and value byte is read once per call, whatever the group size.
+/// Keys and values are read where they are stored: Float32 as it is, BFloat16 as pairs widened in registers (a shift
+/// and a mask per pair of vectors; q and O take the same even/odd order and O is put back in order at the end). Float16,
+/// a ring's wrap and a head dimension that is not a whole number of vector pairs go through a block copy first. Each key
+/// and value byte comes from memory once per call, whatever the group size.
 /// </summary>
 internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFloatLanes<TVector> where TVector : struct
 {
@@ -27,10 +33,52 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
 
     private static readonly float Log2E = (float)(1 / Math.Log(2));
 
+    /// <summary>How a row of keys or values is read: 2 Count elements at a time as two vectors of Count floats.</summary>
+    private interface IRows
+    {
+        /// <summary>Bytes per stored element.</summary>
+        static abstract int ElementBytes { get; }
+        /// <summary>
+        /// Whether the two vectors hold the elements of the pair alternately (BFloat16: even = elements 2t, odd = 2t + 1)
+        /// rather than the first Count and the next Count (Float32).
+        /// </summary>
+        static abstract bool Interleaved { get; }
+        /// <summary>Elements [element, element + 2 Count) of the row as Float32.</summary>
+        static abstract void Load(byte* row, int element, out TVector even, out TVector odd);
+    }
+
+    private readonly struct Float32Rows : IRows
+    {
+        public static int ElementBytes => 4;
+        public static bool Interleaved => false;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Load(byte* row, int element, out TVector even, out TVector odd)
+        {
+            even = TLanes.Load((float*)row + element);
+            odd = TLanes.Load((float*)row + element + TLanes.Count);
+        }
+    }
+
+    private readonly struct BFloat16Pairs : IRows
+    {
+        public static int ElementBytes => 2;
+        public static bool Interleaved => true;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Load(byte* row, int element, out TVector even, out TVector odd) =>
+            TLanes.LoadBFloat16Pairs((uint*)row + element / 2, out even, out odd);
+    }
+
     public static void Forward(in AttentionShape shape, byte* q, byte* k, byte* v, byte* output, float* logSumExp, SimdWidth width)
     {
+        if (shape.DType == DType.BFloat16) Forward<BFloat16Pairs>(shape, q, k, v, output, logSumExp, width);
+        else Forward<Float32Rows>(shape, q, k, v, output, logSumExp, width);
+    }
+
+    private static void Forward<TRows>(in AttentionShape shape, byte* q, byte* k, byte* v, byte* output, float* logSumExp, SimdWidth width)
+        where TRows : IRows
+    {
         AttentionShape s = shape;
-        int dp = (s.HeadDim + TLanes.Count - 1) / TLanes.Count * TLanes.Count, rows = s.Group * s.Queries;
+        int pair = 2 * TLanes.Count, dp = (s.HeadDim + pair - 1) / pair * pair, rows = s.Group * s.Queries;
         long units = (long)s.Batch * s.KvHeads;
         (long first, long last) = (s.Visible(0).First, s.Visible(s.Queries - 1).Last);
         long span = Math.Max(0, last - first + 1);
@@ -39,12 +87,13 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
         float* partials = (float*)NativeMemory.AlignedAlloc((nuint)(items * rows * (dp + 2) * 4), 64);
         try
         {
-            AttentionKernels.Share(items, units * span * rows * s.HeadDim, () => new AttentionScratch((long)rows * dp + (long)rows * BK + 2L * BK * dp),
+            long scratchFloats = (long)rows * dp + (long)rows * BK + (long)TLanes.Count * TLanes.Count + 2L * BK * dp;
+            AttentionKernels.Share(items, units * span * rows * s.HeadDim, () => new AttentionScratch(scratchFloats),
                 (item, scratch) =>
                 {
                     long begin = first + span * (item % chunks) / chunks, end = first + span * (item % chunks + 1) / chunks;
                     float* part = partials + item * rows * (dp + 2);
-                    Chunk(s, item / chunks, begin, end, q, k, v, part, part + (long)rows * dp, part + (long)rows * dp + rows, scratch, dp, rows, width);
+                    Chunk<TRows>(s, item / chunks, begin, end, q, k, v, part, part + (long)rows * dp, part + (long)rows * dp + rows, scratch, dp, rows, width);
                 });
             Merge(s, partials, chunks, dp, rows, output, logSumExp, width);
         }
@@ -55,18 +104,20 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
     }
 
     /// <summary>Keys [begin, end) of (batch, kv head) <paramref name="unit"/> for every query row of its group: O unnormalised, m, l.</summary>
-    private static void Chunk(in AttentionShape s, long unit, long begin, long end, byte* q, byte* k, byte* v, float* o, float* max, float* sum,
-        AttentionScratch scratch, int dp, int rows, SimdWidth width)
+    private static void Chunk<TRows>(in AttentionShape s, long unit, long begin, long end, byte* q, byte* k, byte* v, float* o, float* max, float* sum,
+        AttentionScratch scratch, int dp, int rows, SimdWidth width) where TRows : IRows
     {
-        float* qt = scratch.Take((long)rows * dp), scores = scratch.Take((long)rows * BK), kb = scratch.Take((long)BK * dp), vb = scratch.Take((long)BK * dp);
+        float* qt = scratch.Take((long)rows * dp), scores = scratch.Take((long)rows * BK), lanes = scratch.Take((long)TLanes.Count * TLanes.Count);
+        float* kb = scratch.Take((long)BK * dp), vb = scratch.Take((long)BK * dp);
         int d = s.HeadDim;
-        long b = unit / s.KvHeads, g = unit % s.KvHeads, keyRow0 = unit * s.KeyRows;
+        long b = unit / s.KvHeads, g = unit % s.KvHeads, keyRow0 = unit * s.KeyRows, rowBytes = (long)d * s.DType.SizeOf();
         float factor = s.Scale * Log2E;
         for (int r = 0; r < rows; r++)
         {
             long head = b * s.QueryHeads + g * s.Group + r / s.Queries;
             AttentionRows.Widen(q, s.DType, head * s.Queries + r % s.Queries, d, qt + (long)r * dp, dp, width);
             AttentionTiles<TLanes, TVector>.Scale(qt + (long)r * dp, dp, factor);
+            if (TRows.Interleaved) Reorder(qt + (long)r * dp, dp, toPairs: true);
             max[r] = float.NegativeInfinity;
             sum[r] = 0;
         }
@@ -74,50 +125,239 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
         for (long j0 = begin; j0 < end; j0 += BK)
         {
             int cols = (int)Math.Min(BK, end - j0);
-            float* keys = kb, values = vb;
             long row0 = AttentionRows.KeyRow(s, j0);
-            if (row0 + cols <= s.KeyRows && d == dp)
+            byte* keys = (byte*)kb, values = (byte*)vb;
+            long stride = (long)dp * TRows.ElementBytes;
+            byte* nextKeys = null, nextValues = null;
+            int nextCols = (int)Math.Clamp(end - j0 - BK, 0, BK);
+            if (InPlace(s, row0, cols, dp))
             {
-                // Rows side by side in storage (no ring wrap inside the block) and no padding: Float32 is read in place,
-                // 16-bit stores are widened in one call per block.
-                long offset = (keyRow0 + row0) * d;
-                if (s.DType == DType.Float32)
+                keys = k + (keyRow0 + row0) * rowBytes;
+                values = v + (keyRow0 + row0) * rowBytes;
+                stride = rowBytes;
+                long next = AttentionRows.KeyRow(s, j0 + BK);
+                if (nextCols > 0 && InPlace(s, next, nextCols, dp))
                 {
-                    keys = (float*)k + offset;
-                    values = (float*)v + offset;
-                }
-                else
-                {
-                    PrecisionKernels.ConvertSerial(k + offset * 2, s.DType, (byte*)kb, DType.Float32, (long)cols * d, width);
-                    PrecisionKernels.ConvertSerial(v + offset * 2, s.DType, (byte*)vb, DType.Float32, (long)cols * d, width);
+                    nextKeys = k + (keyRow0 + next) * rowBytes;
+                    nextValues = v + (keyRow0 + next) * rowBytes;
                 }
             }
             else
                 for (int c = 0; c < cols; c++)
                 {
                     long storage = keyRow0 + AttentionRows.KeyRow(s, j0 + c);
-                    AttentionRows.Widen(k, s.DType, storage, d, kb + (long)c * dp, dp, width);
-                    AttentionRows.Widen(v, s.DType, storage, d, vb + (long)c * dp, dp, width);
+                    Copy(k, s.DType, storage, d, keys + c * stride, dp, width);
+                    Copy(v, s.DType, storage, d, values + c * stride, dp, width);
                 }
             for (int r = 0; r < rows; r++)
             {
                 float* row = scores + (long)r * BK;
-                for (int c = 0; c < cols; c++) row[c] = AttentionTiles<TLanes, TVector>.Dot(qt + (long)r * dp, keys + (long)c * dp, dp);
+                // The first row's scores touch every key of the block once: they ask for the next block's rows as they go.
+                if (r == 0 && nextKeys != null) Scores<TRows, Prefetching>(qt, keys, stride, dp, cols, row, lanes, nextKeys, nextValues, nextCols);
+                else Scores<TRows, NotPrefetching>(qt + (long)r * dp, keys, stride, dp, cols, row, lanes, null, null, 0);
                 HideInvisible(s, r % s.Queries, j0, cols, row);
                 float newMax = MathF.Max(max[r], AttentionTiles<TLanes, TVector>.RowMax(row, BK));
-                if (newMax == float.NegativeInfinity)
-                {
-                    NativeMemory.Clear(row, BK * 4);
-                    continue;
-                }
+                if (newMax == float.NegativeInfinity) continue;
                 float correction = (float)Math.Pow(2, (double)max[r] - newMax);
                 sum[r] = sum[r] * correction + AttentionTiles<TLanes, TVector>.Exponentiate(row, BK, newMax);
                 max[r] = newMax;
                 if (correction != 1) AttentionTiles<TLanes, TVector>.Scale(o + (long)r * dp, dp, correction);
+                Accumulate<TRows>(row, values, stride, dp, cols, o + (long)r * dp);
             }
-            AttentionTiles<TLanes, TVector>.Product(scores, BK, values, dp, o, dp, rows, cols, dp, accumulate: true);
         }
+        if (TRows.Interleaved)
+            for (int r = 0; r < rows; r++) Reorder(o + (long)r * dp, dp, toPairs: false);
         scratch.Reset();
+    }
+
+    /// <summary>
+    /// Whether a block's rows are read where they are stored: side by side (no ring wrap inside the block), no padding to
+    /// add, and a dtype the kernels read as it is.
+    /// </summary>
+    private static bool InPlace(in AttentionShape s, long row0, int cols, int dp) =>
+        row0 + cols <= s.KeyRows && s.HeadDim == dp && s.DType != DType.Float16;
+
+    /// <summary>
+    /// Storage row <paramref name="row"/> copied to <paramref name="destination"/> in the form the kernels read (Float16
+    /// widened to Float32, the others as stored), padded with zeros to <paramref name="padded"/> elements.
+    /// </summary>
+    private static void Copy(byte* source, DType dtype, long row, int d, byte* destination, int padded, SimdWidth width)
+    {
+        if (dtype == DType.Float16)
+        {
+            AttentionRows.Widen(source, dtype, row, d, (float*)destination, padded, width);
+            return;
+        }
+        int size = dtype.SizeOf();
+        Buffer.MemoryCopy(source + row * d * size, destination, (long)d * size, (long)d * size);
+        NativeMemory.Clear(destination + (long)d * size, (nuint)((padded - d) * size));
+    }
+
+    /// <summary>Whether the scores ask for the next block's rows while reading this block's keys.</summary>
+    private interface IPrefetch
+    {
+        /// <summary>Asks for the <paramref name="bytes"/> at <paramref name="from"/> to be brought towards the core.</summary>
+        static abstract void Row(byte* from, long bytes);
+    }
+
+    /// <summary>
+    /// Into L2, a row at a time, spread over the block's keys: the hardware's stream prefetcher alone keeps too few lines
+    /// in flight for a core that computes between its reads, and asking for a whole block at once stalls on the queue of
+    /// misses. x86 only; elsewhere the hardware prefetcher alone.
+    /// </summary>
+    private readonly struct Prefetching : IPrefetch
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Row(byte* from, long bytes)
+        {
+            if (!Sse.IsSupported) return;
+            for (long line = 0; line < bytes; line += 64) Sse.Prefetch1(from + line);
+        }
+    }
+
+    private readonly struct NotPrefetching : IPrefetch
+    {
+        public static void Row(byte* from, long bytes) { }
+    }
+
+    /// <summary>
+    /// <c>row[c] = q · K_c</c> for c &lt; cols (q in the rows' element order): one vector of products per key, the
+    /// Count keys of a group summed across lanes together.
+    /// </summary>
+    private static void Scores<TRows, TPrefetch>(float* q, byte* keys, long stride, int dp, int cols, float* row, float* lanes, byte* nextKeys,
+        byte* nextValues, int nextCols) where TRows : IRows where TPrefetch : IPrefetch
+    {
+        int w = TLanes.Count;
+        for (int c0 = 0; c0 < cols; c0 += w)
+        {
+            for (int c = 0; c < w; c++)
+            {
+                TVector even = TLanes.Splat(0f), odd = TLanes.Splat(0f);
+                if (c0 + c < cols)
+                {
+                    byte* key = keys + (c0 + c) * stride;
+                    if (c0 + c < nextCols)
+                    {
+                        TPrefetch.Row(nextKeys + (c0 + c) * stride, stride);
+                        TPrefetch.Row(nextValues + (c0 + c) * stride, stride);
+                    }
+                    for (int e = 0; e < dp; e += 2 * w)
+                    {
+                        TRows.Load(key, e, out TVector low, out TVector high);
+                        even = TLanes.Fma(TLanes.Load(q + e), low, even);
+                        odd = TLanes.Fma(TLanes.Load(q + e + w), high, odd);
+                    }
+                }
+                TLanes.Store(TLanes.Add(even, odd), lanes + c * w);
+            }
+            TLanes.Store(TLanes.SumEach(lanes), row + c0);
+        }
+    }
+
+    /// <summary>
+    /// <c>o += Σ_c p[c] V_c</c> over c &lt; cols: up to four vector pairs of o held in registers while the keys' rows are
+    /// read in order (each row's bytes side by side, as the hardware prefetcher streams them), wider rows in such slices.
+    /// </summary>
+    private static void Accumulate<TRows>(float* p, byte* values, long stride, int dp, int cols, float* o) where TRows : IRows
+    {
+        int pair = 2 * TLanes.Count, e = 0;
+        for (; e + 4 * pair <= dp; e += 4 * pair) Accumulate4<TRows>(p, values, stride, e, cols, o);
+        for (; e + 2 * pair <= dp; e += 2 * pair) Accumulate2<TRows>(p, values, stride, e, cols, o);
+        for (; e < dp; e += pair) Accumulate1<TRows>(p, values, stride, e, cols, o);
+    }
+
+    /// <summary>Elements [e, e + 8 Count) of o: eight FMA chains.</summary>
+    private static void Accumulate4<TRows>(float* p, byte* values, long stride, int e, int cols, float* o) where TRows : IRows
+    {
+        int w = TLanes.Count;
+        float* at = o + e;
+        TVector a0 = TLanes.Load(at), a1 = TLanes.Load(at + w), a2 = TLanes.Load(at + 2 * w), a3 = TLanes.Load(at + 3 * w),
+            a4 = TLanes.Load(at + 4 * w), a5 = TLanes.Load(at + 5 * w), a6 = TLanes.Load(at + 6 * w), a7 = TLanes.Load(at + 7 * w);
+        for (int c = 0; c < cols; c++)
+        {
+            byte* row = values + c * stride;
+            TVector weight = TLanes.Splat(p[c]);
+            TRows.Load(row, e, out TVector x, out TVector y);
+            a0 = TLanes.Fma(weight, x, a0);
+            a1 = TLanes.Fma(weight, y, a1);
+            TRows.Load(row, e + 2 * w, out x, out y);
+            a2 = TLanes.Fma(weight, x, a2);
+            a3 = TLanes.Fma(weight, y, a3);
+            TRows.Load(row, e + 4 * w, out x, out y);
+            a4 = TLanes.Fma(weight, x, a4);
+            a5 = TLanes.Fma(weight, y, a5);
+            TRows.Load(row, e + 6 * w, out x, out y);
+            a6 = TLanes.Fma(weight, x, a6);
+            a7 = TLanes.Fma(weight, y, a7);
+        }
+        TLanes.Store(a0, at); TLanes.Store(a1, at + w); TLanes.Store(a2, at + 2 * w); TLanes.Store(a3, at + 3 * w);
+        TLanes.Store(a4, at + 4 * w); TLanes.Store(a5, at + 5 * w); TLanes.Store(a6, at + 6 * w); TLanes.Store(a7, at + 7 * w);
+    }
+
+    /// <summary>Elements [e, e + 4 Count) of o: four FMA chains.</summary>
+    private static void Accumulate2<TRows>(float* p, byte* values, long stride, int e, int cols, float* o) where TRows : IRows
+    {
+        int w = TLanes.Count;
+        float* at = o + e;
+        TVector a0 = TLanes.Load(at), a1 = TLanes.Load(at + w), a2 = TLanes.Load(at + 2 * w), a3 = TLanes.Load(at + 3 * w);
+        for (int c = 0; c < cols; c++)
+        {
+            byte* row = values + c * stride;
+            TVector weight = TLanes.Splat(p[c]);
+            TRows.Load(row, e, out TVector x, out TVector y);
+            a0 = TLanes.Fma(weight, x, a0);
+            a1 = TLanes.Fma(weight, y, a1);
+            TRows.Load(row, e + 2 * w, out x, out y);
+            a2 = TLanes.Fma(weight, x, a2);
+            a3 = TLanes.Fma(weight, y, a3);
+        }
+        TLanes.Store(a0, at); TLanes.Store(a1, at + w); TLanes.Store(a2, at + 2 * w); TLanes.Store(a3, at + 3 * w);
+    }
+
+    /// <summary>Elements [e, e + 2 Count) of o: even and odd keys in separate accumulators (four FMA chains), added at the end.</summary>
+    private static void Accumulate1<TRows>(float* p, byte* values, long stride, int e, int cols, float* o) where TRows : IRows
+    {
+        int w = TLanes.Count, c = 0;
+        TVector low0 = TLanes.Load(o + e), high0 = TLanes.Load(o + e + w), low1 = TLanes.Splat(0f), high1 = TLanes.Splat(0f);
+        for (; c + 2 <= cols; c += 2)
+        {
+            TRows.Load(values + c * stride, e, out TVector low, out TVector high);
+            TVector weight = TLanes.Splat(p[c]);
+            low0 = TLanes.Fma(weight, low, low0);
+            high0 = TLanes.Fma(weight, high, high0);
+            TRows.Load(values + (c + 1) * stride, e, out low, out high);
+            weight = TLanes.Splat(p[c + 1]);
+            low1 = TLanes.Fma(weight, low, low1);
+            high1 = TLanes.Fma(weight, high, high1);
+        }
+        if (c < cols)
+        {
+            TRows.Load(values + c * stride, e, out TVector low, out TVector high);
+            TVector weight = TLanes.Splat(p[c]);
+            low0 = TLanes.Fma(weight, low, low0);
+            high0 = TLanes.Fma(weight, high, high0);
+        }
+        TLanes.Store(TLanes.Add(low0, low1), o + e);
+        TLanes.Store(TLanes.Add(high0, high1), o + e + w);
+    }
+
+    /// <summary>
+    /// A row of <paramref name="dp"/> floats between element order and the interleaved order of <see cref="BFloat16Pairs"/>:
+    /// in each group of 2 Count elements, position t &lt; Count holds element 2t and position Count + t element 2t + 1.
+    /// </summary>
+    private static void Reorder(float* row, int dp, bool toPairs)
+    {
+        int w = TLanes.Count;
+        float* copy = stackalloc float[2 * w];
+        for (int g = 0; g < dp; g += 2 * w)
+        {
+            Buffer.MemoryCopy(row + g, copy, 8L * w, 8L * w);
+            for (int t = 0; t < w; t++)
+            {
+                if (toPairs) (row[g + t], row[g + w + t]) = (copy[2 * t], copy[2 * t + 1]);
+                else (row[g + 2 * t], row[g + 2 * t + 1]) = (copy[t], copy[w + t]);
+            }
+        }
     }
 
     /// <summary>Sets the scores of keys query i does not see, and the padding past <paramref name="cols"/>, to -inf.</summary>

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace NativeTensor.Cpu;
 
@@ -32,6 +33,29 @@ internal unsafe interface IFloatLanes<TVector> where TVector : struct
     static abstract TVector SelectNaN(TVector value, TVector nan, TVector otherwise);
     static abstract float MaxAcross(TVector value);
     static abstract float SumAcross(TVector value);
+    /// <summary>
+    /// The sums across <see cref="Count"/> vectors at once: lane c of the result is the sum of the lanes of the vector
+    /// stored at <c>partials + c * Count</c>. A tree of shuffles and adds, Count - 1 adds in all where a sum per vector
+    /// would take log2(Count) dependent steps each.
+    /// </summary>
+    static abstract TVector SumEach(float* partials);
+    /// <summary>
+    /// <see cref="Count"/> pairs of BFloat16 (one 32-bit word each) widened exactly: the first element of each pair to
+    /// <paramref name="even"/>, the second to <paramref name="odd"/> (a shift and a mask, no shuffle).
+    /// </summary>
+    static abstract void LoadBFloat16Pairs(uint* source, out TVector even, out TVector odd);
+}
+
+/// <summary>Folds used by <see cref="IFloatLanes{TVector}.SumEach"/> where the instruction set has no better tree.</summary>
+internal static unsafe class FloatLanes
+{
+    /// <summary>Lane c = the sum of the lanes of vector c, one vector at a time.</summary>
+    public static TVector SumEachSerially<TLanes, TVector>(float* partials) where TLanes : IFloatLanes<TVector> where TVector : struct
+    {
+        float* sums = stackalloc float[TLanes.Count];
+        for (int c = 0; c < TLanes.Count; c++) sums[c] = TLanes.SumAcross(TLanes.Load(partials + c * TLanes.Count));
+        return TLanes.Load(sums);
+    }
 }
 
 internal readonly unsafe struct Floats512 : IFloatLanes<Vector512<float>>
@@ -53,6 +77,35 @@ internal readonly unsafe struct Floats512 : IFloatLanes<Vector512<float>>
         Vector512.ConditionalSelect(Vector512.Equals(value, value), otherwise, nan);
     public static float MaxAcross(Vector512<float> value) => Floats256.MaxAcross(Vector256.Max(value.GetLower(), value.GetUpper()));
     public static float SumAcross(Vector512<float> value) => Vector512.Sum(value);
+
+    /// <summary>
+    /// Four levels of folds, each adding the two halves a shuffle pair selects from two vectors: 128-bit lanes (vshuff32x4)
+    /// twice, then floats within them (vshufps) twice. The tree leaves vector 4t + u's sum in lane 4u + t, so the vectors
+    /// are taken in that transposed order and the sums come out in place.
+    /// </summary>
+    public static Vector512<float> SumEach(float* partials)
+    {
+        if (!Avx512F.IsSupported) return FloatLanes.SumEachSerially<Floats512, Vector512<float>>(partials);
+        Vector512<float> V(int m) => Vector512.Load(partials + 16 * (4 * (m % 4) + m / 4));
+        // Each fold adds the two selections of a pair: "halves" keeps x's first and y's first half of the sources apart
+        // from their second halves, "pairs" the even-numbered from the odd-numbered parts (128-bit lanes or floats).
+        static Vector512<float> LaneHalves(Vector512<float> x, Vector512<float> y) => Avx512F.Shuffle4x128(x, y, 0x44) + Avx512F.Shuffle4x128(x, y, 0xEE);
+        static Vector512<float> LanePairs(Vector512<float> x, Vector512<float> y) => Avx512F.Shuffle4x128(x, y, 0x88) + Avx512F.Shuffle4x128(x, y, 0xDD);
+        static Vector512<float> FloatHalves(Vector512<float> x, Vector512<float> y) => Avx512F.Shuffle(x, y, 0x44) + Avx512F.Shuffle(x, y, 0xEE);
+        static Vector512<float> FloatPairs(Vector512<float> x, Vector512<float> y) => Avx512F.Shuffle(x, y, 0x88) + Avx512F.Shuffle(x, y, 0xDD);
+        Vector512<float> b0 = LaneHalves(V(0), V(1)), b1 = LaneHalves(V(2), V(3)), b2 = LaneHalves(V(4), V(5)), b3 = LaneHalves(V(6), V(7)),
+            b4 = LaneHalves(V(8), V(9)), b5 = LaneHalves(V(10), V(11)), b6 = LaneHalves(V(12), V(13)), b7 = LaneHalves(V(14), V(15));
+        Vector512<float> c0 = LanePairs(b0, b1), c1 = LanePairs(b2, b3), c2 = LanePairs(b4, b5), c3 = LanePairs(b6, b7);
+        return FloatPairs(FloatHalves(c0, c1), FloatHalves(c2, c3));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBFloat16Pairs(uint* source, out Vector512<float> even, out Vector512<float> odd)
+    {
+        Vector512<uint> pairs = Vector512.Load(source);
+        even = (pairs << 16).AsSingle();
+        odd = (pairs & Vector512.Create(0xFFFF0000u)).AsSingle();
+    }
 }
 
 internal readonly unsafe struct Floats256 : IFloatLanes<Vector256<float>>
@@ -74,6 +127,29 @@ internal readonly unsafe struct Floats256 : IFloatLanes<Vector256<float>>
         Vector256.ConditionalSelect(Vector256.Equals(value, value), otherwise, nan);
     public static float MaxAcross(Vector256<float> value) => Floats128.MaxAcross(Vector128.Max(value.GetLower(), value.GetUpper()));
     public static float SumAcross(Vector256<float> value) => Vector256.Sum(value);
+
+    /// <summary>
+    /// Three levels of folds: 128-bit lanes (vperm2f128), then floats within them (vshufps) twice. The tree leaves vector
+    /// 4t + u's sum in lane 2u + t, so the vectors are taken in that order and the sums come out in place.
+    /// </summary>
+    public static Vector256<float> SumEach(float* partials)
+    {
+        if (!Avx.IsSupported) return FloatLanes.SumEachSerially<Floats256, Vector256<float>>(partials);
+        Vector256<float> V(int m) => Vector256.Load(partials + 8 * (4 * (m % 2) + m / 2));
+        static Vector256<float> Halves(Vector256<float> x, Vector256<float> y) => Avx.Permute2x128(x, y, 0x20) + Avx.Permute2x128(x, y, 0x31);
+        static Vector256<float> FloatHalves(Vector256<float> x, Vector256<float> y) => Avx.Shuffle(x, y, 0x44) + Avx.Shuffle(x, y, 0xEE);
+        static Vector256<float> FloatPairs(Vector256<float> x, Vector256<float> y) => Avx.Shuffle(x, y, 0x88) + Avx.Shuffle(x, y, 0xDD);
+        Vector256<float> b0 = Halves(V(0), V(1)), b1 = Halves(V(2), V(3)), b2 = Halves(V(4), V(5)), b3 = Halves(V(6), V(7));
+        return FloatPairs(FloatHalves(b0, b1), FloatHalves(b2, b3));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBFloat16Pairs(uint* source, out Vector256<float> even, out Vector256<float> odd)
+    {
+        Vector256<uint> pairs = Vector256.Load(source);
+        even = (pairs << 16).AsSingle();
+        odd = (pairs & Vector256.Create(0xFFFF0000u)).AsSingle();
+    }
 }
 
 internal readonly unsafe struct Floats128 : IFloatLanes<Vector128<float>>
@@ -100,6 +176,23 @@ internal readonly unsafe struct Floats128 : IFloatLanes<Vector128<float>>
         return m;
     }
     public static float SumAcross(Vector128<float> value) => Vector128.Sum(value);
+
+    /// <summary>Two levels of folds of floats (shufps); the sums come out in order.</summary>
+    public static Vector128<float> SumEach(float* partials)
+    {
+        if (!Sse.IsSupported) return FloatLanes.SumEachSerially<Floats128, Vector128<float>>(partials);
+        static Vector128<float> FloatHalves(Vector128<float> x, Vector128<float> y) => Sse.Shuffle(x, y, 0x44) + Sse.Shuffle(x, y, 0xEE);
+        static Vector128<float> FloatPairs(Vector128<float> x, Vector128<float> y) => Sse.Shuffle(x, y, 0x88) + Sse.Shuffle(x, y, 0xDD);
+        return FloatPairs(FloatHalves(Vector128.Load(partials), Vector128.Load(partials + 4)), FloatHalves(Vector128.Load(partials + 8), Vector128.Load(partials + 12)));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void LoadBFloat16Pairs(uint* source, out Vector128<float> even, out Vector128<float> odd)
+    {
+        Vector128<uint> pairs = Vector128.Load(source);
+        even = (pairs << 16).AsSingle();
+        odd = (pairs & Vector128.Create(0xFFFF0000u)).AsSingle();
+    }
 }
 
 /// <summary>One lane: the scalar path (<c>DOTNET_EnableHWIntrinsic=0</c>, or a test pinning it), same arithmetic.</summary>
@@ -120,4 +213,10 @@ internal readonly unsafe struct Floats1 : IFloatLanes<float>
     public static float SelectNaN(float value, float nan, float otherwise) => float.IsNaN(value) ? nan : otherwise;
     public static float MaxAcross(float value) => value;
     public static float SumAcross(float value) => value;
+    public static float SumEach(float* partials) => *partials;
+    public static void LoadBFloat16Pairs(uint* source, out float even, out float odd)
+    {
+        even = BitConverter.UInt32BitsToSingle(*source << 16);
+        odd = BitConverter.UInt32BitsToSingle(*source & 0xFFFF0000u);
+    }
 }
