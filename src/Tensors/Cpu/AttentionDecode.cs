@@ -22,7 +22,9 @@ namespace NativeTensor.Cpu;
 /// Keys and values are read where they are stored: Float32 as it is, BFloat16 as pairs widened in registers (a shift
 /// and a mask per pair of vectors; q and O take the same even/odd order and O is put back in order at the end). Float16,
 /// a ring's wrap and a head dimension that is not a whole number of vector pairs go through a block copy first. Each key
-/// and value byte comes from memory once per call, whatever the group size.
+/// and value byte comes from memory once per call, whatever the group size. The loops are compiled fully optimised at
+/// their first call (AggressiveOptimization): left to tiered compilation, a dtype's first instances run unoptimised, ten
+/// times slower, for as long as the runtime takes to promote them, which outlasted a second of warm-up in perf.
 /// </summary>
 internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFloatLanes<TVector> where TVector : struct
 {
@@ -104,6 +106,7 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
     }
 
     /// <summary>Keys [begin, end) of (batch, kv head) <paramref name="unit"/> for every query row of its group: O unnormalised, m, l.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Chunk<TRows>(in AttentionShape s, long unit, long begin, long end, byte* q, byte* k, byte* v, float* o, float* max, float* sum,
         AttentionScratch scratch, int dp, int rows, SimdWidth width) where TRows : IRows
     {
@@ -224,6 +227,7 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
     /// <c>row[c] = q · K_c</c> for c &lt; cols (q in the rows' element order): one vector of products per key, the
     /// Count keys of a group summed across lanes together.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scores<TRows, TPrefetch>(float* q, byte* keys, long stride, int dp, int cols, float* row, float* lanes, byte* nextKeys,
         byte* nextValues, int nextCols) where TRows : IRows where TPrefetch : IPrefetch
     {
@@ -267,6 +271,7 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
     }
 
     /// <summary>Elements [e, e + 8 Count) of o: eight FMA chains.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Accumulate4<TRows>(float* p, byte* values, long stride, int e, int cols, float* o) where TRows : IRows
     {
         int w = TLanes.Count;
@@ -295,6 +300,7 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
     }
 
     /// <summary>Elements [e, e + 4 Count) of o: four FMA chains.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Accumulate2<TRows>(float* p, byte* values, long stride, int e, int cols, float* o) where TRows : IRows
     {
         int w = TLanes.Count;
@@ -315,6 +321,7 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
     }
 
     /// <summary>Elements [e, e + 2 Count) of o: even and odd keys in separate accumulators (four FMA chains), added at the end.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Accumulate1<TRows>(float* p, byte* values, long stride, int e, int cols, float* o) where TRows : IRows
     {
         int w = TLanes.Count, c = 0;

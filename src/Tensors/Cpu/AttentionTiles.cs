@@ -205,6 +205,7 @@ internal static unsafe class AttentionTiles<TLanes, TVector> where TLanes : IFlo
     }
 
     /// <summary><c>row[0 .. count) *= factor</c>, count a multiple of the lane count.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Scale(float* row, int count, float factor)
     {
         TVector f = TLanes.Splat(factor);
@@ -212,6 +213,7 @@ internal static unsafe class AttentionTiles<TLanes, TVector> where TLanes : IFlo
     }
 
     /// <summary>The largest element of a row of <paramref name="count"/> floats (a multiple of the lane count), NaN if any is NaN.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float RowMax(float* row, int count)
     {
         TVector m = TLanes.Load(row);
@@ -223,6 +225,7 @@ internal static unsafe class AttentionTiles<TLanes, TVector> where TLanes : IFlo
     /// <c>row[c] = 2^(row[c] - shift)</c> in place over <paramref name="count"/> floats (a multiple of the lane count);
     /// returns their sum, accumulated lane-wise in order.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Exponentiate(float* row, int count, float shift)
     {
         TVector s = TLanes.Splat(shift), sum = TLanes.Splat(0f);
