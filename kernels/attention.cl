@@ -104,6 +104,38 @@ STAGE(f32)
 STAGE(f16)
 STAGE(bf16)
 
+/*
+ * acc[t] (dim 16 t + c of query row r, at position p) += weights[jj] * row jj, for each key j0 + jj of the tile that the
+ * query sees, in key order: the rows (values for the forward's P V, keys for dq's dS K) staged chunk by chunk into
+ * tile. Every thread of the group calls it (it holds barriers).
+ */
+#define WEIGHTED_ROWS(T)                                                                                           \
+    INLINE void nt_weighted_rows_##T(float* acc, LOCAL_PTR(float) tile, LOCAL_PTR(float) weights,                  \
+                                     GLOBAL const ELEM_##T* RESTRICT rows, i64 kv_base, i64 j0, int keys,          \
+                                     int head_dim, int key_rows, int key_first, int lid, int c, int valid,         \
+                                     i64 last, i64 p, int causal, int window)                                      \
+    {                                                                                                              \
+        _Pragma("unroll") for (int cc = 0; cc < NT_CHUNKS; cc++)                                                   \
+        {                                                                                                          \
+            if (cc * NT_CHUNK >= head_dim) continue;                                                               \
+            BARRIER();                                                                                             \
+            nt_stage_##T(tile, rows, kv_base, j0, keys, head_dim, cc * NT_CHUNK, 1, key_rows, key_first, lid);     \
+            BARRIER();                                                                                             \
+            for (int jj = 0; jj < NT_BK; jj++)                                                                     \
+            {                                                                                                      \
+                if (!(valid && j0 + jj <= last && nt_visible(p, j0 + jj, causal, window))) continue;               \
+                const float weight = weights[jj];                                                                  \
+                _Pragma("unroll") for (int u = 0; u < 4; u++)                                                      \
+                    acc[4 * cc + u] = FMA(weight, tile[jj * NT_CPITCH + 16 * u + c], acc[4 * cc + u]);             \
+            }                                                                                                      \
+        }                                                                                                          \
+    }
+
+WEIGHTED_ROWS(f32)
+WEIGHTED_ROWS(f16)
+WEIGHTED_ROWS(bf16)
+
+
 /* The first key the query at position p0 sees and the last the query at position p1 sees (empty when first > last). */
 INLINE i64 nt_first_key(i64 p0, int window) { return window > 0 ? (p0 - window + 1 > 0 ? p0 - window + 1 : 0) : 0; }
 INLINE i64 nt_last_key(i64 p1, int keys, int causal) { return causal ? (p1 < keys - 1 ? p1 : (i64)keys - 1) : (i64)keys - 1; }
@@ -162,20 +194,8 @@ INLINE i64 nt_last_key(i64 p1, int keys, int causal) { return causal ? (p1 < key
             for (int jj = 0; jj < NT_BK; jj++) row_sum = ADD_RN(row_sum, p_tile[r * NT_SPITCH + jj]);              \
             l = ADD_RN(MUL_RN(l, alpha), row_sum);                                                                 \
             _Pragma("unroll") for (int t = 0; t < NT_MAXD / 16; t++) acc[t] = MUL_RN(acc[t], alpha);               \
-            _Pragma("unroll") for (int cc = 0; cc < NT_CHUNKS; cc++)                                               \
-            {                                                                                                      \
-                if (cc * NT_CHUNK >= head_dim) continue;                                                           \
-                BARRIER();                                                                                         \
-                nt_stage_##T(kv_tile, v, kv_base, j0, keys, head_dim, cc * NT_CHUNK, 1, key_rows, key_first, lid); \
-                BARRIER();                                                                                         \
-                for (int jj = 0; jj < NT_BK; jj++)                                                                 \
-                {                                                                                                  \
-                    if (!(valid && j0 + jj <= last && nt_visible(p, j0 + jj, causal, window))) continue;           \
-                    const float weight = p_tile[r * NT_SPITCH + jj];                                               \
-                    _Pragma("unroll") for (int u = 0; u < 4; u++)                                                  \
-                        acc[4 * cc + u] = FMA(weight, kv_tile[jj * NT_CPITCH + 16 * u + c], acc[4 * cc + u]);      \
-                }                                                                                                  \
-            }                                                                                                      \
+            nt_weighted_rows_##T(acc, kv_tile, p_tile + r * NT_SPITCH, v, kv_base, j0, keys, head_dim, key_rows,   \
+                                 key_first, lid, c, valid, last, p, causal, window);                               \
         }                                                                                                          \
         if (!valid) return;                                                                                        \
         _Pragma("unroll") for (int t = 0; t < NT_MAXD / 16; t++)                                                   \
@@ -273,20 +293,8 @@ SCORES(bf16)
             ds_tile[r * NT_SPITCH + c] = nt_scores_##T(q_tile, do_tile, k_tile, v_tile, d_o, q, k, v, q_base,      \
                 kv_base, i0, j0, queries, keys, head_dim, key_rows, key_first, seen, lse_r, delta_r, scale, lid,   \
                 r, c, &unused);                                                                                    \
-            _Pragma("unroll") for (int cc = 0; cc < NT_CHUNKS; cc++)                                               \
-            {                                                                                                      \
-                if (cc * NT_CHUNK >= head_dim) continue;                                                           \
-                BARRIER();                                                                                         \
-                nt_stage_##T(k_tile, k, kv_base, j0, keys, head_dim, cc * NT_CHUNK, 1, key_rows, key_first, lid);  \
-                BARRIER();                                                                                         \
-                for (int jj = 0; jj < NT_BK; jj++)                                                                 \
-                {                                                                                                  \
-                    if (!(valid && j0 + jj <= last && nt_visible(p, j0 + jj, causal, window))) continue;           \
-                    const float ds = ds_tile[r * NT_SPITCH + jj];                                                  \
-                    _Pragma("unroll") for (int u = 0; u < 4; u++)                                                  \
-                        acc[4 * cc + u] = FMA(ds, k_tile[jj * NT_CPITCH + 16 * u + c], acc[4 * cc + u]);           \
-                }                                                                                                  \
-            }                                                                                                      \
+            nt_weighted_rows_##T(acc, k_tile, ds_tile + r * NT_SPITCH, k, kv_base, j0, keys, head_dim, key_rows,   \
+                                 key_first, lid, c, valid, last, p, causal, window);                               \
         }                                                                                                          \
         if (!valid) return;                                                                                        \
         _Pragma("unroll") for (int t = 0; t < NT_MAXD / 16; t++)                                                   \

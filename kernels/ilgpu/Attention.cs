@@ -98,19 +98,8 @@ internal static class Attention
             for (int jj = 0; jj < KeyTile; jj++) rowSum = Dialect.AddRn(rowSum, pTile[r * ScorePitch + jj]);
             l = Dialect.AddRn(Dialect.MulRn(l, alpha), rowSum);
             for (int t = 0; t < Owned; t++) acc[t] = Dialect.MulRn(acc[t], alpha);
-            for (int cc = 0; cc * Chunk < head_dim; cc++)
-            {
-                Group.Barrier();
-                Stage<T, TFormat>(kvTile, v, kvBase, j0, keys, head_dim, cc * Chunk, true, key_rows, key_first, lid);
-                Group.Barrier();
-                for (int jj = 0; jj < KeyTile; jj++)
-                {
-                    if (!(valid && j0 + jj <= last && Visible(p, j0 + jj, causal, window))) continue;
-                    float weight = pTile[r * ScorePitch + jj];
-                    for (int u = 0; u < 4; u++)
-                        acc[4 * cc + u] = Dialect.Fma(weight, kvTile[jj * ChunkPitch + 16 * u + c], acc[4 * cc + u]);
-                }
-            }
+            WeightedRows<T, TFormat>(acc, kvTile, pTile.SubView(r * ScorePitch, KeyTile), v, kvBase, j0, keys, head_dim, key_rows, key_first,
+                lid, c, valid, last, p, causal, window);
         }
         if (!valid) return;
         for (int t = 0; t < Owned; t++)
@@ -170,19 +159,8 @@ internal static class Attention
             bool seen = valid && j0 + c <= last && Visible(p, j0 + c, causal, window);
             dsTile[r * ScorePitch + c] = Scores<T, TFormat>(qTile, doTile, kTile, vTile, d_o, q, k, v, qBase, kvBase, i0, j0, queries, keys,
                 head_dim, key_rows, key_first, seen, lseR, deltaR, scale, lid, r, c, out _);
-            for (int cc = 0; cc * Chunk < head_dim; cc++)
-            {
-                Group.Barrier();
-                Stage<T, TFormat>(kTile, k, kvBase, j0, keys, head_dim, cc * Chunk, true, key_rows, key_first, lid);
-                Group.Barrier();
-                for (int jj = 0; jj < KeyTile; jj++)
-                {
-                    if (!(valid && j0 + jj <= last && Visible(p, j0 + jj, causal, window))) continue;
-                    float ds = dsTile[r * ScorePitch + jj];
-                    for (int u = 0; u < 4; u++)
-                        acc[4 * cc + u] = Dialect.Fma(ds, kTile[jj * ChunkPitch + 16 * u + c], acc[4 * cc + u]);
-                }
-            }
+            WeightedRows<T, TFormat>(acc, kTile, dsTile.SubView(r * ScorePitch, KeyTile), k, kvBase, j0, keys, head_dim, key_rows, key_first,
+                lid, c, valid, last, p, causal, window);
         }
         if (!valid) return;
         for (int t = 0; t < Owned; t++)
@@ -326,6 +304,31 @@ internal static class Attention
                 value = default(TFormat).Widen(x[xBase + at * head_dim + d0 + dd]);
             }
             tile[row * ChunkPitch + dd] = value;
+        }
+    }
+
+    /// <summary>
+    /// <c>acc[t] += weights[jj] * row jj</c> (dim 16 t + c) for each key j0 + jj of the tile that the query at position p
+    /// sees, in key order, the rows staged chunk by chunk into <paramref name="tile"/> (<c>nt_weighted_rows_*</c>): the
+    /// forward's P V and dq's dS K. Every thread of the group calls it (it holds barriers).
+    /// </summary>
+    private static void WeightedRows<T, TFormat>(ArrayView<float> acc, ArrayView<float> tile, ArrayView<float> weights, ArrayView<T> rows,
+        long kvBase, long j0, int keys, int head_dim, int key_rows, int key_first, int lid, int c, bool valid, long last, long p, bool causal,
+        int window)
+        where T : unmanaged where TFormat : struct, IFloatFormat<T>
+    {
+        for (int cc = 0; cc * Chunk < head_dim; cc++)
+        {
+            Group.Barrier();
+            Stage<T, TFormat>(tile, rows, kvBase, j0, keys, head_dim, cc * Chunk, true, key_rows, key_first, lid);
+            Group.Barrier();
+            for (int jj = 0; jj < KeyTile; jj++)
+            {
+                if (!(valid && j0 + jj <= last && Visible(p, j0 + jj, causal, window))) continue;
+                float weight = weights[jj];
+                for (int u = 0; u < 4; u++)
+                    acc[4 * cc + u] = Dialect.Fma(weight, tile[jj * ChunkPitch + 16 * u + c], acc[4 * cc + u]);
+            }
         }
     }
 
