@@ -368,6 +368,7 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
     }
 
     /// <summary>Sets the scores of keys query i does not see, and the padding past <paramref name="cols"/>, to -inf.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void HideInvisible(in AttentionShape s, long i, long j0, int cols, float* row)
     {
         (long first, long last) = s.Visible(i);

@@ -83,15 +83,20 @@ internal readonly unsafe struct Floats512 : IFloatLanes<Vector512<float>>
     /// twice, then floats within them (vshufps) twice. The tree leaves vector 4t + u's sum in lane 4u + t, so the vectors
     /// are taken in that transposed order and the sums come out in place.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> SumEach(float* partials)
     {
         if (!Avx512F.IsSupported) return FloatLanes.SumEachSerially<Floats512, Vector512<float>>(partials);
         Vector512<float> V(int m) => Vector512.Load(partials + 16 * (4 * (m % 4) + m / 4));
         // Each fold adds the two selections of a pair: "halves" keeps x's first and y's first half of the sources apart
         // from their second halves, "pairs" the even-numbered from the odd-numbered parts (128-bit lanes or floats).
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector512<float> LaneHalves(Vector512<float> x, Vector512<float> y) => Avx512F.Shuffle4x128(x, y, 0x44) + Avx512F.Shuffle4x128(x, y, 0xEE);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector512<float> LanePairs(Vector512<float> x, Vector512<float> y) => Avx512F.Shuffle4x128(x, y, 0x88) + Avx512F.Shuffle4x128(x, y, 0xDD);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector512<float> FloatHalves(Vector512<float> x, Vector512<float> y) => Avx512F.Shuffle(x, y, 0x44) + Avx512F.Shuffle(x, y, 0xEE);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector512<float> FloatPairs(Vector512<float> x, Vector512<float> y) => Avx512F.Shuffle(x, y, 0x88) + Avx512F.Shuffle(x, y, 0xDD);
         Vector512<float> b0 = LaneHalves(V(0), V(1)), b1 = LaneHalves(V(2), V(3)), b2 = LaneHalves(V(4), V(5)), b3 = LaneHalves(V(6), V(7)),
             b4 = LaneHalves(V(8), V(9)), b5 = LaneHalves(V(10), V(11)), b6 = LaneHalves(V(12), V(13)), b7 = LaneHalves(V(14), V(15));
@@ -132,12 +137,16 @@ internal readonly unsafe struct Floats256 : IFloatLanes<Vector256<float>>
     /// Three levels of folds: 128-bit lanes (vperm2f128), then floats within them (vshufps) twice. The tree leaves vector
     /// 4t + u's sum in lane 2u + t, so the vectors are taken in that order and the sums come out in place.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> SumEach(float* partials)
     {
         if (!Avx.IsSupported) return FloatLanes.SumEachSerially<Floats256, Vector256<float>>(partials);
         Vector256<float> V(int m) => Vector256.Load(partials + 8 * (4 * (m % 2) + m / 2));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector256<float> Halves(Vector256<float> x, Vector256<float> y) => Avx.Permute2x128(x, y, 0x20) + Avx.Permute2x128(x, y, 0x31);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector256<float> FloatHalves(Vector256<float> x, Vector256<float> y) => Avx.Shuffle(x, y, 0x44) + Avx.Shuffle(x, y, 0xEE);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector256<float> FloatPairs(Vector256<float> x, Vector256<float> y) => Avx.Shuffle(x, y, 0x88) + Avx.Shuffle(x, y, 0xDD);
         Vector256<float> b0 = Halves(V(0), V(1)), b1 = Halves(V(2), V(3)), b2 = Halves(V(4), V(5)), b3 = Halves(V(6), V(7));
         return FloatPairs(FloatHalves(b0, b1), FloatHalves(b2, b3));
@@ -178,10 +187,13 @@ internal readonly unsafe struct Floats128 : IFloatLanes<Vector128<float>>
     public static float SumAcross(Vector128<float> value) => Vector128.Sum(value);
 
     /// <summary>Two levels of folds of floats (shufps); the sums come out in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> SumEach(float* partials)
     {
         if (!Sse.IsSupported) return FloatLanes.SumEachSerially<Floats128, Vector128<float>>(partials);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector128<float> FloatHalves(Vector128<float> x, Vector128<float> y) => Sse.Shuffle(x, y, 0x44) + Sse.Shuffle(x, y, 0xEE);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static Vector128<float> FloatPairs(Vector128<float> x, Vector128<float> y) => Sse.Shuffle(x, y, 0x88) + Sse.Shuffle(x, y, 0xDD);
         return FloatPairs(FloatHalves(Vector128.Load(partials), Vector128.Load(partials + 4)), FloatHalves(Vector128.Load(partials + 8), Vector128.Load(partials + 12)));
     }
