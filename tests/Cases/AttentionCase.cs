@@ -96,9 +96,11 @@ public sealed record AttentionCase(int Batch, int QueryHeads, int KvHeads, int Q
         double rounding = Tolerances.AttentionRoundings(HeadDim, Queries, Keys, QueryHeads / KvHeads);
         double weights = Tolerances.AttentionInputRounding(DType, device.Kind);
         double largest = new[] { truth.Q, truth.K, truth.V, truth.OutputGradient }.Max(x => LinalgReference.Values(x, DType).Select(Math.Abs).DefaultIfEmpty(0).Max());
-        // Underflow, plus (CUDA Float16) subnormal weights: at most 2^-25 per weight times Σ_j |v_j| <= M max|input|.
+        // Underflow, plus (CUDA Float16) subnormal weights: at most 2^-25 per weight times the operand it multiplies, over
+        // the terms of one sum: M keys for an output or dq, N x group queries for dk and dv.
+        double terms = Backward ? Math.Max(Keys, (double)Queries * (QueryHeads / KvHeads)) : Keys;
         double floor = Tolerances.AttentionUnderflow(HeadDim, Queries, Keys, QueryHeads / KvHeads, Geometry.Scale, largest)
-            + Tolerances.AttentionInputRoundingFloor(DType, device.Kind) * Keys * largest * Math.Max(1, Geometry.Scale * HeadDim * largest);
+            + Tolerances.AttentionInputRoundingFloor(DType, device.Kind) * terms * largest * Math.Max(1, Geometry.Scale * HeadDim * largest);
         string? inputs;
         if (!Backward)
         {

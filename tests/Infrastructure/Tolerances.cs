@@ -311,7 +311,8 @@ public static class Tolerances
     /// The absolute error of one unnormalised weight that <see cref="AttentionInputRounding"/>'s relative term misses: on
     /// CUDA's tensor-core path a Float16 weight below 2^-14 is subnormal and rounds to a multiple of 2^-24, off by up to
     /// 2^-25. After the division by l_i &gt;= 1 an output moves by at most <c>2^-25 Σ_j |v_jd|</c> over the keys query i
-    /// sees (for dq, dk and dv likewise with the operand the weight multiplies). 0 elsewhere: BFloat16 has binary32's
+    /// sees (for dq likewise with the operand the weight multiplies, and for dk and dv over the N x group queries that see
+    /// the key, a subnormal dS or P each). 0 elsewhere: BFloat16 has binary32's
     /// exponent range, and other backends keep weights in binary32.
     /// </summary>
     public static double AttentionInputRoundingFloor(DType dtype, DeviceKind backend) =>

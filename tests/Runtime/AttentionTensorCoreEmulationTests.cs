@@ -3,17 +3,19 @@ using FsCheck.Fluent;
 using NativeTensor.Reference;
 using NativeTensor.Runtime;
 using NativeTensor.Runtime.Kernels;
+using NativeTensor.Cases;
 using NativeTensor.Tests.Infrastructure;
 
 namespace NativeTensor.Tests.Runtime;
 
 /// <summary>
-/// The tensor-core forward of <c>kernels/cuda/attention.cu</c> on a machine without a GPU: its expanded source is built
+/// The tensor-core kernels of <c>kernels/cuda/attention.cu</c> (forward, dq, dk/dv) on a machine without a GPU: its expanded source is built
 /// as host C++ with <c>KernelCompile/warp_emulation.h</c> (each thread a std::thread; mma.sync, ldmatrix and the
 /// shuffles done by the warp's 32 threads meeting and reading each other's operands in the PTX ISA's fragment layouts)
 /// and launched as the host launches it, then compared with <see cref="AttentionReference"/> within the tolerance the
-/// path's one extra rounding allows. What this proves: the kernel's indexing, band and tile skipping, masking, online
-/// softmax, ring addressing, grouped heads, padding of D and the stores. What it cannot: the instructions' layouts
+/// path's extra roundings allow. What this proves: the kernels' indexing, band and tile skipping, masking, online
+/// softmax, ring addressing, grouped heads (dk and dv summed over a group's query heads), padding of D, the exact paths
+/// of poisoned tiles and the stores. What it cannot: the instructions' layouts
 /// themselves (taken from the ISA into warp_emulation.h and warp_mma.h alike), which only a GPU run of the CUDA parity
 /// suite checks.
 /// </summary>
@@ -193,6 +195,174 @@ public sealed class AttentionTensorCoreEmulationTests
         Assert.All(AttentionTensorCoreKernels.All, k => Assert.Equal(AttentionTensorCoreKernels.GroupThreads, k.GroupThreads));
     }
 
+    /// <summary>
+    /// One backward: dtype, B, Hq, Hkv, N, M, D (up to 128: larger runs the portable kernels), causal, window, and NaNs
+    /// written into q, k or dO at element indices.
+    /// </summary>
+    public sealed record BackwardCase(DType DType, int Batch, int QueryHeads, int KvHeads, int Queries, int Keys, int HeadDim, bool Causal,
+        int Window, long[]? NaNInQueries = null, long[]? NaNInKeys = null, long[]? NaNInGradients = null)
+    {
+        public override string ToString() =>
+            $"{DType} B{Batch} H{QueryHeads}/{KvHeads} N{Queries} M{Keys} D{HeadDim}{(Causal ? " causal" : "")}{(Window > 0 ? $" window {Window}" : "")}" +
+            (NaNInQueries is { } q ? $" NaN in q at {string.Join(", ", q)}" : "") + (NaNInKeys is { } k ? $" NaN in k at {string.Join(", ", k)}" : "") +
+            (NaNInGradients is { } g ? $" NaN in dO at {string.Join(", ", g)}" : "");
+    }
+
+    /// <summary>
+    /// Every padded D of the backward (and D between them), N and M off the 64-row blocks and the 16- or 32-query tiles,
+    /// N &gt; M and N &lt; M, causal and windowed bands narrower and wider than a tile, grouped heads (dk and dv summed over
+    /// three query heads), and NaNs that reach exactly the pairs that see them: a NaN key (dq's exact path) and a NaN
+    /// query or output gradient (dk/dv's) sharing tiles with pairs that must stay clean.
+    /// </summary>
+    private static readonly BackwardCase[] BackwardCases =
+    [
+        new(DType.BFloat16, 1, 1, 1, 16, 16, 32, false, 0),
+        new(DType.BFloat16, 1, 1, 1, 100, 100, 64, true, 0),
+        new(DType.Float16, 1, 1, 1, 100, 100, 64, true, 0),
+        new(DType.BFloat16, 2, 4, 2, 70, 130, 40, true, 0),
+        new(DType.Float16, 1, 3, 1, 33, 200, 7, false, 0),
+        new(DType.BFloat16, 1, 1, 1, 130, 130, 128, true, 17),
+        new(DType.Float16, 1, 3, 1, 65, 90, 100, false, 20),
+        new(DType.BFloat16, 1, 2, 2, 80, 50, 16, true, 0),
+        new(DType.BFloat16, 1, 1, 1, 1, 300, 8, true, 0),
+        new(DType.Float16, 1, 1, 1, 64, 64, 1, true, 5),
+        new(DType.Float16, 1, 2, 1, 150, 97, 96, true, 40),
+        new(DType.BFloat16, 1, 1, 1, 100, 100, 64, true, 0, NaNInKeys: [50 * 64 + 3]),
+        new(DType.Float16, 1, 1, 1, 100, 100, 40, true, 16, NaNInQueries: [70 * 40 + 5], NaNInGradients: [30 * 40 + 3]),
+        new(DType.BFloat16, 1, 2, 1, 40, 90, 72, true, 8, NaNInQueries: [(40 + 20) * 72 + 71], NaNInKeys: [80 * 72]),
+    ];
+
+    public static TheoryData<int> BackwardCaseIndices() => [.. Enumerable.Range(0, BackwardCases.Length)];
+
+    [Theory]
+    [MemberData(nameof(BackwardCaseIndices))]
+    public void The_tensor_core_backward_under_warp_emulation_matches_the_reference(int index) => CheckBackward(BackwardCases[index], 2000 + index);
+
+    /// <summary>Random shapes as the parity suite draws them, D up to 128.</summary>
+    [Fact]
+    public void Random_backward_shapes_under_warp_emulation_match_the_reference()
+    {
+        _ = Program.Value;
+        Gen<int> length = from kind in Gen.Choose(0, 9)
+                          from n in kind == 0 ? Gen.Constant(1) : kind <= 2 ? Gen.Choose(60, 140) : Gen.Choose(1, 40)
+                          select n;
+        Gen<int> headDim = from kind in Gen.Choose(0, 5)
+                           from d in kind == 0 ? Gen.Elements(1, 2, 3, 7, 127, 128) : kind == 1 ? Gen.Elements(16, 32, 64, 128) : Gen.Choose(1, 96)
+                           select d;
+        Gen<(BackwardCase, int)> cases =
+            from n in length
+            from m in length
+            from d in headDim
+            from kvHeads in Gen.Choose(1, 2)
+            from heads in Gen.Elements(1, 2, 3)
+            from causal in Gen.Elements(false, true)
+            from window in Gen.Elements(0, 0, 1, 2, 5, 17, n, n + m + 3)
+            from dtype in Gen.Elements(DType.BFloat16, DType.Float16)
+            from seed in Gen.Choose(0, int.MaxValue)
+            select (new BackwardCase(dtype, 1, kvHeads * heads, kvHeads, n, m, d, causal, window), seed);
+        Prop.ForAll(cases.ToArbitrary(), x => CheckBackward(x.Item1, x.Item2)).Check(Config.QuickThrowOnFailure.WithMaxTest(10));
+    }
+
+    /// <summary>
+    /// Runs dq and dk/dv as the host would, after the portable delta (here dO · O in binary32, one FMA chain as that
+    /// kernel does), on the reference's output and log-sum-exp rounded as a forward stores them (as the parity suite
+    /// judges the backward alone), and holds every element to the parity suite's bound for CUDA.
+    /// </summary>
+    private static void CheckBackward(BackwardCase c, int seed)
+    {
+        string program = Program.Value;
+        var random = new Random(seed);
+        long queryElements = (long)c.Batch * c.QueryHeads * c.Queries * c.HeadDim, keyElements = (long)c.Batch * c.KvHeads * c.Keys * c.HeadDim;
+        ushort[] q = Values(random, queryElements, c.DType), k = Values(random, keyElements, c.DType), v = Values(random, keyElements, c.DType);
+        ushort[] dO = Values(random, queryElements, c.DType);
+        ushort nan = c.DType == DType.BFloat16 ? BFloat16.NaN.Bits : BitConverter.HalfToUInt16Bits(Half.NaN);
+        foreach (long at in c.NaNInQueries ?? []) q[at] = nan;
+        foreach (long at in c.NaNInKeys ?? []) k[at] = nan;
+        foreach (long at in c.NaNInGradients ?? []) dO[at] = nan;
+        float scale = (float)(1.0 / Math.Sqrt(c.HeadDim));
+        var geometry = new AttentionReference.Geometry(c.Batch, c.QueryHeads, c.KvHeads, c.Queries, c.Keys, c.HeadDim,
+            new AttentionMask(c.Causal, c.Window), scale);
+        double[] qs = Widen(q, c.DType), ks = Widen(k, c.DType), vs = Widen(v, c.DType), dOs = Widen(dO, c.DType);
+        (AttentionReference.Values output, AttentionReference.Values lse) = AttentionReference.Forward(geometry, qs, ks, vs);
+        ushort[] o = [.. output.Value.Select(x => Narrow((float)x, c.DType))];
+        float[] l = [.. lse.Value.Select(x => (float)x)];
+        var delta = new float[l.Length];
+        for (long row = 0; row < delta.Length; row++)
+        {
+            float sum = 0;
+            for (long e = row * c.HeadDim; e < (row + 1) * c.HeadDim; e++) sum = MathF.FusedMultiplyAdd((float)dOs[e], (float)Widen(o[e], c.DType), sum);
+            delta[row] = sum;
+        }
+        (AttentionReference.Values dq, AttentionReference.Values dk, AttentionReference.Values dv) =
+            AttentionReference.Backward(geometry, dOs, qs, ks, vs, Widen(o, c.DType));
+        (ushort[] gotDq, ushort[] gotDk, ushort[] gotDv) = RunBackward(program, c, scale, q, k, v, dO, l, delta);
+
+        int group = c.QueryHeads / c.KvHeads;
+        double rounding = Tolerances.AttentionRoundings(c.HeadDim, c.Queries, c.Keys, group);
+        double weights = Tolerances.AttentionInputRounding(c.DType, DeviceKind.Cuda);
+        double floor = Tolerances.AttentionUnderflow(c.HeadDim, c.Queries, c.Keys, group, scale, Spread)
+            + Tolerances.AttentionInputRoundingFloor(c.DType, DeviceKind.Cuda) * Math.Max(c.Keys, (double)c.Queries * group) * Spread
+              * Math.Max(1, scale * c.HeadDim * Spread);
+        string? failure = AttentionData.WithinBound("dq", Widen(gotDq, c.DType), dq, rounding, weights, floor, c.DType)
+            ?? AttentionData.WithinBound("dk", Widen(gotDk, c.DType), dk, rounding, weights, floor, c.DType)
+            ?? AttentionData.WithinBound("dv", Widen(gotDv, c.DType), dv, rounding, weights, floor, c.DType);
+        Assert.True(failure is null, $"{c}: {failure}");
+    }
+
+    [Fact]
+    public void The_backward_takes_tensor_cores_up_to_D_128_and_leaves_the_rest_to_the_portable_kernels()
+    {
+        Assert.Equal("attention_dq_bf16_d32", AttentionTensorCoreKernels.Dq(DType.BFloat16, 1)!.Entry);
+        Assert.Equal("attention_dkdv_f16_d64", AttentionTensorCoreKernels.DkDv(DType.Float16, 33)!.Entry);
+        Assert.Equal("attention_dq_f16_d128", AttentionTensorCoreKernels.Dq(DType.Float16, 128)!.Entry);
+        Assert.Null(AttentionTensorCoreKernels.Dq(DType.BFloat16, 129));
+        Assert.Null(AttentionTensorCoreKernels.DkDv(DType.Float16, 129));
+        Assert.Null(AttentionTensorCoreKernels.DkDv(DType.Float32, 64));
+    }
+
+    private static ushort Narrow(float x, DType dtype) =>
+        dtype == DType.BFloat16 ? BFloat16.FromSingle(x).Bits : BitConverter.HalfToUInt16Bits((Half)x);
+
+    /// <summary>Runs the emulated dq and dk/dv with the launches the host would make (see warp_emulation_main.cpp).</summary>
+    private static (ushort[] Dq, ushort[] Dk, ushort[] Dv) RunBackward(string program, BackwardCase c, float scale, ushort[] q, ushort[] k,
+        ushort[] v, ushort[] dO, float[] lse, float[] delta)
+    {
+        DeviceKernel kernel = AttentionTensorCoreKernels.Dq(c.DType, c.HeadDim)!;
+        int padded = int.Parse(kernel.Entry[(kernel.Entry.LastIndexOf("_d", StringComparison.Ordinal) + 2)..]);
+        var shape = new AttentionShape(c.DType, c.Batch, c.QueryHeads, c.KvHeads, c.Queries, c.Keys, c.HeadDim, c.Causal, c.Window, scale,
+            c.Keys, 0);
+        string folder = Directory.CreateTempSubdirectory("nativetensor-warp-emulation-").FullName;
+        try
+        {
+            string input = Path.Combine(folder, "in.bin"), output = Path.Combine(folder, "out.bin");
+            using (var writer = new BinaryWriter(File.Create(input)))
+            {
+                foreach (int value in new[] { c.DType == DType.BFloat16 ? 0 : 1, c.Batch, c.QueryHeads, c.KvHeads, c.Queries, c.Keys, c.HeadDim,
+                    (int)AttentionTensorCoreKernels.Flags(c.Causal, logSumExp: false), c.Window, c.Keys, 0, padded,
+                    checked((int)AttentionTensorCoreKernels.Groups(shape)), checked((int)AttentionTensorCoreKernels.KeyGroups(shape)) })
+                    writer.Write(value);
+                writer.Write(scale);
+                foreach (ushort[] array in new[] { q, k, v, dO })
+                    foreach (ushort bits in array) writer.Write(bits);
+                foreach (float[] array in new[] { lse, delta })
+                    foreach (float x in array) writer.Write(x);
+            }
+            ChildProcess.Check(program, ["backward", input, output]);
+            using var reader = new BinaryReader(File.OpenRead(output));
+            ushort[] Read(long count)
+            {
+                var result = new ushort[count];
+                for (long i = 0; i < count; i++) result[i] = reader.ReadUInt16();
+                return result;
+            }
+            return (Read(q.Length), Read(k.Length), Read(v.Length));
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
     /// <summary>Inputs are uniform in [-Spread, Spread), rounded to the dtype.</summary>
     private const double Spread = 2;
 
@@ -240,13 +410,13 @@ public sealed class AttentionTensorCoreEmulationTests
             {
                 foreach (int value in new[] { c.DType == DType.BFloat16 ? 0 : 1, c.Batch, c.QueryHeads, c.KvHeads, c.Queries, c.Keys, c.HeadDim,
                     (int)AttentionTensorCoreKernels.Flags(c.Causal, logSumExp: true), c.Window, c.KeyRows, c.KeyFirst, padded,
-                    checked((int)AttentionTensorCoreKernels.Groups(shape)) })
+                    checked((int)AttentionTensorCoreKernels.Groups(shape)), 0 })
                     writer.Write(value);
                 writer.Write(scale);
                 foreach (ushort[] array in new[] { q, k, v })
                     foreach (ushort bits in array) writer.Write(bits);
             }
-            ChildProcess.Check(program, [input, output]);
+            ChildProcess.Check(program, ["forward", input, output]);
             using var reader = new BinaryReader(File.OpenRead(output));
             var result = new ushort[q.Length];
             for (long i = 0; i < result.Length; i++) result[i] = reader.ReadUInt16();

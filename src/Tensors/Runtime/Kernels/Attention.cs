@@ -104,7 +104,8 @@ internal static class AttentionKernels
 
 /// <summary>
 /// Attention on a kernel backend: the forward is one launch; the backward is three (delta, then dq, then dk and dv, in
-/// queue order), none with atomics, so its results are the same bits run to run.
+/// queue order), none with atomics, so its results are the same bits run to run. On CUDA's tensor cores (see
+/// <c>Attention.TensorCores.cs</c>) the forward, dq and dk/dv are that file's kernels, the delta this file's.
 /// </summary>
 internal abstract partial class KernelBackend
 {
@@ -136,12 +137,13 @@ internal abstract partial class KernelBackend
     public override void AttentionBackward(in AttentionShape shape, DeviceBuffer outputGradient, DeviceBuffer q, DeviceBuffer k,
         DeviceBuffer v, DeviceBuffer output, DeviceBuffer logSumExp, DeviceBuffer delta, DeviceBuffer dq, DeviceBuffer dk, DeviceBuffer dv)
     {
-        if (TryTensorCoreAttentionBackward(shape, outputGradient, q, k, v, output, logSumExp, delta, dq, dk, dv)) return;
         CheckAttentionShape(shape);
         if (!shape.IsDense)
             throw new ArgumentException($"shape reads {shape.Keys} keys from row {shape.KeyFirst} of {shape.KeyRows}: the backward takes dense keys", nameof(shape));
-        DeviceKernel deltaKernel = AttentionKernels.Delta(shape.DType), dqKernel = AttentionKernels.Dq(shape.DType),
-            dkdvKernel = AttentionKernels.DkDv(shape.DType);
+        // dq and dk/dv from the tensor cores where they run the call, else the portable kernels: the same arguments.
+        DeviceKernel deltaKernel = AttentionKernels.Delta(shape.DType);
+        (DeviceKernel dqKernel, long queryGroups, DeviceKernel dkdvKernel, long keyGroups) = TensorCoreAttentionBackward(shape)
+            ?? (AttentionKernels.Dq(shape.DType), AttentionKernels.QueryGroups(shape), AttentionKernels.DkDv(shape.DType), AttentionKernels.KeyGroups(shape));
         long element = shape.DType.SizeOf();
         long queryBytes = AttentionBytes(element, shape.Batch, shape.QueryHeads, shape.Queries, shape.HeadDim);
         long keyBytes = AttentionBytes(element, shape.Batch, shape.KvHeads, shape.Keys, shape.HeadDim);
@@ -161,7 +163,6 @@ internal abstract partial class KernelBackend
         CheckDistinct(nameof(dq), dq, outputGradient, q, k, v, output, logSumExp, dk, dv);
         CheckDistinct(nameof(dk), dk, outputGradient, q, k, v, output, logSumExp, dv);
         CheckDistinct(nameof(dv), dv, outputGradient, q, k, v, output, logSumExp);
-        long queryGroups = AttentionKernels.QueryGroups(shape), keyGroups = AttentionKernels.KeyGroups(shape);
         KernelLimits deltaLimits = Prepare(deltaKernel);
         Prepare(dqKernel);
         Prepare(dkdvKernel);
