@@ -267,6 +267,74 @@ INLINE void nt_weights_by_tile_exact(float (*acc)[4], const uint (*w)[4], ushort
     __syncwarp();
 }
 
+/* acc += W T with W = x (16 x K, C fragments) rounded to the dtype: on the tensor cores, or by the exact path when
+ * exact (a tile holding an infinity or a NaN that some of the warp's rows must not see). */
+template <int DP, int K, bool BF16>
+INLINE void nt_add_weighted(float (*acc)[4], const float (*x)[4], bool exact, ushort* scratch, const ushort* tile, i64 c0,
+                            const i64* lo, const i64* hi, int lane)
+{
+    uint w[K / 16][4];
+    nt_to_a<K, BF16>(w, x);
+    if (!exact) nt_weights_by_tile<DP, K, BF16>(acc, w, tile, lane);
+    else nt_weights_by_tile_exact<DP, K, BF16>(acc, w, scratch, tile, c0, lo, hi, lane >> 2, lane & 3);
+}
+
+/*
+ * Where a group of the forward or dq stands (1-D launch, NT_QUERIES queries per group): its head b Hq + h and that
+ * head's key/value head; its query block, the heaviest causal blocks first; the band of keys its queries see
+ * ([first, last]: visibility bounds are nondecreasing in i, so the first row gives the first key and the last row the
+ * last); this warp's rows (w0 .. w0 + 15; rows past N, only in the last block, compute from zeros and are never
+ * stored), the keys any of them sees ([warp_first, warp_last]) and all of them see ([whole_first, whole_last]); and
+ * the keys each of this lane's rows (group + 8 r) sees.
+ */
+struct nt_query_block
+{
+    i64 head, kv_head, w0, first, last, warp_first, warp_last, whole_first, whole_last, row_first[2], row_last[2];
+    bool active;
+};
+
+INLINE nt_query_block nt_query_block_at(int warp, int group, int queries, int keys, int query_heads, int kv_heads,
+                                        int causal, int window)
+{
+    nt_query_block b;
+    const i64 blocks = ((i64)queries + NT_QUERIES - 1) / NT_QUERIES;
+    b.head = GROUP(0) / blocks;
+    b.kv_head = b.head / query_heads * kv_heads + (b.head % query_heads) / (query_heads / kv_heads);
+    const i64 q0 = (blocks - 1 - GROUP(0) % blocks) * NT_QUERIES;
+    i64 unused;
+    nt_visible(q0, queries, keys, causal, window, &b.first, &unused);
+    nt_visible(q0 + NT_QUERIES - 1 < queries ? q0 + NT_QUERIES - 1 : (i64)queries - 1, queries, keys, causal, window,
+               &unused, &b.last);
+    b.w0 = q0 + 16 * warp;
+    b.active = b.w0 < queries;
+    const i64 w1 = b.w0 + 15 < queries ? b.w0 + 15 : (i64)queries - 1;
+    nt_visible(b.w0, queries, keys, causal, window, &b.warp_first, &b.whole_last);
+    nt_visible(w1, queries, keys, causal, window, &b.whole_first, &b.warp_last);
+    for (int r = 0; r < 2; r++) nt_visible(b.w0 + group + 8 * r, queries, keys, causal, window, &b.row_first[r], &b.row_last[r]);
+    return b;
+}
+
+/* Stores value(r, n, e) rounded to the dtype at row row0 + group + 8 r, column 8 n + 2 quad + e of a dense
+ * [rows][head_dim] block (the C-fragment positions this lane holds), for rows < rows and columns < head_dim. */
+template <int DP, bool BF16, typename Value>
+INLINE void nt_store_rows(ushort* base, i64 row0, i64 rows, int head_dim, int group, int quad, Value value)
+{
+#pragma unroll
+    for (int r = 0; r < 2; r++)
+    {
+        const i64 row = row0 + group + 8 * r;
+        if (row >= rows) continue;
+#pragma unroll
+        for (int n = 0; n < DP / 8; n++)
+#pragma unroll
+            for (int e = 0; e < 2; e++)
+            {
+                const int col = 8 * n + 2 * quad + e;
+                if (col < head_dim) base[row * head_dim + col] = nt_round<BF16>(value(r, n, e));
+            }
+    }
+}
+
 template <int DP, int BC, bool BF16>
 INLINE void nt_attention_forward(const ushort* RESTRICT q, const ushort* RESTRICT k, const ushort* RESTRICT v,
                                  ushort* RESTRICT out, float* RESTRICT lse, int queries, int keys, int head_dim,
@@ -280,34 +348,13 @@ INLINE void nt_attention_forward(const ushort* RESTRICT q, const ushort* RESTRIC
 
     const int lid = LID(0), warp = lid >> 5, lane = lid & 31, group = lane >> 2, quad = lane & 3;
     const int causal = (int)(flags & 1u);
-    const i64 blocks = ((i64)queries + NT_QUERIES - 1) / NT_QUERIES;
-    const i64 head = GROUP(0) / blocks;                                    /* b Hq + h */
-    const i64 q0 = (blocks - 1 - GROUP(0) % blocks) * NT_QUERIES;
-    const i64 kv_head = head / query_heads * kv_heads + (head % query_heads) / (query_heads / kv_heads);
-    const ushort* kh = k + kv_head * key_rows * head_dim;
-    const ushort* vh = v + kv_head * key_rows * head_dim;
+    const nt_query_block b = nt_query_block_at(warp, group, queries, keys, query_heads, kv_heads, causal, window);
+    const ushort* kh = k + b.kv_head * key_rows * head_dim;
+    const ushort* vh = v + b.kv_head * key_rows * head_dim;
     const float scale_log2 = MUL_RN(AS_FLOAT(scale_bits), NT_LOG2E);
 
-    /* The group's band: visibility bounds are nondecreasing in i, so the first row gives the first key and the last
-     * row the last. */
-    i64 first, last, unused;
-    nt_visible(q0, queries, keys, causal, window, &first, &unused);
-    nt_visible(q0 + NT_QUERIES - 1 < queries ? q0 + NT_QUERIES - 1 : (i64)queries - 1, queries, keys, causal, window,
-               &unused, &last);
-
-    /* This warp's rows and band; its rows past N (only in the last block) compute from zeros and are never stored. */
-    const i64 w0 = q0 + 16 * warp;
-    const bool active = w0 < queries;
-    const i64 w1 = w0 + 15 < queries ? w0 + 15 : (i64)queries - 1;
-    i64 warp_first, warp_last, whole_first, whole_last;
-    nt_visible(w0, queries, keys, causal, window, &warp_first, &whole_last);
-    nt_visible(w1, queries, keys, causal, window, &whole_first, &warp_last);
-    i64 row_first[2], row_last[2];
-    nt_visible(w0 + group, queries, keys, causal, window, &row_first[0], &row_last[0]);
-    nt_visible(w0 + group + 8, queries, keys, causal, window, &row_first[1], &row_last[1]);
-
     uint qf[DP / 16][4];
-    nt_global_rows<DP>(qf, q + head * queries * head_dim, w0, queries, head_dim, group, quad);
+    nt_global_rows<DP>(qf, q + b.head * queries * head_dim, b.w0, queries, head_dim, group, quad);
 
     float o[DP / 8][4];
 #pragma unroll
@@ -315,15 +362,15 @@ INLINE void nt_attention_forward(const ushort* RESTRICT q, const ushort* RESTRIC
     float m[2] = {NT_NEG_INF, NT_NEG_INF}, l[2] = {0.0f, 0.0f};
 
     const bool wide = (head_dim & 7) == 0 && ((u64)k & 15u) == 0 && ((u64)v & 15u) == 0;
-    for (i64 j0 = first; j0 <= last; j0 += BC)
+    for (i64 j0 = b.first; j0 <= b.last; j0 += BC)
     {
         /* Stage keys j0 .. j0 + BC - 1 of the band; zeros past the band and past head_dim. Note whether any staged
          * value is an infinity or a NaN. */
-        nt_stage<BC, DP, BF16>(ks, kh, j0, last, head_dim, key_rows, key_first, wide, lid);
-        const int nonfinite = nt_stage<BC, DP, BF16>(vs, vh, j0, last, head_dim, key_rows, key_first, wide, lid);
+        nt_stage<BC, DP, BF16>(ks, kh, j0, b.last, head_dim, key_rows, key_first, wide, lid);
+        const int nonfinite = nt_stage<BC, DP, BF16>(vs, vh, j0, b.last, head_dim, key_rows, key_first, wide, lid);
         const bool poisoned = __syncthreads_or(nonfinite) != 0;
 
-        if (active && j0 <= warp_last && j0 + BC - 1 >= warp_first)
+        if (b.active && j0 <= b.warp_last && j0 + BC - 1 >= b.warp_first)
         {
             /* S = Q K^T. */
             float x[BC / 8][4];
@@ -333,7 +380,7 @@ INLINE void nt_attention_forward(const ushort* RESTRICT q, const ushort* RESTRIC
 
             /* Scores in base 2; hidden keys -inf unless the tile is visible to every row of the warp. Element e of
              * n-tile n is row group + 8 (e / 2), key j0 + 8 n + 2 quad + e % 2. */
-            const bool whole = j0 >= whole_first && j0 + BC - 1 <= whole_last;
+            const bool whole = j0 >= b.whole_first && j0 + BC - 1 <= b.whole_last;
             float top[2] = {NT_NEG_INF, NT_NEG_INF};
 #pragma unroll
             for (int n = 0; n < BC / 8; n++)
@@ -342,7 +389,7 @@ INLINE void nt_attention_forward(const ushort* RESTRICT q, const ushort* RESTRIC
                 {
                     float y = MUL_RN(x[n][e], scale_log2);
                     const i64 j = j0 + 8 * n + 2 * quad + (e & 1);
-                    if (!whole && (j < row_first[e >> 1] || j > row_last[e >> 1])) y = NT_NEG_INF;
+                    if (!whole && (j < b.row_first[e >> 1] || j > b.row_last[e >> 1])) y = NT_NEG_INF;
                     x[n][e] = y;
                     top[e >> 1] = fmaxf(top[e >> 1], y);
                 }
@@ -373,36 +420,24 @@ INLINE void nt_attention_forward(const ushort* RESTRICT q, const ushort* RESTRIC
                     x[n][e] = nt_exp2(x[n][e] - shift[e >> 1]);
                     l[e >> 1] = ADD_RN(l[e >> 1], x[n][e]);
                 }
-            uint pf[BC / 16][4];
-            nt_to_a<BC, BF16>(pf, x);
-
             /* O += P V; when a value in the tile is infinite or NaN and some row of the warp must not see its key, the
              * exact path (rare: only such data takes it). */
-            if (!poisoned || whole) nt_weights_by_tile<DP, BC, BF16>(o, pf, vs, lane);
-            else nt_weights_by_tile_exact<DP, BC, BF16>(o, pf, ps + warp * 16 * BC, vs, j0, row_first, row_last, group, quad);
+            nt_add_weighted<DP, BC, BF16>(o, x, poisoned && !whole, ps + warp * 16 * BC, vs, j0, b.row_first, b.row_last, lane);
         }
         BARRIER();
     }
 
-    if (!active) return;
+    if (!b.active) return;
     /* out = o / l, rounded to the dtype; l = 0 only for a row that saw no key (its o is 0): out 0, lse -inf. */
-    ushort* oh = out + head * queries * head_dim;
+    const float sum[2] = {nt_quad_sum(l[0]), nt_quad_sum(l[1])};
+    nt_store_rows<DP, BF16>(out + b.head * queries * head_dim, b.w0, queries, head_dim, group, quad,
+                            [&](int r, int n, int e) { return sum[r] == 0.0f ? 0.0f : DIV_RN(o[n][2 * r + e], sum[r]); });
 #pragma unroll
     for (int r = 0; r < 2; r++)
     {
-        const i64 row = w0 + group + 8 * r;
-        const float sum = nt_quad_sum(l[r]);
-        if (row >= queries) continue;
-#pragma unroll
-        for (int n = 0; n < DP / 8; n++)
-#pragma unroll
-            for (int e = 0; e < 2; e++)
-            {
-                const int col = 8 * n + 2 * quad + e;
-                if (col < head_dim) oh[row * head_dim + col] = nt_round<BF16>(sum == 0.0f ? 0.0f : DIV_RN(o[n][2 * r + e], sum));
-            }
-        if ((flags & 2u) != 0 && quad == 0)
-            lse[head * queries + row] = sum == 0.0f ? NT_NEG_INF : MUL_RN(ADD_RN(m[r], nt_log2(sum)), NT_LN2);
+        const i64 row = b.w0 + group + 8 * r;
+        if (row < queries && (flags & 2u) != 0 && quad == 0)
+            lse[b.head * queries + row] = sum[r] == 0.0f ? NT_NEG_INF : MUL_RN(ADD_RN(m[r], nt_log2(sum[r])), NT_LN2);
     }
 }
 
@@ -425,51 +460,35 @@ INLINE void nt_attention_dq(const ushort* RESTRICT d_o, const ushort* RESTRICT q
 
     const int lid = LID(0), warp = lid >> 5, lane = lid & 31, group = lane >> 2, quad = lane & 3;
     const int causal = (int)(flags & 1u);
-    const i64 blocks = ((i64)queries + NT_QUERIES - 1) / NT_QUERIES;
-    const i64 head = GROUP(0) / blocks;
-    const i64 q0 = (blocks - 1 - GROUP(0) % blocks) * NT_QUERIES;
-    const i64 kv_head = head / query_heads * kv_heads + (head % query_heads) / (query_heads / kv_heads);
-    const ushort* kh = k + kv_head * keys * head_dim;
-    const ushort* vh = v + kv_head * keys * head_dim;
+    const nt_query_block b = nt_query_block_at(warp, group, queries, keys, query_heads, kv_heads, causal, window);
+    const ushort* kh = k + b.kv_head * keys * head_dim;
+    const ushort* vh = v + b.kv_head * keys * head_dim;
     const float scale = AS_FLOAT(scale_bits), scale_log2 = MUL_RN(scale, NT_LOG2E);
-
-    i64 first, last, unused;
-    nt_visible(q0, queries, keys, causal, window, &first, &unused);
-    nt_visible(q0 + NT_QUERIES - 1 < queries ? q0 + NT_QUERIES - 1 : (i64)queries - 1, queries, keys, causal, window,
-               &unused, &last);
-    const i64 w0 = q0 + 16 * warp;
-    const bool active = w0 < queries;
-    const i64 w1 = w0 + 15 < queries ? w0 + 15 : (i64)queries - 1;
-    i64 warp_first, warp_last, whole_first, whole_last;
-    nt_visible(w0, queries, keys, causal, window, &warp_first, &whole_last);
-    nt_visible(w1, queries, keys, causal, window, &whole_first, &warp_last);
-    i64 row_first[2], row_last[2];
     float l2[2], dl[2];
 #pragma unroll
     for (int r = 0; r < 2; r++)
     {
-        const i64 row = w0 + group + 8 * r;
-        nt_visible(row, queries, keys, causal, window, &row_first[r], &row_last[r]);
-        l2[r] = row < queries ? MUL_RN(lse[head * queries + row], NT_LOG2E) : 0.0f;
-        dl[r] = row < queries ? delta[head * queries + row] : 0.0f;
+        const i64 row = b.w0 + group + 8 * r;
+        l2[r] = row < queries ? MUL_RN(lse[b.head * queries + row], NT_LOG2E) : 0.0f;
+        dl[r] = row < queries ? delta[b.head * queries + row] : 0.0f;
     }
 
     uint qf[DP / 16][4], df[DP / 16][4];
-    nt_global_rows<DP>(qf, q + head * queries * head_dim, w0, queries, head_dim, group, quad);
-    nt_global_rows<DP>(df, d_o + head * queries * head_dim, w0, queries, head_dim, group, quad);
+    nt_global_rows<DP>(qf, q + b.head * queries * head_dim, b.w0, queries, head_dim, group, quad);
+    nt_global_rows<DP>(df, d_o + b.head * queries * head_dim, b.w0, queries, head_dim, group, quad);
     float acc[DP / 8][4];
 #pragma unroll
     for (int n = 0; n < DP / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 
     const bool wide = (head_dim & 7) == 0 && ((u64)k & 15u) == 0 && ((u64)v & 15u) == 0;
-    for (i64 j0 = first; j0 <= last; j0 += BC)
+    for (i64 j0 = b.first; j0 <= b.last; j0 += BC)
     {
         /* An infinite or NaN key would reach hidden rows through dS = 0 in the mma (0 * inf): note it. */
-        const int nonfinite = nt_stage<BC, DP, BF16>(ks, kh, j0, last, head_dim, keys, 0, wide, lid);
-        nt_stage<BC, DP, BF16>(vs, vh, j0, last, head_dim, keys, 0, wide, lid);
+        const int nonfinite = nt_stage<BC, DP, BF16>(ks, kh, j0, b.last, head_dim, keys, 0, wide, lid);
+        nt_stage<BC, DP, BF16>(vs, vh, j0, b.last, head_dim, keys, 0, wide, lid);
         const bool poisoned = __syncthreads_or(nonfinite) != 0;
 
-        if (active && j0 <= warp_last && j0 + BC - 1 >= warp_first)
+        if (b.active && j0 <= b.warp_last && j0 + BC - 1 >= b.warp_first)
         {
             float x[BC / 8][4], y[BC / 8][4];
 #pragma unroll
@@ -480,7 +499,7 @@ INLINE void nt_attention_dq(const ushort* RESTRICT d_o, const ushort* RESTRICT q
             nt_rows_by_tile<DP, BC, BF16>(y, df, vs, lane);   /* dP = dO V^T */
 
             /* Element e of n-tile n: row group + 8 (e / 2), key j0 + 8 n + 2 quad + e % 2. */
-            const bool whole = j0 >= whole_first && j0 + BC - 1 <= whole_last;
+            const bool whole = j0 >= b.whole_first && j0 + BC - 1 <= b.whole_last;
 #pragma unroll
             for (int n = 0; n < BC / 8; n++)
 #pragma unroll
@@ -488,36 +507,19 @@ INLINE void nt_attention_dq(const ushort* RESTRICT d_o, const ushort* RESTRICT q
                 {
                     const int r = e >> 1;
                     const i64 j = j0 + 8 * n + 2 * quad + (e & 1);
-                    const bool seen = whole || (j >= row_first[r] && j <= row_last[r]);
+                    const bool seen = whole || (j >= b.row_first[r] && j <= b.row_last[r]);
                     const float p = nt_exp2(MUL_RN(x[n][e], scale_log2) - l2[r]);
                     y[n][e] = seen ? MUL_RN(p, y[n][e] - dl[r]) : 0.0f;
                 }
-            uint sf[BC / 16][4];
-            nt_to_a<BC, BF16>(sf, y);
-
             /* dq += dS K; the exact path when a key in the tile is infinite or NaN and some row must not see it. */
-            if (!poisoned || whole) nt_weights_by_tile<DP, BC, BF16>(acc, sf, ks, lane);
-            else nt_weights_by_tile_exact<DP, BC, BF16>(acc, sf, ps + warp * 16 * BC, ks, j0, row_first, row_last, group, quad);
+            nt_add_weighted<DP, BC, BF16>(acc, y, poisoned && !whole, ps + warp * 16 * BC, ks, j0, b.row_first, b.row_last, lane);
         }
         BARRIER();
     }
 
-    if (!active) return;
-    ushort* out = dq + head * queries * head_dim;
-#pragma unroll
-    for (int r = 0; r < 2; r++)
-    {
-        const i64 row = w0 + group + 8 * r;
-        if (row >= queries) continue;
-#pragma unroll
-        for (int n = 0; n < DP / 8; n++)
-#pragma unroll
-            for (int e = 0; e < 2; e++)
-            {
-                const int col = 8 * n + 2 * quad + e;
-                if (col < head_dim) out[row * head_dim + col] = nt_round<BF16>(MUL_RN(scale, acc[n][2 * r + e]));
-            }
-    }
+    if (!b.active) return;
+    nt_store_rows<DP, BF16>(dq + b.head * queries * head_dim, b.w0, queries, head_dim, group, quad,
+                            [&](int r, int n, int e) { return MUL_RN(scale, acc[n][2 * r + e]); });
 }
 
 /*
@@ -628,46 +630,20 @@ INLINE void nt_attention_dkdv(const ushort* RESTRICT d_o, const ushort* RESTRICT
                         y[n][e] = seen ? MUL_RN(p, y[n][e] - ds[c]) : 0.0f;
                         x[n][e] = p;
                     }
-                uint pf[BR / 16][4], sf[BR / 16][4];
-                nt_to_a<BR, BF16>(pf, x);
-                nt_to_a<BR, BF16>(sf, y);
-
                 /* dv += P^T dO and dk += dS^T Q; the exact path when a staged query or gradient is infinite or NaN and
                  * some key of the warp must not see its query. */
-                if (!poisoned || whole)
-                {
-                    nt_weights_by_tile<DP, BR, BF16>(dv_acc, pf, dos, lane);
-                    nt_weights_by_tile<DP, BR, BF16>(dk_acc, sf, qs, lane);
-                }
-                else
-                {
-                    nt_weights_by_tile_exact<DP, BR, BF16>(dv_acc, pf, ps + warp * 16 * BR, dos, i0, row_first, row_last,
-                                                          group, quad);
-                    nt_weights_by_tile_exact<DP, BR, BF16>(dk_acc, sf, ss + warp * 16 * BR, qs, i0, row_first, row_last,
-                                                          group, quad);
-                }
+                const bool exact = poisoned && !whole;
+                nt_add_weighted<DP, BR, BF16>(dv_acc, x, exact, ps + warp * 16 * BR, dos, i0, row_first, row_last, lane);
+                nt_add_weighted<DP, BR, BF16>(dk_acc, y, exact, ss + warp * 16 * BR, qs, i0, row_first, row_last, lane);
             }
             BARRIER();
         }
     }
 
-#pragma unroll
-    for (int r = 0; r < 2; r++)
-    {
-        const i64 j = k0 + group + 8 * r;
-        if (j >= keys) continue;
-        const i64 at = (kv_head * keys + j) * head_dim;
-#pragma unroll
-        for (int n = 0; n < DP / 8; n++)
-#pragma unroll
-            for (int e = 0; e < 2; e++)
-            {
-                const int col = 8 * n + 2 * quad + e;
-                if (col >= head_dim) continue;
-                dk[at + col] = nt_round<BF16>(MUL_RN(scale, dk_acc[n][2 * r + e]));
-                dv[at + col] = nt_round<BF16>(dv_acc[n][2 * r + e]);
-            }
-    }
+    const i64 at = kv_head * keys * head_dim;
+    nt_store_rows<DP, BF16>(dk + at, k0, keys, head_dim, group, quad,
+                            [&](int r, int n, int e) { return MUL_RN(scale, dk_acc[n][2 * r + e]); });
+    nt_store_rows<DP, BF16>(dv + at, k0, keys, head_dim, group, quad, [&](int r, int n, int e) { return dv_acc[n][2 * r + e]; });
 }
 
 #define NT_ATTENTION_FORWARD(T, DP, BC, BF16)                                                                         \

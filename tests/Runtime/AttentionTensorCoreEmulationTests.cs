@@ -73,21 +73,27 @@ public sealed class AttentionTensorCoreEmulationTests
     [MemberData(nameof(CaseIndices))]
     public void The_tensor_core_forward_under_warp_emulation_matches_the_reference(int index) => Check(Cases[index], 1000 + index);
 
+    /// <summary>N or M as the parity suite draws them: 1, 1..40 or 60..140 (across the 64-row blocks).</summary>
+    private static Gen<int> Length =>
+        from kind in Gen.Choose(0, 9)
+        from n in kind == 0 ? Gen.Constant(1) : kind <= 2 ? Gen.Choose(60, 140) : Gen.Choose(1, 40)
+        select n;
+
+    /// <summary>D: 1..96, the padded sizes up to 128, the smallest odd ones and the two largest the kernels take.</summary>
+    private static Gen<int> HeadDim(int secondLargest, int largest) =>
+        from kind in Gen.Choose(0, 5)
+        from d in kind == 0 ? Gen.Elements(1, 2, 3, 7, secondLargest, largest) : kind == 1 ? Gen.Elements(16, 32, 64, 128) : Gen.Choose(1, 96)
+        select d;
+
     /// <summary>Random shapes as the parity suite draws them (lengths 1, 1..40, 60..140; D 1..96 and the edges; windows from 1 to past N + M), with rings.</summary>
     [Fact]
     public void Random_shapes_under_warp_emulation_match_the_reference()
     {
         _ = Program.Value;   // skips (or fails) here when there is no compiler, not inside the property
-        Gen<int> length = from kind in Gen.Choose(0, 9)
-                          from n in kind == 0 ? Gen.Constant(1) : kind <= 2 ? Gen.Choose(60, 140) : Gen.Choose(1, 40)
-                          select n;
-        Gen<int> headDim = from kind in Gen.Choose(0, 5)
-                           from d in kind == 0 ? Gen.Elements(1, 2, 3, 7, 255, 256) : kind == 1 ? Gen.Elements(16, 32, 64, 128) : Gen.Choose(1, 96)
-                           select d;
         Gen<(Case, int)> cases =
-            from n in length
-            from m in length
-            from d in headDim
+            from n in Length
+            from m in Length
+            from d in HeadDim(255, 256)
             from kvHeads in Gen.Choose(1, 2)
             from heads in Gen.Elements(1, 2, 3)
             from causal in Gen.Elements(false, true)
@@ -243,16 +249,10 @@ public sealed class AttentionTensorCoreEmulationTests
     public void Random_backward_shapes_under_warp_emulation_match_the_reference()
     {
         _ = Program.Value;
-        Gen<int> length = from kind in Gen.Choose(0, 9)
-                          from n in kind == 0 ? Gen.Constant(1) : kind <= 2 ? Gen.Choose(60, 140) : Gen.Choose(1, 40)
-                          select n;
-        Gen<int> headDim = from kind in Gen.Choose(0, 5)
-                           from d in kind == 0 ? Gen.Elements(1, 2, 3, 7, 127, 128) : kind == 1 ? Gen.Elements(16, 32, 64, 128) : Gen.Choose(1, 96)
-                           select d;
         Gen<(BackwardCase, int)> cases =
-            from n in length
-            from m in length
-            from d in headDim
+            from n in Length
+            from m in Length
+            from d in HeadDim(127, 128)
             from kvHeads in Gen.Choose(1, 2)
             from heads in Gen.Elements(1, 2, 3)
             from causal in Gen.Elements(false, true)
@@ -323,46 +323,6 @@ public sealed class AttentionTensorCoreEmulationTests
     private static ushort Narrow(float x, DType dtype) =>
         dtype == DType.BFloat16 ? BFloat16.FromSingle(x).Bits : BitConverter.HalfToUInt16Bits((Half)x);
 
-    /// <summary>Runs the emulated dq and dk/dv with the launches the host would make (see warp_emulation_main.cpp).</summary>
-    private static (ushort[] Dq, ushort[] Dk, ushort[] Dv) RunBackward(string program, BackwardCase c, float scale, ushort[] q, ushort[] k,
-        ushort[] v, ushort[] dO, float[] lse, float[] delta)
-    {
-        DeviceKernel kernel = AttentionTensorCoreKernels.Dq(c.DType, c.HeadDim)!;
-        int padded = int.Parse(kernel.Entry[(kernel.Entry.LastIndexOf("_d", StringComparison.Ordinal) + 2)..]);
-        var shape = new AttentionShape(c.DType, c.Batch, c.QueryHeads, c.KvHeads, c.Queries, c.Keys, c.HeadDim, c.Causal, c.Window, scale,
-            c.Keys, 0);
-        string folder = Directory.CreateTempSubdirectory("nativetensor-warp-emulation-").FullName;
-        try
-        {
-            string input = Path.Combine(folder, "in.bin"), output = Path.Combine(folder, "out.bin");
-            using (var writer = new BinaryWriter(File.Create(input)))
-            {
-                foreach (int value in new[] { c.DType == DType.BFloat16 ? 0 : 1, c.Batch, c.QueryHeads, c.KvHeads, c.Queries, c.Keys, c.HeadDim,
-                    (int)AttentionTensorCoreKernels.Flags(c.Causal, logSumExp: false), c.Window, c.Keys, 0, padded,
-                    checked((int)AttentionTensorCoreKernels.Groups(shape)), checked((int)AttentionTensorCoreKernels.KeyGroups(shape)) })
-                    writer.Write(value);
-                writer.Write(scale);
-                foreach (ushort[] array in new[] { q, k, v, dO })
-                    foreach (ushort bits in array) writer.Write(bits);
-                foreach (float[] array in new[] { lse, delta })
-                    foreach (float x in array) writer.Write(x);
-            }
-            ChildProcess.Check(program, ["backward", input, output]);
-            using var reader = new BinaryReader(File.OpenRead(output));
-            ushort[] Read(long count)
-            {
-                var result = new ushort[count];
-                for (long i = 0; i < count; i++) result[i] = reader.ReadUInt16();
-                return result;
-            }
-            return (Read(q.Length), Read(k.Length), Read(v.Length));
-        }
-        finally
-        {
-            Directory.Delete(folder, recursive: true);
-        }
-    }
-
     /// <summary>Inputs are uniform in [-Spread, Spread), rounded to the dtype.</summary>
     private const double Spread = 2;
 
@@ -398,36 +358,84 @@ public sealed class AttentionTensorCoreEmulationTests
     /// <summary>Runs the emulated kernel with the launch the host would make (see warp_emulation_main.cpp for the file layout).</summary>
     private static (ushort[] Output, float[] Lse) Run(string program, Case c, float scale, ushort[] q, ushort[] k, ushort[] v)
     {
-        DeviceKernel kernel = AttentionTensorCoreKernels.Forward(c.DType, c.HeadDim)!;
-        int padded = int.Parse(kernel.Entry[(kernel.Entry.LastIndexOf("_d", StringComparison.Ordinal) + 2)..]);
         var shape = new AttentionShape(c.DType, c.Batch, c.QueryHeads, c.KvHeads, c.Queries, c.Keys, c.HeadDim, c.Causal, c.Window, scale,
             c.KeyRows, c.KeyFirst);
+        ushort[] output = [];
+        float[] lse = [];
+        Execute(program, "forward", AttentionTensorCoreKernels.Forward(c.DType, c.HeadDim)!, shape, logSumExp: true,
+            writer =>
+            {
+                foreach (ushort[] array in new[] { q, k, v })
+                    foreach (ushort bits in array) writer.Write(bits);
+            },
+            reader => (output, lse) = (Read16(reader, q.Length), ReadSingles(reader, shape.QueryRows)));
+        return (output, lse);
+    }
+
+    /// <summary>Runs the emulated dq and dk/dv with the launches the host would make (see warp_emulation_main.cpp).</summary>
+    private static (ushort[] Dq, ushort[] Dk, ushort[] Dv) RunBackward(string program, BackwardCase c, float scale, ushort[] q, ushort[] k,
+        ushort[] v, ushort[] dO, float[] lse, float[] delta)
+    {
+        var shape = new AttentionShape(c.DType, c.Batch, c.QueryHeads, c.KvHeads, c.Queries, c.Keys, c.HeadDim, c.Causal, c.Window, scale,
+            c.Keys, 0);
+        (ushort[] Dq, ushort[] Dk, ushort[] Dv) result = ([], [], []);
+        Execute(program, "backward", AttentionTensorCoreKernels.Dq(c.DType, c.HeadDim)!, shape, logSumExp: false,
+            writer =>
+            {
+                foreach (ushort[] array in new[] { q, k, v, dO })
+                    foreach (ushort bits in array) writer.Write(bits);
+                foreach (float[] array in new[] { lse, delta })
+                    foreach (float x in array) writer.Write(x);
+            },
+            reader => result = (Read16(reader, q.Length), Read16(reader, k.Length), Read16(reader, v.Length)));
+        return result;
+    }
+
+    /// <summary>
+    /// One run of the emulation program in <paramref name="mode"/>: the header (geometry, the padded D of
+    /// <paramref name="kernel"/>, the groups the host would launch) and the scale, then what <paramref name="inputs"/>
+    /// writes; <paramref name="outputs"/> reads the results (see warp_emulation_main.cpp for the layout).
+    /// </summary>
+    private static void Execute(string program, string mode, DeviceKernel kernel, in AttentionShape shape, bool logSumExp,
+        Action<BinaryWriter> inputs, Action<BinaryReader> outputs)
+    {
+        int padded = int.Parse(kernel.Entry[(kernel.Entry.LastIndexOf("_d", StringComparison.Ordinal) + 2)..]);
         string folder = Directory.CreateTempSubdirectory("nativetensor-warp-emulation-").FullName;
         try
         {
             string input = Path.Combine(folder, "in.bin"), output = Path.Combine(folder, "out.bin");
             using (var writer = new BinaryWriter(File.Create(input)))
             {
-                foreach (int value in new[] { c.DType == DType.BFloat16 ? 0 : 1, c.Batch, c.QueryHeads, c.KvHeads, c.Queries, c.Keys, c.HeadDim,
-                    (int)AttentionTensorCoreKernels.Flags(c.Causal, logSumExp: true), c.Window, c.KeyRows, c.KeyFirst, padded,
-                    checked((int)AttentionTensorCoreKernels.Groups(shape)), 0 })
+                foreach (int value in new[] { shape.DType == DType.BFloat16 ? 0 : 1, shape.Batch, shape.QueryHeads, shape.KvHeads, shape.Queries,
+                    shape.Keys, shape.HeadDim, (int)AttentionTensorCoreKernels.Flags(shape.Causal, logSumExp), shape.Window, shape.KeyRows,
+                    shape.KeyFirst, padded, checked((int)AttentionTensorCoreKernels.Groups(shape)),
+                    checked((int)AttentionTensorCoreKernels.KeyGroups(shape)) })
                     writer.Write(value);
-                writer.Write(scale);
-                foreach (ushort[] array in new[] { q, k, v })
-                    foreach (ushort bits in array) writer.Write(bits);
+                writer.Write(shape.Scale);
+                inputs(writer);
             }
-            ChildProcess.Check(program, ["forward", input, output]);
+            ChildProcess.Check(program, [mode, input, output]);
             using var reader = new BinaryReader(File.OpenRead(output));
-            var result = new ushort[q.Length];
-            for (long i = 0; i < result.Length; i++) result[i] = reader.ReadUInt16();
-            var lse = new float[shape.QueryRows];
-            for (long i = 0; i < lse.Length; i++) lse[i] = reader.ReadSingle();
-            return (result, lse);
+            outputs(reader);
         }
         finally
         {
             Directory.Delete(folder, recursive: true);
         }
+    }
+
+    private static ushort[] Read16(BinaryReader reader, long count)
+    {
+        var result = new ushort[count];
+        for (long i = 0; i < count; i++) result[i] = reader.ReadUInt16();
+        return result;
+    }
+
+    private static float[] ReadSingles(BinaryReader reader, long count)
+    {
+        var result = new float[count];
+        for (long i = 0; i < count; i++) result[i] = reader.ReadSingle();
+        return result;
     }
 
     /// <summary>Builds the emulation program once: the kernel's expanded source, included by warp_emulation_main.cpp.</summary>
