@@ -67,7 +67,7 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
         public static bool Interleaved => true;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static void Load(byte* row, int element, out TVector even, out TVector odd) =>
-            TLanes.LoadBFloat16Pairs((uint*)row + element / 2, out even, out odd);
+            TLanes.LoadBFloat16Pairs((uint*)row + (uint)element / 2, out even, out odd);
     }
 
     public static void Forward(in AttentionShape shape, byte* q, byte* k, byte* v, byte* output, float* logSumExp, SimdWidth width)
@@ -224,8 +224,9 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
     }
 
     /// <summary>
-    /// <c>row[c] = q · K_c</c> for c &lt; cols (q in the rows' element order): one vector of products per key, the
-    /// Count keys of a group summed across lanes together.
+    /// <c>row[c] = q · K_c</c> for c &lt; cols (q in the rows' element order): one vector of products per key, two keys at a
+    /// time (four FMA chains, q's vectors loaded once for both), the Count keys of a group summed across lanes together.
+    /// Each key asks for the same key's rows of the next block, when there is one, as it goes.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scores<TRows, TPrefetch>(float* q, byte* keys, long stride, int dp, int cols, float* row, float* lanes, byte* nextKeys,
@@ -234,28 +235,53 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
         int w = TLanes.Count;
         for (int c0 = 0; c0 < cols; c0 += w)
         {
-            for (int c = 0; c < w; c++)
+            int n = Math.Min(w, cols - c0);
+            int k = 0;
+            for (; k + 2 <= n; k += 2)
             {
-                TVector even = TLanes.Splat(0f), odd = TLanes.Splat(0f);
-                if (c0 + c < cols)
+                Prefetch<TPrefetch>(nextKeys, nextValues, stride, c0 + k, nextCols);
+                Prefetch<TPrefetch>(nextKeys, nextValues, stride, c0 + k + 1, nextCols);
+                byte* first = keys + (c0 + k) * stride, second = first + stride;
+                TVector even0 = TLanes.Splat(0f), odd0 = TLanes.Splat(0f), even1 = TLanes.Splat(0f), odd1 = TLanes.Splat(0f);
+                for (int e = 0; e < dp; e += 2 * w)
                 {
-                    byte* key = keys + (c0 + c) * stride;
-                    if (c0 + c < nextCols)
-                    {
-                        TPrefetch.Row(nextKeys + (c0 + c) * stride, stride);
-                        TPrefetch.Row(nextValues + (c0 + c) * stride, stride);
-                    }
-                    for (int e = 0; e < dp; e += 2 * w)
-                    {
-                        TRows.Load(key, e, out TVector low, out TVector high);
-                        even = TLanes.Fma(TLanes.Load(q + e), low, even);
-                        odd = TLanes.Fma(TLanes.Load(q + e + w), high, odd);
-                    }
+                    TVector qEven = TLanes.Load(q + e), qOdd = TLanes.Load(q + e + w);
+                    TRows.Load(first, e, out TVector low, out TVector high);
+                    even0 = TLanes.Fma(qEven, low, even0);
+                    odd0 = TLanes.Fma(qOdd, high, odd0);
+                    TRows.Load(second, e, out low, out high);
+                    even1 = TLanes.Fma(qEven, low, even1);
+                    odd1 = TLanes.Fma(qOdd, high, odd1);
                 }
-                TLanes.Store(TLanes.Add(even, odd), lanes + c * w);
+                TLanes.Store(TLanes.Add(even0, odd0), lanes + k * w);
+                TLanes.Store(TLanes.Add(even1, odd1), lanes + (k + 1) * w);
             }
+            if (k < n)
+            {
+                Prefetch<TPrefetch>(nextKeys, nextValues, stride, c0 + k, nextCols);
+                byte* key = keys + (c0 + k) * stride;
+                TVector even = TLanes.Splat(0f), odd = TLanes.Splat(0f);
+                for (int e = 0; e < dp; e += 2 * w)
+                {
+                    TRows.Load(key, e, out TVector low, out TVector high);
+                    even = TLanes.Fma(TLanes.Load(q + e), low, even);
+                    odd = TLanes.Fma(TLanes.Load(q + e + w), high, odd);
+                }
+                TLanes.Store(TLanes.Add(even, odd), lanes + k++ * w);
+            }
+            // Past the block's last key (its final group only): zeros, which HideInvisible then sets to -inf.
+            for (; k < w; k++) TLanes.Store(TLanes.Splat(0f), lanes + k * w);
             TLanes.Store(TLanes.SumEach(lanes), row + c0);
         }
+    }
+
+    /// <summary>Asks for row <paramref name="c"/> of the next block's keys and values, when the next block has it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Prefetch<TPrefetch>(byte* nextKeys, byte* nextValues, long stride, int c, int nextCols) where TPrefetch : IPrefetch
+    {
+        if (c >= nextCols) return;
+        TPrefetch.Row(nextKeys + c * stride, stride);
+        TPrefetch.Row(nextValues + c * stride, stride);
     }
 
     /// <summary>
@@ -299,14 +325,34 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
         TLanes.Store(a4, at + 4 * w); TLanes.Store(a5, at + 5 * w); TLanes.Store(a6, at + 6 * w); TLanes.Store(a7, at + 7 * w);
     }
 
-    /// <summary>Elements [e, e + 4 Count) of o: four FMA chains.</summary>
+    /// <summary>Elements [e, e + 4 Count) of o: even and odd keys in separate accumulators (eight FMA chains), added at the end.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Accumulate2<TRows>(float* p, byte* values, long stride, int e, int cols, float* o) where TRows : IRows
     {
-        int w = TLanes.Count;
+        int w = TLanes.Count, c = 0;
         float* at = o + e;
         TVector a0 = TLanes.Load(at), a1 = TLanes.Load(at + w), a2 = TLanes.Load(at + 2 * w), a3 = TLanes.Load(at + 3 * w);
-        for (int c = 0; c < cols; c++)
+        TVector b0 = TLanes.Splat(0f), b1 = TLanes.Splat(0f), b2 = TLanes.Splat(0f), b3 = TLanes.Splat(0f);
+        for (; c + 2 <= cols; c += 2)
+        {
+            byte* row = values + c * stride;
+            TVector weight = TLanes.Splat(p[c]);
+            TRows.Load(row, e, out TVector x, out TVector y);
+            a0 = TLanes.Fma(weight, x, a0);
+            a1 = TLanes.Fma(weight, y, a1);
+            TRows.Load(row, e + 2 * w, out x, out y);
+            a2 = TLanes.Fma(weight, x, a2);
+            a3 = TLanes.Fma(weight, y, a3);
+            row += stride;
+            weight = TLanes.Splat(p[c + 1]);
+            TRows.Load(row, e, out x, out y);
+            b0 = TLanes.Fma(weight, x, b0);
+            b1 = TLanes.Fma(weight, y, b1);
+            TRows.Load(row, e + 2 * w, out x, out y);
+            b2 = TLanes.Fma(weight, x, b2);
+            b3 = TLanes.Fma(weight, y, b3);
+        }
+        if (c < cols)
         {
             byte* row = values + c * stride;
             TVector weight = TLanes.Splat(p[c]);
@@ -317,7 +363,8 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
             a2 = TLanes.Fma(weight, x, a2);
             a3 = TLanes.Fma(weight, y, a3);
         }
-        TLanes.Store(a0, at); TLanes.Store(a1, at + w); TLanes.Store(a2, at + 2 * w); TLanes.Store(a3, at + 3 * w);
+        TLanes.Store(TLanes.Add(a0, b0), at); TLanes.Store(TLanes.Add(a1, b1), at + w);
+        TLanes.Store(TLanes.Add(a2, b2), at + 2 * w); TLanes.Store(TLanes.Add(a3, b3), at + 3 * w);
     }
 
     /// <summary>Elements [e, e + 2 Count) of o: even and odd keys in separate accumulators (four FMA chains), added at the end.</summary>
