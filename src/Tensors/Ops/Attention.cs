@@ -19,8 +19,10 @@ public readonly record struct AttentionMask(bool Causal = false, int Window = 0)
 /// and the backward recomputes the scores from it. Grouped heads: Hq query heads share Hkv key/value heads
 /// (<c>Hq % Hkv == 0</c>; query head h reads key/value head <c>h / (Hq / Hkv)</c>), which covers multi-head (Hq = Hkv),
 /// grouped-query and multi-query attention. Inputs are Float32, Float16 or BFloat16 (q, k, v one dtype); scores,
-/// softmax and sums are Float32. <c>Reference/AttentionReference</c> is the math in double that every backend
-/// approximates.
+/// softmax and sums are Float32. One exception, on CUDA's tensor cores (sm_80 and newer, Float16 and BFloat16 inputs),
+/// as in FlashAttention: the weights P, and in the backward dS, enter their products rounded to the input dtype
+/// (<c>kernels/cuda/attention.cu</c> states the bound). <c>Reference/AttentionReference</c> is the math in double that
+/// every backend approximates.
 /// </summary>
 public static class Attention
 {
