@@ -17,7 +17,7 @@ internal enum SimdWidth
 
 internal static class SimdWidths
 {
-    /// <summary>The widest width this process runs in hardware (honours <c>DOTNET_EnableAVX512F=0</c> and kin).</summary>
+    /// <summary>The widest width this process runs in hardware (honours <c>DOTNET_EnableAVX512=0</c> and kin).</summary>
     public static SimdWidth Best { get; } =
         Vector512.IsHardwareAccelerated ? SimdWidth.V512 :
         Vector256.IsHardwareAccelerated ? SimdWidth.V256 :
