@@ -194,10 +194,10 @@ internal static class Attention
             using Tensor storeK = Tensor.Empty(dtype, [heads, tokens, d]), storeV = Tensor.Empty(dtype, [heads, tokens, d]);
             storeK.Device.Backend.Write(storeK.Buffer, 0, new byte[storeK.ByteCount]);
             storeV.Device.Backend.Write(storeV.Buffer, 0, new byte[storeV.ByteCount]);
-            // A rep takes milliseconds, so forty of them (a median that the load spikes of a shared machine do not move) cost
+            // A rep takes milliseconds, so a hundred of them (a median that the load spikes of a shared machine do not move) cost
             // little; a second of warm-up (the default plan's, which the attention plan drops for its long cases) lets tier-1
             // code of both calls arrive before the timed reps.
-            Timing[] t = Timer.Interleaved(Device.Cpu.Backend, plan with { Reps = Math.Max(plan.Reps, 40), WarmupReps = 10, WarmupMilliseconds = 1000 },
+            Timing[] t = Timer.Interleaved(Device.Cpu.Backend, plan with { Reps = Math.Max(plan.Reps, 100), WarmupReps = 10, WarmupMilliseconds = 1000 },
                 [_ => cache.Attend(query, output: output), _ => NativeTensor.Precision.FindNonFinite([storeK, storeV])]);
             double ratio = t[1].MedianMs / t[0].MedianMs;
             cells.Add([$"{heads} x {tokens} x {d} {dtype} ({cache.ByteCount / 1e6:F0} MB)", $"{t[0].MedianMs:F2} ({t[0].MinMs:F2}–{t[0].MaxMs:F2})",

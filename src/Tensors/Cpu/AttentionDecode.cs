@@ -1,6 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics.X86;
 using NativeTensor.Runtime;
 
 namespace NativeTensor.Cpu;
@@ -12,7 +11,7 @@ namespace NativeTensor.Cpu;
 /// <code>
 /// per (batch, kv head, chunk of keys), the chunks shared out over the cores:
 ///   Q = every query row of the group's heads (h, i), widened, times scale log2(e)
-///   for each block of KeyBlock keys in the chunk (the next block prefetched meanwhile):
+///   for each block of KeyBlock keys in the chunk:
 ///     per query row r:
 ///       S[c] = Q_r · K_c, the products of Count keys summed across lanes at once (SumEach); hidden keys -inf
 ///       online softmax as the tiled forward; O_r += P V
@@ -131,19 +130,11 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
             long row0 = AttentionRows.KeyRow(s, j0);
             byte* keys = (byte*)kb, values = (byte*)vb;
             long stride = (long)dp * TRows.ElementBytes;
-            byte* nextKeys = null, nextValues = null;
-            int nextCols = (int)Math.Clamp(end - j0 - BK, 0, BK);
             if (InPlace(s, row0, cols, dp))
             {
                 keys = k + (keyRow0 + row0) * rowBytes;
                 values = v + (keyRow0 + row0) * rowBytes;
                 stride = rowBytes;
-                long next = AttentionRows.KeyRow(s, j0 + BK);
-                if (nextCols > 0 && InPlace(s, next, nextCols, dp))
-                {
-                    nextKeys = k + (keyRow0 + next) * rowBytes;
-                    nextValues = v + (keyRow0 + next) * rowBytes;
-                }
             }
             else
                 for (int c = 0; c < cols; c++)
@@ -155,9 +146,7 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
             for (int r = 0; r < rows; r++)
             {
                 float* row = scores + (long)r * BK;
-                // The first row's scores touch every key of the block once: they ask for the next block's rows as they go.
-                if (r == 0 && nextKeys != null) Scores<TRows, Prefetching>(qt, keys, stride, dp, cols, row, lanes, nextKeys, nextValues, nextCols);
-                else Scores<TRows, NotPrefetching>(qt + (long)r * dp, keys, stride, dp, cols, row, lanes, null, null, 0);
+                Scores<TRows>(qt + (long)r * dp, keys, stride, dp, cols, row, lanes);
                 HideInvisible(s, r % s.Queries, j0, cols, row);
                 float newMax = MathF.Max(max[r], AttentionTiles<TLanes, TVector>.RowMax(row, BK));
                 if (newMax == float.NegativeInfinity) continue;
@@ -196,69 +185,46 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
         NativeMemory.Clear(destination + (long)d * size, (nuint)((padded - d) * size));
     }
 
-    /// <summary>Whether the scores ask for the next block's rows while reading this block's keys.</summary>
-    private interface IPrefetch
-    {
-        /// <summary>Asks for the <paramref name="bytes"/> at <paramref name="from"/> to be brought towards the core.</summary>
-        static abstract void Row(byte* from, long bytes);
-    }
-
     /// <summary>
-    /// Into L2, a row at a time, spread over the block's keys: the hardware's stream prefetcher alone keeps too few lines
-    /// in flight for a core that computes between its reads, and asking for a whole block at once stalls on the queue of
-    /// misses. x86 only; elsewhere the hardware prefetcher alone.
-    /// </summary>
-    private readonly struct Prefetching : IPrefetch
-    {
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public static void Row(byte* from, long bytes)
-        {
-            if (!Sse.IsSupported) return;
-            for (long line = 0; line < bytes; line += 64) Sse.Prefetch1(from + line);
-        }
-    }
-
-    private readonly struct NotPrefetching : IPrefetch
-    {
-        public static void Row(byte* from, long bytes) { }
-    }
-
-    /// <summary>
-    /// <c>row[c] = q · K_c</c> for c &lt; cols (q in the rows' element order): one vector of products per key, two keys at a
-    /// time (four FMA chains, q's vectors loaded once for both), the Count keys of a group summed across lanes together.
-    /// Each key asks for the same key's rows of the next block, when there is one, as it goes.
+    /// <c>row[c] = q · K_c</c> for c &lt; cols (q in the rows' element order): one vector of products per key, four keys at a
+    /// time (eight FMA chains, q's vectors loaded once for the four), the Count keys of a group summed across lanes together.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Scores<TRows, TPrefetch>(float* q, byte* keys, long stride, int dp, int cols, float* row, float* lanes, byte* nextKeys,
-        byte* nextValues, int nextCols) where TRows : IRows where TPrefetch : IPrefetch
+    private static void Scores<TRows>(float* q, byte* keys, long stride, int dp, int cols, float* row, float* lanes) where TRows : IRows
     {
         int w = TLanes.Count;
         for (int c0 = 0; c0 < cols; c0 += w)
         {
             int n = Math.Min(w, cols - c0);
             int k = 0;
-            for (; k + 2 <= n; k += 2)
+            for (; k + 4 <= n; k += 4)
             {
-                Prefetch<TPrefetch>(nextKeys, nextValues, stride, c0 + k, nextCols);
-                Prefetch<TPrefetch>(nextKeys, nextValues, stride, c0 + k + 1, nextCols);
-                byte* first = keys + (c0 + k) * stride, second = first + stride;
-                TVector even0 = TLanes.Splat(0f), odd0 = TLanes.Splat(0f), even1 = TLanes.Splat(0f), odd1 = TLanes.Splat(0f);
+                byte* k0 = keys + (c0 + k) * stride, k1 = k0 + stride, k2 = k1 + stride, k3 = k2 + stride;
+                TVector e0 = TLanes.Splat(0f), o0 = TLanes.Splat(0f), e1 = TLanes.Splat(0f), o1 = TLanes.Splat(0f);
+                TVector e2 = TLanes.Splat(0f), o2 = TLanes.Splat(0f), e3 = TLanes.Splat(0f), o3 = TLanes.Splat(0f);
                 for (int e = 0; e < dp; e += 2 * w)
                 {
                     TVector qEven = TLanes.Load(q + e), qOdd = TLanes.Load(q + e + w);
-                    TRows.Load(first, e, out TVector low, out TVector high);
-                    even0 = TLanes.Fma(qEven, low, even0);
-                    odd0 = TLanes.Fma(qOdd, high, odd0);
-                    TRows.Load(second, e, out low, out high);
-                    even1 = TLanes.Fma(qEven, low, even1);
-                    odd1 = TLanes.Fma(qOdd, high, odd1);
+                    TRows.Load(k0, e, out TVector low, out TVector high);
+                    e0 = TLanes.Fma(qEven, low, e0);
+                    o0 = TLanes.Fma(qOdd, high, o0);
+                    TRows.Load(k1, e, out low, out high);
+                    e1 = TLanes.Fma(qEven, low, e1);
+                    o1 = TLanes.Fma(qOdd, high, o1);
+                    TRows.Load(k2, e, out low, out high);
+                    e2 = TLanes.Fma(qEven, low, e2);
+                    o2 = TLanes.Fma(qOdd, high, o2);
+                    TRows.Load(k3, e, out low, out high);
+                    e3 = TLanes.Fma(qEven, low, e3);
+                    o3 = TLanes.Fma(qOdd, high, o3);
                 }
-                TLanes.Store(TLanes.Add(even0, odd0), lanes + k * w);
-                TLanes.Store(TLanes.Add(even1, odd1), lanes + (k + 1) * w);
+                TLanes.Store(TLanes.Add(e0, o0), lanes + k * w);
+                TLanes.Store(TLanes.Add(e1, o1), lanes + (k + 1) * w);
+                TLanes.Store(TLanes.Add(e2, o2), lanes + (k + 2) * w);
+                TLanes.Store(TLanes.Add(e3, o3), lanes + (k + 3) * w);
             }
-            if (k < n)
+            for (; k < n; k++)
             {
-                Prefetch<TPrefetch>(nextKeys, nextValues, stride, c0 + k, nextCols);
                 byte* key = keys + (c0 + k) * stride;
                 TVector even = TLanes.Splat(0f), odd = TLanes.Splat(0f);
                 for (int e = 0; e < dp; e += 2 * w)
@@ -267,21 +233,12 @@ internal static unsafe class AttentionDecode<TLanes, TVector> where TLanes : IFl
                     even = TLanes.Fma(TLanes.Load(q + e), low, even);
                     odd = TLanes.Fma(TLanes.Load(q + e + w), high, odd);
                 }
-                TLanes.Store(TLanes.Add(even, odd), lanes + k++ * w);
+                TLanes.Store(TLanes.Add(even, odd), lanes + k * w);
             }
             // Past the block's last key (its final group only): zeros, which HideInvisible then sets to -inf.
             for (; k < w; k++) TLanes.Store(TLanes.Splat(0f), lanes + k * w);
             TLanes.Store(TLanes.SumEach(lanes), row + c0);
         }
-    }
-
-    /// <summary>Asks for row <paramref name="c"/> of the next block's keys and values, when the next block has it.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Prefetch<TPrefetch>(byte* nextKeys, byte* nextValues, long stride, int c, int nextCols) where TPrefetch : IPrefetch
-    {
-        if (c >= nextCols) return;
-        TPrefetch.Row(nextKeys + c * stride, stride);
-        TPrefetch.Row(nextValues + c * stride, stride);
     }
 
     /// <summary>
