@@ -86,6 +86,20 @@ public sealed class TensorTests
     }
 
     [Fact]
+    public void A_cpu_tensor_past_the_address_space_is_refused_with_what_was_asked_and_what_is_there()
+    {
+        // 2^54 bytes: more than any 64-bit CPU's user address space (at most 2^52 with 5-level paging), so no
+        // overcommit setting lets the allocation through.
+        long elements = 1L << 52;
+        var e = Assert.Throws<NativeTensorException>(() => Tensor.Empty(DType.Float32, [elements], Device.Cpu));
+        Assert.Equal("ENOMEM", e.ErrorName);
+        Assert.IsType<OutOfMemoryException>(e.InnerException);
+        Assert.Contains($"allocating {elements * 4:N0} bytes", e.Message);
+        Assert.Contains($"{GC.GetGCMemoryInfo().TotalAvailableMemoryBytes:N0} bytes the process may use", e.Message);
+        if (OperatingSystem.IsLinux()) Assert.Contains("bytes available (MemAvailable)", e.Message);
+    }
+
+    [Fact]
     public void AsSpan_views_cpu_memory_in_place()
     {
         using Tensor t = Tensor.FromArray(new[] { 1, 2, 3 });
