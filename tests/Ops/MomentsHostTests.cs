@@ -142,6 +142,32 @@ public sealed class MomentsHostTests
         Assert.Equal(direct.ToBytes(), shipped.ToBytes());
     }
 
+    /// <summary>
+    /// A batch that fits one Syrk block is merged into the state as its scatters come out (no batch-sized scatter in
+    /// double); the result must be the bits that summarising it alone and merging that state give. Features 40 take the
+    /// lanes and the scalar tails of every row; the second batch's mean is far from the first's, so the merge term counts.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_small_batch_folded_into_the_state_gives_the_bits_of_a_separate_summary_merged(bool skip)
+    {
+        const int features = 40, groups = 3;
+        using Tensor first = MomentsData.Random(300, groups, features, DType.Float32, 11, mean: 2, scale: 3).All(Device.Cpu);
+        using Tensor small = MomentsData.Random(64, groups, features, DType.Float32, 12, mean: -5, scale: 0.5).All(Device.Cpu);
+        if (skip) small.AsSpan<float>()[features + 7] = float.NaN;   // row 0 left out: 63 rows folded
+        var folded = new Moments(features, groups, Device.Cpu, skipNonFiniteRows: skip);
+        folded.Update(first);
+        folded.Update(small);
+        var merged = new Moments(features, groups, Device.Cpu, skipNonFiniteRows: skip);
+        merged.Update(first);
+        var alone = new Moments(features, groups, Device.Cpu, skipNonFiniteRows: skip);
+        alone.Update(small);
+        merged.Merge(alone);
+        Assert.Equal(skip ? 1 : 0, folded.NonFiniteRows);
+        Assert.Equal(merged.ToBytes(), folded.ToBytes());
+    }
+
     /// <summary>Counts that would pass long.MaxValue are refused by Merge before anything changes.</summary>
     [Fact]
     public void A_merge_whose_count_would_overflow_is_refused_and_changes_nothing()

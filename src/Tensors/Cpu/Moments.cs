@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace NativeTensor.Cpu;
@@ -100,6 +101,86 @@ internal static unsafe class MomentsKernels
                     new ReadOnlySpan<float>((float*)s + (long)j * d + j, d - j), new Span<double>((double*)t + (long)j * d + j, d - j)));
             }
         }
+    }
+
+    /// <summary>
+    /// <c>row[k] -= (n c_j) (sums[k] / n)</c>: step 4 of the batch pipeline along one row of the upper triangle, with
+    /// <paramref name="scaledMean"/> = <c>n c_j</c>; the same operations in the same order as the scalar formula, so the
+    /// lanes change no bit.
+    /// </summary>
+    public static void SubtractOuter(Span<double> row, double scaledMean, ReadOnlySpan<double> sums, double n)
+    {
+        int k = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            Span<Vector<double>> r = MemoryMarshal.Cast<double, Vector<double>>(row);
+            ReadOnlySpan<Vector<double>> x = MemoryMarshal.Cast<double, Vector<double>>(sums[..(r.Length * Vector<double>.Count)]);
+            Vector<double> scale = new(scaledMean), count = new(n);
+            for (int v = 0; v < r.Length; v++) r[v] -= scale * (x[v] / count);
+            k = r.Length * Vector<double>.Count;
+        }
+        for (; k < row.Length; k++) row[k] -= scaledMean * (sums[k] / n);
+    }
+
+    /// <summary>
+    /// One row of a small batch's group merged into the state: <c>m = (0 + (double)scatter[k]) - (n c_j) (sums[k] / n)</c>
+    /// (step 4 on a block scatter added into zeros), clamped at 0 on the diagonal (k = 0), then <c>state[k] += m +
+    /// δ_j δ[k] w</c> (Chan's merge), or <c>state[k] = m</c> when the state held no rows (<paramref name="first"/>). The
+    /// operations and their order are those of the separate passes, so the lanes change no bit; the explicit 0 + keeps
+    /// what adding into zeros does to a -0.
+    /// </summary>
+    // Fully optimised from its first call: tier-0 code of the generic Vector.Load and Store runs several times slower.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void FoldRow(ReadOnlySpan<float> scatter, Span<double> state, double scaledMean, ReadOnlySpan<double> sums, double n,
+        double deltaJ, ReadOnlySpan<double> delta, double weight, bool first)
+    {
+        double diagonal = (0.0 + scatter[0]) - scaledMean * (sums[0] / n);
+        // Rounding cannot make a sum of squares negative; a zero-variance feature could otherwise show -1e-20.
+        if (diagonal < 0) diagonal = 0;
+        state[0] = first ? diagonal : state[0] + (diagonal + deltaJ * delta[0] * weight);
+        int k = 1;
+        if (Vector.IsHardwareAccelerated && !first)
+        {
+            Vector<double> scale = new(scaledMean), count = new(n), dj = new(deltaJ), w = new(weight);
+            int half = Vector<double>.Count;
+            fixed (float* s = scatter)
+            fixed (double* to = state, x = sums, dk = delta)
+            {
+                for (; k + 2 * half <= state.Length; k += 2 * half)
+                {
+                    Vector.Widen(Vector.Load(s + k), out Vector<double> low, out Vector<double> high);
+                    Vector<double> m = (Vector<double>.Zero + low) - scale * (Vector.Load(x + k) / count);
+                    Vector.Store(Vector.Load(to + k) + (m + dj * Vector.Load(dk + k) * w), to + k);
+                    m = (Vector<double>.Zero + high) - scale * (Vector.Load(x + k + half) / count);
+                    Vector.Store(Vector.Load(to + k + half) + (m + dj * Vector.Load(dk + k + half) * w), to + k + half);
+                }
+            }
+        }
+        for (; k < state.Length; k++)
+        {
+            double m = (0.0 + scatter[k]) - scaledMean * (sums[k] / n);
+            state[k] = first ? m : state[k] + (m + deltaJ * delta[k] * weight);
+        }
+    }
+
+    /// <summary>
+    /// <c>state[k] += part[k] + δ_j δ[k] w</c>: Chan's merge along one row of the upper triangle, the scalar formula's
+    /// operations in its order.
+    /// </summary>
+    public static void AddMerged(Span<double> state, ReadOnlySpan<double> part, double deltaJ, ReadOnlySpan<double> delta, double weight)
+    {
+        int k = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            Span<Vector<double>> s = MemoryMarshal.Cast<double, Vector<double>>(state);
+            int lanes = s.Length * Vector<double>.Count;
+            ReadOnlySpan<Vector<double>> p = MemoryMarshal.Cast<double, Vector<double>>(part[..lanes]);
+            ReadOnlySpan<Vector<double>> x = MemoryMarshal.Cast<double, Vector<double>>(delta[..lanes]);
+            Vector<double> dj = new(deltaJ), w = new(weight);
+            for (int v = 0; v < s.Length; v++) s[v] += p[v] + dj * x[v] * w;
+            k = lanes;
+        }
+        for (; k < state.Length; k++) state[k] += part[k] + deltaJ * delta[k] * weight;
     }
 
     /// <summary>Knuth's TwoSum: returns fl(a + b) and sets <paramref name="error"/> so that a + b = result + error exactly (no overflow).</summary>

@@ -8,8 +8,12 @@ public sealed partial class Moments
     /// <summary>Float32 elements of the batch read to the host at a time (64 MB): larger batches stream through in chunks.</summary>
     private const int ChunkElements = 1 << 24;
 
-    /// <summary>One batch's own moments, in the state's layout: rows kept, rows skipped, means, scatters.</summary>
-    private readonly record struct BatchMoments(long Count, long Skipped, double[] Mean, double[] M2);
+    /// <summary>
+    /// One batch's own moments, in the state's layout: rows kept, rows skipped, means, scatters; or, when
+    /// <paramref name="Folded"/>, a small batch whose means and scatters were merged into the state as they were made
+    /// (<see cref="FoldGroup"/>), leaving Update only the counts (Mean and M2 then unused).
+    /// </summary>
+    private readonly record struct BatchMoments(long Count, long Skipped, double[] Mean, double[] M2, bool Folded = false);
 
     /// <summary>
     /// The batch's own centred moments, computed without touching the state (steps 1 to 4 of the class remarks). In full
@@ -45,10 +49,20 @@ public sealed partial class Moments
             }
         }
         var mean = new double[rowElements];
-        var m2 = new double[_m2.Length];
-        if (count == 0) return new BatchMoments(0, n, mean, m2);
+        if (count == 0) return new BatchMoments(0, n, mean, new double[_m2.Length]);
         for (int e = 0; e < rowElements; e++) mean[e] = sums[e] / count;
 
+        // A small batch (every kept row in one block of one chunk) is merged into the state group by group as its one
+        // Syrk per group comes out: no batch-sized scatter in double, and each group's triangle read and written once.
+        // Its counts are checked first, as Update would: after this nothing can fail.
+        if (!DiagonalOnly && n <= chunkRows && count <= ScatterBlockRows)
+        {
+            _ = checked(NonFiniteRows + (n - count));
+            _ = checked(Count + count);
+            ScatterInBlocks(batch.Device, rows, n, chunkRows, kept, count, mean, m2: null);
+            return new BatchMoments(count, n - count, mean, [], Folded: true);
+        }
+        var m2 = new double[_m2.Length];
         if (DiagonalOnly) SquaresInDouble(rows, n, chunkRows, kept, mean, m2);
         else ScatterInBlocks(batch.Device, rows, n, chunkRows, kept, count, mean, m2);
         return new BatchMoments(count, n - count, mean, m2);
@@ -58,7 +72,7 @@ public sealed partial class Moments
     /// Full mode on the CPU, steps 2 to 4: centre against the Float32 mean, Syrk blocks of rows, add each block into
     /// double, correct. The blocks and the scatter are CPU tensors, so the Syrk reads and writes host memory in place.
     /// </summary>
-    private void ScatterInBlocks(Device device, BatchRows rows, long n, int chunkRows, bool[]? kept, long count, double[] mean, double[] m2)
+    private void ScatterInBlocks(Device device, BatchRows rows, long n, int chunkRows, bool[]? kept, long count, double[] mean, double[]? m2)
     {
         int g = Groups, d = Features, rowElements = g * d;
         var pivot = new float[rowElements];
@@ -90,7 +104,8 @@ public sealed partial class Moments
                         for (int r = 0; r < taken; r++)
                             MomentsKernels.Centre(chunk.Slice(picked[r] * rowElements + group * d, d), groupPivot, centred.Slice(r * d, d), groupSums);
                         Linalg.Syrk(block, c: scatter);
-                        MomentsKernels.AddUpperTriangle(scatter.AsSpan<float>(), m2.AsSpan((int)((long)group * d * d), d * d), d);
+                        if (m2 is null) FoldGroup(group, scatter, centredSums, count, mean);
+                        else MomentsKernels.AddUpperTriangle(scatter.AsSpan<float>(), m2.AsSpan((int)((long)group * d * d), d * d), d);
                     }
                 }
                 finally
@@ -100,24 +115,57 @@ public sealed partial class Moments
             }
         }
 
-        // Step 4: the rows were centred on the rounded mean; c is their exact offset from their own mean.
+        if (m2 is null) return;
+        // Step 4: the rows were centred on the rounded mean, and c is their exact offset from their own mean, so
+        // M2 = S - n c c^T. The upper triangle only, which is all the state keeps.
         for (int group = 0; group < g; group++)
         {
             int at = group * d;
             long origin = (long)group * d * d;
             for (int j = 0; j < d; j++)
             {
+                int jj = (int)(origin + (long)j * d + j);
                 double cj = centredSums[at + j] / count;
-                for (int k = j; k < d; k++)
-                {
-                    double value = m2[origin + (long)j * d + k] - count * cj * (centredSums[at + k] / count);
-                    // Rounding cannot make a sum of squares negative; a zero-variance feature could otherwise show -1e-20.
-                    if (k == j && value < 0) value = 0;
-                    m2[origin + (long)j * d + k] = value;
-                    m2[origin + (long)k * d + j] = value;
-                }
+                MomentsKernels.SubtractOuter(m2.AsSpan(jj, d - j), count * cj, centredSums.AsSpan(at + j, d - j), count);
+                // Rounding cannot make a sum of squares negative; a zero-variance feature could otherwise show -1e-20.
+                if (m2[jj] < 0) m2[jj] = 0;
             }
         }
+    }
+
+    /// <summary>
+    /// A small batch's group merged straight into the state: step 4 on the group's one block scatter, then Chan's merge,
+    /// element by element in one pass over the group's triangle. The operations are those of step 4 followed by
+    /// <see cref="Combine"/>, in their order, so the state holds the same bits either way.
+    /// </summary>
+    private void FoldGroup(int group, Tensor scatter, double[] centredSums, long countB, double[] meanB)
+    {
+        int d = Features, at = group * d;
+        long countA = Count, total = countA + countB;
+        double share = (double)countB / total, weight = (double)countA * countB / total;
+        var delta = new double[d];
+        for (int j = 0; j < d; j++)
+        {
+            if (countA == 0)
+            {
+                _mean[at + j] = meanB[at + j];
+                continue;
+            }
+            delta[j] = meanB[at + j] - _mean[at + j];
+            _mean[at + j] += delta[j] * share;
+        }
+        long origin = (long)group * d * d;
+        void Row(int j)
+        {
+            double cj = centredSums[at + j] / countB;
+            MomentsKernels.FoldRow(scatter.AsReadOnlySpan<float>().Slice(j * d + j, d - j), _m2.AsSpan((int)(origin + (long)j * d + j), d - j),
+                countB * cj, centredSums.AsSpan(at + j, d - j), countB, delta[j], delta.AsSpan(j, d - j), weight, first: countA == 0);
+        }
+        // Rows spread over the cores when the triangle is large, as AddUpperTriangle does: each row is one thread's, so the
+        // bits do not depend on the split; and the cores that ran the Syrk just before stay awake for the next one.
+        if ((long)d * d < 1 << 16)
+            for (int j = 0; j < d; j++) Row(j);
+        else Parallel.For(0, d, Row);
     }
 
     /// <summary>Diagonal-only mode: <c>M2[j] = Σ (x - μ)²</c> in double on the host, the reference's own two passes.</summary>

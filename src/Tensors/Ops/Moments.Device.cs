@@ -129,8 +129,7 @@ public sealed partial class Moments
                 int jk = j * d + k;
                 double value = ((double)hi[jk] + lo[jk]) - count * cj * (mean[at + k] - pivot[at + k]);
                 if (k == j && value < 0) value = 0;   // as on the host: rounding cannot make a sum of squares negative
-                m2[origin + jk] = value;
-                m2[origin + (long)k * d + j] = value;
+                m2[origin + jk] = value;   // the upper triangle only, which is all the state keeps
             }
         }
     }

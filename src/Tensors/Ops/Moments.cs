@@ -1,3 +1,5 @@
+using NativeTensor.Cpu;
+
 namespace NativeTensor;
 
 /// <summary>
@@ -68,7 +70,7 @@ public sealed partial class Moments
     public const int ScatterBlockRows = 128;
 
     private readonly double[] _mean;   // [groups, features]
-    private readonly double[] _m2;     // [groups, features, features] both triangles, or [groups, features] when diagonal-only
+    private readonly double[] _m2;     // [groups, features, features] of which the upper triangle k >= j is read, or [groups, features] when diagonal-only
 
     /// <summary>An empty state: no rows, zero means and scatters.</summary>
     /// <param name="features">Features per group, d (at least 1).</param>
@@ -149,8 +151,8 @@ public sealed partial class Moments
         long skipped = checked(NonFiniteRows + part.Skipped);
         _ = checked(Count + part.Count);
         NonFiniteRows = skipped;
-        if (part.Count == 0) return;
-        Combine(part.Count, part.Mean, part.M2);
+        if (part.Folded) Count = checked(Count + part.Count);
+        else if (part.Count > 0) Combine(part.Count, part.Mean, part.M2);
     }
 
     /// <summary>
@@ -237,7 +239,10 @@ public sealed partial class Moments
 
     private string Describe() => $"{Groups} group(s) x {Features} features, {(DiagonalOnly ? "diagonal-only" : "full")}";
 
-    /// <summary>Chan's merge of a part (count, means, scatters in this state's layout) into the state, per group, in double.</summary>
+    /// <summary>
+    /// Chan's merge of a part (count, means, scatters in this state's layout: of a full scatter only the upper triangle
+    /// k &gt;= j is read and written) into the state, per group, in double.
+    /// </summary>
     private void Combine(long countB, double[] meanB, double[] m2B)
     {
         long countA = Count;
@@ -267,18 +272,17 @@ public sealed partial class Moments
             }
             long block = (long)g * d * d;
             for (int j = 0; j < d; j++)
-                for (int k = j; k < d; k++)
-                {
-                    long jk = block + (long)j * d + k, kj = block + (long)k * d + j;
-                    _m2[jk] += m2B[jk] + delta[j] * delta[k] * weight;
-                    _m2[kj] = _m2[jk];   // one value for both triangles: exactly symmetric
-                }
+            {
+                int jj = (int)(block + (long)j * d + j);
+                MomentsKernels.AddMerged(_m2.AsSpan(jj, d - j), m2B.AsSpan(jj, d - j), delta[j], delta.AsSpan(j, d - j), weight);
+            }
         }
         Count = total;
     }
 
+    /// <summary>M2[j, k] of a group, read from the upper triangle whichever side is asked: exactly symmetric by construction.</summary>
     private double Scatter(int group, int j, int k) =>
-        DiagonalOnly ? _m2[group * Features + j] : _m2[((long)group * Features + j) * Features + k];
+        DiagonalOnly ? _m2[group * Features + j] : _m2[((long)group * Features + Math.Min(j, k)) * Features + Math.Max(j, k)];
 
     private double Divisor(int ddof)
     {
