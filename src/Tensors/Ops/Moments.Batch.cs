@@ -19,7 +19,9 @@ public sealed partial class Moments
     /// The batch's own centred moments, computed without touching the state (steps 1 to 4 of the class remarks). In full
     /// mode on an OpenCL or CUDA device, on that device (<see cref="SummariseOnDevice"/>); otherwise two passes over the
     /// rows on the host, chunk by chunk: column sums in double; then, per group, centring in Float32 and the blocked Syrk
-    /// (or, diagonal-only, the squares in double).
+    /// (or, diagonal-only, the squares in double). The one exception, on the host in full mode: a batch whose kept rows
+    /// fit one Syrk block is folded into the state's means and scatters as it goes (<see cref="FoldGroup"/>), once its
+    /// counts have been checked, which is the last thing that can fail; Update then adds only the counts.
     /// </summary>
     private BatchMoments Summarise(Tensor batch)
     {
